@@ -1,0 +1,124 @@
+"""Battles, their sides, turns and votes."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.db import models
+from django.db.models import F, Q
+
+from models_hub.models import ModelEntry
+
+
+def new_public_id() -> str:
+    # Random, not derived from the row id or the time: it must reveal nothing about the battle or its models.
+    return secrets.token_urlsafe(16)
+
+
+class Battle(models.Model):
+    class Mode(models.TextChoices):
+        ANONYMOUS = "anonymous", "Anonymous side-by-side"
+        NAMED = "named", "Named side-by-side"
+        DIRECT = "direct", "Direct chat"
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.ANONYMOUS)
+    session_key = models.CharField(max_length=64, db_index=True)
+    ip_hash = models.CharField(max_length=64, blank=True)
+    categories = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(mode__in=["anonymous", "named", "direct"]), name="battle_known_mode"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_mode_display()} {self.public_id}"
+
+
+class Side(models.Model):
+    class Position(models.TextChoices):
+        LEFT = "left", "Left (A)"
+        RIGHT = "right", "Right (B)"
+
+    battle = models.ForeignKey(Battle, on_delete=models.CASCADE, related_name="sides")
+    position = models.CharField(max_length=5, choices=Position.choices)
+    model = models.ForeignKey(ModelEntry, on_delete=models.PROTECT, related_name="sides")
+
+    class Meta:
+        ordering = ["battle_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["battle", "position"], name="side_one_per_position"),
+            models.CheckConstraint(condition=Q(position__in=["left", "right"]), name="side_known_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.battle.public_id} {self.position}"
+
+
+class Turn(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    side = models.ForeignKey(Side, on_delete=models.CASCADE, related_name="turns")
+    index = models.PositiveIntegerField()
+    # Bumped on regenerate and retry, so a late job from an earlier attempt can neither claim nor save this turn.
+    attempt = models.PositiveIntegerField(default=0)
+    prompt = models.TextField()
+    response = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    error = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    time_to_first_token = models.FloatField(null=True, blank=True, help_text="Seconds.")
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["side_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["side", "index"], name="turn_index_unique_per_side"),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "done", "failed"]), name="turn_known_status"
+            ),
+            models.CheckConstraint(
+                condition=Q(finished_at__isnull=True) | Q(started_at__isnull=True) | Q(finished_at__gte=F("started_at")),
+                name="turn_finishes_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} turn {self.index}"
+
+
+class Vote(models.Model):
+    class Choice(models.TextChoices):
+        LEFT = "left", "A is better"
+        RIGHT = "right", "B is better"
+        TIE = "tie", "Tie"
+        BOTH_BAD = "bothbad", "Both are bad"
+
+    battle = models.OneToOneField(Battle, on_delete=models.CASCADE, related_name="vote")
+    choice = models.CharField(max_length=10, choices=Choice.choices)
+    session_key = models.CharField(max_length=64)
+    # An answer named its own model or maker: the leaderboard can leave such votes out, as LMArena's cleaning does.
+    identity_leak = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(choice__in=["left", "right", "tie", "bothbad"]), name="vote_known_choice"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.battle.public_id}: {self.choice}"

@@ -1,0 +1,49 @@
+"""Provider-specific checks for a model entry, used by the admin form and by the commands that register models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from .models import ModelEntry
+
+
+def check_model_entry_fields(data: dict) -> dict[str, str]:
+    """Return {field: message} for every provider-specific problem in `data` (a model entry's cleaned values)."""
+    errors: dict[str, str] = {}
+    provider = data.get("provider")
+    if provider == ModelEntry.Provider.TRANSFORMERS:
+        path = (data.get("checkpoint_path") or "").strip()
+        if not path:
+            errors["checkpoint_path"] = "A transformers entry needs the path of a local checkpoint directory."
+        elif not Path(path).is_dir():
+            errors["checkpoint_path"] = f"No directory at {path} on this server."
+        elif not (Path(path) / "config.json").is_file():
+            errors["checkpoint_path"] = f"{path} holds no config.json: it is not a transformers checkpoint directory."
+    elif provider == ModelEntry.Provider.OPENAI:
+        url = (data.get("base_url") or "").strip()
+        parts = urlsplit(url)
+        if not url:
+            errors["base_url"] = "An OpenAI-compatible entry needs the endpoint's base URL, e.g. http://host:8000/v1."
+        elif parts.scheme not in ("http", "https") or not parts.hostname:
+            errors["base_url"] = "The base URL must start with http:// or https:// and name a host."
+        if not (data.get("remote_model") or "").strip():
+            errors["remote_model"] = "An OpenAI-compatible entry needs the model name the endpoint serves."
+    if data.get("visibility") == ModelEntry.Visibility.PREVIEW and not (data.get("codename") or "").strip():
+        errors["codename"] = "A preview model needs a codename: voters see it instead of the real name."
+    return errors
+
+
+class ModelEntryForm(forms.ModelForm):
+    class Meta:
+        model = ModelEntry
+        fields = "__all__"
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        for field, message in check_model_entry_fields(cleaned).items():
+            self.add_error(field, ValidationError(message))
+        return cleaned

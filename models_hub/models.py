@@ -1,0 +1,96 @@
+"""The model registry: every model that can answer in the arena, local checkpoint or remote endpoint."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+pool_name = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+    "A pool is a Celery queue name: letters, digits, '.', '_' and '-', at most 64 characters.",
+)
+env_var_name = RegexValidator(
+    r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
+    "Give the name of an environment variable (letters, digits and '_'), never the key itself.",
+)
+
+
+class ModelEntry(models.Model):
+    class Provider(models.TextChoices):
+        TRANSFORMERS = "transformers", "Local transformers checkpoint"
+        OPENAI = "openai", "OpenAI-compatible endpoint"
+
+    class PromptFormat(models.TextChoices):
+        CHAT_TEMPLATE = "chat", "The tokenizer's chat template"
+        PLAIN = "plain", "Plain transcript (base models)"
+
+    class Visibility(models.TextChoices):
+        PUBLIC = "public", "Public"
+        PREVIEW = "preview", "Preview under a codename"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    display_name = models.CharField(max_length=100, unique=True)
+    organization = models.CharField(max_length=100, blank=True)
+    license = models.CharField(max_length=100, blank=True)
+
+    provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.TRANSFORMERS)
+    checkpoint_path = models.CharField(
+        max_length=500, blank=True, help_text="Transformers: a local checkpoint directory holding config.json."
+    )
+    base_url = models.URLField(
+        max_length=500, blank=True, help_text="OpenAI-compatible: the base URL, for example http://host:8000/v1"
+    )
+    remote_model = models.CharField(max_length=200, blank=True, help_text="OpenAI-compatible: the model name.")
+    api_key_env = models.CharField(
+        max_length=128,
+        blank=True,
+        validators=[env_var_name],
+        help_text="OpenAI-compatible: the environment variable that holds the API key (never the key itself).",
+    )
+    prompt_format = models.CharField(max_length=10, choices=PromptFormat.choices, default=PromptFormat.CHAT_TEMPLATE)
+
+    max_new_tokens = models.PositiveIntegerField(
+        default=256, validators=[MinValueValidator(1), MaxValueValidator(8192)]
+    )
+    temperature = models.FloatField(default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
+    top_p = models.FloatField(default=0.9, validators=[MinValueValidator(0.01), MaxValueValidator(1.0)])
+    system_prompt = models.TextField(blank=True)
+
+    pool = models.CharField(max_length=64, default="default", validators=[pool_name])
+    sampling_weight = models.FloatField(default=1.0, validators=[MinValueValidator(0.0)])
+    is_active = models.BooleanField(default=True)
+    is_inhouse = models.BooleanField(default=False, help_text="The team's own model, given a share of battles.")
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
+    codename = models.CharField(
+        max_length=64, blank=True, help_text="Preview models are shown to voters by this name after a vote."
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["display_name"]
+        verbose_name = "model entry"
+        verbose_name_plural = "model entries"
+        constraints = [
+            models.CheckConstraint(condition=Q(sampling_weight__gte=0), name="model_entry_weight_non_negative"),
+            models.CheckConstraint(
+                condition=Q(provider__in=["transformers", "openai"]), name="model_entry_known_provider"
+            ),
+            models.CheckConstraint(
+                condition=~Q(visibility="preview") | ~Q(codename=""), name="model_entry_preview_has_codename"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def is_preview(self) -> bool:
+        return self.visibility == self.Visibility.PREVIEW
+
+    @property
+    def public_name(self) -> str:
+        """The name a voter may see after the vote: a preview model's codename, else its display name."""
+        return self.codename if self.is_preview else self.display_name
