@@ -225,6 +225,9 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = DEBUG or envbool("WHITENOISE_USE_FINDERS", False)
+if WHITENOISE_USE_FINDERS:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+FORMS_URLFIELD_ASSUME_HTTPS = True
 
 # Production safety when DEBUG is off; TLS itself is the job of the proxy in front.
 SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", default=not DEBUG)

@@ -1,0 +1,53 @@
+# The arena's two-command quick start: `make run` and `make test`. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+REQS := requirements.txt requirements-nodeps.txt
+STAMP := $(VENV)/.installed-$(shell cat $(REQS) | sha256sum | cut -c1-16)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+POOL ?= default
+export PYTHONUNBUFFERED := 1
+
+.PHONY: run test serve worker beat venv models clean-test
+
+$(STAMP): $(REQS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	@rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP)
+
+# Embedded default: SQLite under var/, in-memory channel layer, generation on threads in the server process.
+run: $(STAMP)
+	@scripts/system-packages run
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py migrate --noinput
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py seed_models
+	@echo "Serving the arena on http://$(HOST):$(PORT)/ (admin at /admin/; create a user with: $(PY) manage.py createsuperuser)"
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m daphne -b $(HOST) -p $(PORT) config.asgi:application
+
+# The whole suite against a throwaway PostgreSQL and Redis on loopback, stopped again whatever the outcome.
+test: $(STAMP)
+	@scripts/system-packages test
+	env SECRET_KEY=test-only-secret DEBUG=0 SECURE_COOKIES=0 WHITENOISE_USE_FINDERS=1 \
+	  $(PY) -m tests.stack -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# Production processes against DATABASE_URL and REDIS_URL (see README.md, "Production").
+serve: $(STAMP)
+	@test -n "$$DATABASE_URL" || { echo "make serve needs DATABASE_URL (postgres://...)"; exit 2; }
+	@test -n "$$REDIS_URL" || { echo "make serve needs REDIS_URL (redis://...)"; exit 2; }
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) manage.py seed_models --skip-build
+	trap 'kill 0' EXIT; \
+	$(PY) -m celery -A config worker -Q $(POOL) --concurrency 1 --loglevel INFO -n $(POOL)@%h & \
+	$(PY) -m celery -A config beat --loglevel INFO & \
+	$(PY) -m daphne -b $(HOST) -p $(PORT) config.asgi:application
+
+worker: $(STAMP)
+	$(PY) -m celery -A config worker -Q $(POOL) --concurrency 1 --loglevel INFO -n $(POOL)@%h
+
+beat: $(STAMP)
+	$(PY) -m celery -A config beat --loglevel INFO
