@@ -6,6 +6,7 @@ import secrets
 
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from models_hub.models import ModelEntry
 
@@ -78,6 +79,7 @@ class Turn(models.Model):
     time_to_first_token = models.FloatField(null=True, blank=True, help_text="Seconds.")
     tokens_per_second = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(default=timezone.now, help_text="When the current attempt was queued.")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

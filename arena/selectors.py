@@ -1,9 +1,15 @@
-"""Reads: what pages and health checks ask of the database and Redis."""
+"""Reads: what pages, consumers and health checks ask of the database and Redis."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import connection
+
+from models_hub.models import ModelEntry
+
+from .events import POSITION_LABEL
+from .models import Battle, Turn, Vote
+from .rendering import render_markdown
 
 
 def health_check() -> dict[str, str]:
@@ -28,3 +34,36 @@ def health_check() -> dict[str, str]:
         finally:
             client.close()
     return parts
+
+
+def models_choosable() -> list[dict[str, str]]:
+    """Models a voter may pick by name (named side-by-side, direct chat): active and public only."""
+    return [
+        {"slug": e.slug, "name": e.display_name, "organization": e.organization}
+        for e in ModelEntry.objects.filter(is_active=True, visibility="public").order_by("display_name")
+    ]
+
+
+def battle_state(battle: Battle) -> dict:
+    """What the battle's owner may see now: turns per side, and model names only once they may be shown."""
+    vote = Vote.objects.filter(battle=battle).first()
+    sides = {}
+    names = {}
+    for side in battle.sides.select_related("model").order_by("position"):
+        label = POSITION_LABEL[side.position]
+        sides[label] = [
+            {
+                "turn": t.index, "attempt": t.attempt, "prompt": t.prompt, "status": t.status, "text": t.response,
+                "html": render_markdown(t.response) if t.status == Turn.Status.DONE else "", "error": t.error,
+            }
+            for t in side.turns.order_by("index")
+        ]
+        names[label] = side.model.public_name
+    reveal = vote is not None or battle.mode != Battle.Mode.ANONYMOUS
+    return {
+        "battle": battle.public_id,
+        "mode": battle.mode,
+        "sides": sides,
+        "voted": vote.choice if vote else None,
+        "models": names if reveal else None,
+    }

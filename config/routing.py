@@ -2,4 +2,10 @@
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from arena.consumers import BattleConsumer
+
+websocket_urlpatterns = [
+    path("ws/battle/", BattleConsumer.as_asgi()),
+]

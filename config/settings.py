@@ -227,7 +227,6 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = DEBUG or envbool("WHITENOISE_USE_FINDERS", False)
 if WHITENOISE_USE_FINDERS:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-FORMS_URLFIELD_ASSUME_HTTPS = True
 
 # Production safety when DEBUG is off; TLS itself is the job of the proxy in front.
 SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", default=not DEBUG)
@@ -256,9 +255,17 @@ ARENA_MAX_PROMPT_CHARS = envint("ARENA_MAX_PROMPT_CHARS", 4000, minimum=1)
 ARENA_MAX_TURNS = envint("ARENA_MAX_TURNS", 4, minimum=1)
 ARENA_MODEL_CACHE_BYTES = envint("ARENA_MODEL_CACHE_BYTES", 6 * 1024**3, minimum=0)
 ARENA_VOTER_SALT = os.environ.get("ARENA_VOTER_SALT", SECRET_KEY)
+# Share of anonymous battles that include the in-house model, and rivals it should meet more often
+# ("slug:factor,slug:factor" multiplies those rivals' sampling weights in its battles).
 ARENA_INHOUSE_SHARE = envfloat("ARENA_INHOUSE_SHARE", 0.5)
+ARENA_INHOUSE_RIVALS = {
+    slug.strip(): float(factor)
+    for slug, _, factor in (item.partition(":") for item in envlist("ARENA_INHOUSE_RIVALS", []))
+    if slug.strip() and factor
+}
+ARENA_PREVIEWS_MEET = envbool("ARENA_PREVIEWS_MEET", False)
 ARENA_RATE_LIMIT_BATTLES = envint("ARENA_RATE_LIMIT_BATTLES", 30, minimum=0)
 ARENA_RATE_LIMIT_VOTES = envint("ARENA_RATE_LIMIT_VOTES", 60, minimum=0)
 ARENA_RATE_LIMIT_WINDOW = envint("ARENA_RATE_LIMIT_WINDOW", 60, minimum=1)
-ARENA_POOL_HEARTBEAT_SECONDS = envint("ARENA_POOL_HEARTBEAT_SECONDS", 60, minimum=1)
+ARENA_POOL_HEARTBEAT_SECONDS = envint("ARENA_POOL_HEARTBEAT_SECONDS", 10, minimum=1)
 

@@ -6,7 +6,9 @@ from django.urls import path
 from arena import views
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", views.battle_anonymous, name="battle"),
+    path("side-by-side/", views.battle_named, name="named"),
+    path("chat/", views.chat_direct, name="direct"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

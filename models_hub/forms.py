@@ -38,6 +38,11 @@ def check_model_entry_fields(data: dict) -> dict[str, str]:
 
 
 class ModelEntryForm(forms.ModelForm):
+    base_url = forms.URLField(
+        max_length=500, required=False, assume_scheme="https",
+        help_text=ModelEntry._meta.get_field("base_url").help_text,
+    )
+
     class Meta:
         model = ModelEntry
         fields = "__all__"

@@ -27,3 +27,12 @@ def postgres_cluster() -> PostgresCluster:
     if "ARENA_TEST_PGDATA" not in os.environ:
         pytest.fail("this test needs the real PostgreSQL that `make test` starts (python -m tests.stack)")
     return PostgresCluster.from_env()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit counters live in the cache (the real Redis); each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

@@ -1,0 +1,151 @@
+"""The battle websocket: one connection per page; the voter's messages in, the battle's events out.
+
+Client messages: {"type": "start", "mode", "prompt", "models"?}, {"type": "continue", "prompt"},
+{"type": "regenerate", "side"?}, {"type": "vote", "choice"}, {"type": "resume", "battle"}.
+Server frames: started, token, turn, voted, state, error. Sides are "A" and "B"; no frame names a model of an
+anonymous battle before its vote.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from . import services
+from .events import group_name
+from .models import Battle, new_public_id
+from .selectors import battle_state
+
+logger = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 64 * 1024
+VOTE_CHOICES = {"A": "left", "B": "right", "tie": "tie", "bothbad": "bothbad"}
+CLIENT_FIELDS = {
+    "start": {"type", "mode", "prompt", "models"},
+    "continue": {"type", "prompt"},
+    "regenerate": {"type", "side"},
+    "vote": {"type", "choice"},
+    "resume": {"type", "battle"},
+}
+
+
+class BattleConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        session = self.scope.get("session")
+        self.session_key = session.session_key if session is not None else None
+        self.ip = (self.scope.get("client") or ["", 0])[0] or ""
+        self.battle_id: str | None = None
+        await self.accept()
+        if not self.session_key:
+            await self.send_error("no_session", "Your session has expired. Reload the page.", 401)
+            await self.close(code=4401)
+
+    async def disconnect(self, code: int) -> None:
+        if self.battle_id:
+            await self.channel_layer.group_discard(group_name(self.battle_id), self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs) -> None:
+        if text_data is None:
+            await self.send_error("invalid_message", "Send JSON text frames.", 400)
+            return
+        if len(text_data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
+            await self.send_error("message_too_large", f"A message may be at most {MAX_FRAME_BYTES // 1024} KiB.", 413)
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self.send_error("invalid_json", "That message is not valid JSON.", 400)
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content, **kwargs) -> None:
+        if not isinstance(content, dict) or content.get("type") not in CLIENT_FIELDS:
+            await self.send_error("unknown_type", "Unknown message type.", 400)
+            return
+        kind = content["type"]
+        unknown = set(content) - CLIENT_FIELDS[kind]
+        if unknown:
+            await self.send_error("unknown_fields", f"Unknown field(s): {', '.join(sorted(map(str, unknown)))[:200]}.", 400)
+            return
+        try:
+            await getattr(self, f"on_{kind}")(content)
+        except services.BattleError as exc:
+            await self.send_error(exc.code, exc.message, exc.status)
+        except Exception:
+            logger.exception("battle message %s failed", kind)
+            await self.send_error("server_error", "Something went wrong on our side. Please try again.", 500)
+
+    async def send_error(self, code: str, message: str, status: int) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message, "status": status})
+
+    async def _follow(self, public_id: str) -> None:
+        if self.battle_id and self.battle_id != public_id:
+            await self.channel_layer.group_discard(group_name(self.battle_id), self.channel_name)
+        self.battle_id = public_id
+        await self.channel_layer.group_add(group_name(public_id), self.channel_name)
+
+    async def on_start(self, content: dict) -> None:
+        mode = content.get("mode", Battle.Mode.ANONYMOUS)
+        # Join the group before the battle exists, so no token of its first turn can be missed.
+        public_id = new_public_id()
+        await self._follow(public_id)
+        try:
+            battle = await database_sync_to_async(services.battle_create)(
+                session_key=self.session_key, ip=self.ip, mode=mode, prompt=content.get("prompt"),
+                models=content.get("models"), public_id=public_id,
+            )
+        except Exception:
+            await self.channel_layer.group_discard(group_name(public_id), self.channel_name)
+            self.battle_id = None
+            raise
+        await self.send_state(battle, frame="started")
+
+    async def on_continue(self, content: dict) -> None:
+        await database_sync_to_async(services.battle_continue)(
+            public_id=self.battle_id, session_key=self.session_key, ip=self.ip, prompt=content.get("prompt")
+        )
+
+    async def on_regenerate(self, content: dict) -> None:
+        await database_sync_to_async(services.battle_regenerate)(
+            public_id=self.battle_id, session_key=self.session_key, ip=self.ip, side=content.get("side")
+        )
+        await self.send_state(await self._battle(self.battle_id))
+
+    async def on_vote(self, content: dict) -> None:
+        choice = content.get("choice")
+        if not isinstance(choice, str) or choice not in VOTE_CHOICES:
+            raise services.BattleError("Unknown vote: choose A, B, tie or bothbad.", code="invalid_choice")
+        vote, names = await database_sync_to_async(services.vote_record)(
+            public_id=self.battle_id, session_key=self.session_key, ip=self.ip, choice=VOTE_CHOICES[choice]
+        )
+        await self.send_json({"type": "voted", "choice": choice, "models": names})
+
+    async def on_resume(self, content: dict) -> None:
+        battle = await self._battle(content.get("battle"))
+        await self._follow(battle.public_id)
+        await self.send_state(battle)
+
+    @database_sync_to_async
+    def _battle(self, public_id: object) -> Battle:
+        battle = Battle.objects.filter(public_id=public_id).first() if isinstance(public_id, str) else None
+        if battle is None or battle.session_key != self.session_key:
+            raise services.BattleError("Unknown battle.", code="not_found", status=404)
+        services.turn_reap_stale(battle=battle)
+        return battle
+
+    async def send_state(self, battle: Battle, frame: str = "state") -> None:
+        state = await database_sync_to_async(battle_state)(battle)
+        state["max_turns"] = settings.ARENA_MAX_TURNS
+        await self.send_json({"type": frame, **state})
+
+    async def battle_token(self, event: dict) -> None:
+        await self.send_json({k: event[k] for k in ("side", "turn", "attempt", "text")} | {"type": "token"})
+
+    async def battle_turn(self, event: dict) -> None:
+        await self.send_json(
+            {k: event[k] for k in ("side", "turn", "attempt", "status", "text", "html", "error")} | {"type": "turn"}
+        )

@@ -1,0 +1,50 @@
+"""What goes over a battle's channel group. Frames name sides as A and B, never models (before the vote)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal, TypedDict
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+SideLabel = Literal["A", "B"]
+POSITION_LABEL: dict[str, SideLabel] = {"left": "A", "right": "B"}
+LABEL_POSITION = {label: position for position, label in POSITION_LABEL.items()}
+
+
+class TokenEvent(TypedDict):
+    type: Literal["battle.token"]
+    side: SideLabel
+    turn: int
+    attempt: int
+    text: str
+
+
+class TurnEndEvent(TypedDict):
+    type: Literal["battle.turn"]
+    side: SideLabel
+    turn: int
+    attempt: int
+    status: str
+    text: str
+    html: str
+    error: str
+
+
+def group_name(public_id: str) -> str:
+    return f"battle_{public_id}"
+
+
+def battle_publish(public_id: str, event: dict) -> None:
+    """Send one event to the battle's group. Losing a frame is survivable (the page re-reads state), so a
+    channel-layer failure is logged, not raised into the generation job."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group_name(public_id), event)
+    except Exception:
+        logger.warning("could not publish %s to battle %s", event.get("type"), public_id, exc_info=True)

@@ -1,0 +1,131 @@
+"""One generation job: claim a turn, stream its answer to the battle's group, save the result.
+
+Runs on a Celery worker of the model's pool, or on a thread in the embedded server; the same code either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.utils import timezone
+
+from inference import GenerationError, generate
+
+from .events import POSITION_LABEL, battle_publish
+from .models import Turn
+from .rendering import render_markdown
+
+logger = logging.getLogger(__name__)
+
+WORKER_LOST = "The model's worker stopped while answering. Press retry to ask again."
+UNEXPECTED = "The model failed to answer. Press retry to ask again."
+
+
+class TokenBatcher:
+    """Collects streamed text and publishes it in small batches: at most every `interval` s or `size` chars."""
+
+    def __init__(self, public_id: str, side: str, turn: int, attempt: int, *, interval: float = 0.08, size: int = 200):
+        self.public_id, self.side, self.turn, self.attempt = public_id, side, turn, attempt
+        self.interval, self.size = interval, size
+        self.buffer: list[str] = []
+        self.buffered = 0
+        self.last_flush = time.monotonic()
+        self.frames = 0
+
+    def add(self, text: str) -> None:
+        if not text:
+            return
+        self.buffer.append(text)
+        self.buffered += len(text)
+        if self.buffered >= self.size or time.monotonic() - self.last_flush >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        text = "".join(self.buffer)
+        self.buffer, self.buffered = [], 0
+        self.last_flush = time.monotonic()
+        self.frames += 1
+        battle_publish(self.public_id, {
+            "type": "battle.token", "side": self.side, "turn": self.turn, "attempt": self.attempt, "text": text,
+        })
+
+
+def _history(turn: Turn) -> list[dict[str, str]]:
+    messages: list[dict[str, str]] = []
+    for earlier in Turn.objects.filter(side=turn.side, index__lt=turn.index).order_by("index"):
+        messages.append({"role": "user", "content": earlier.prompt})
+        messages.append({"role": "assistant", "content": earlier.response})
+    messages.append({"role": "user", "content": turn.prompt})
+    return messages
+
+
+def _still_current(turn_id: int, attempt: int, every: float = 1.0):
+    """A should_stop callback: true once the turn was regenerated (a newer attempt), checked at most every `every` s."""
+    state = {"checked": time.monotonic(), "stop": False}
+
+    def should_stop() -> bool:
+        now = time.monotonic()
+        if not state["stop"] and now - state["checked"] >= every:
+            state["checked"] = now
+            state["stop"] = not Turn.objects.filter(pk=turn_id, attempt=attempt).exists()
+        return state["stop"]
+
+    return should_stop
+
+
+def _finish(turn: Turn, attempt: int, **fields) -> bool:
+    fields.setdefault("finished_at", timezone.now())
+    saved = Turn.objects.filter(pk=turn.pk, attempt=attempt, status=Turn.Status.RUNNING).update(**fields) == 1
+    if saved:
+        text = fields.get("response", "")
+        battle_publish(turn.side.battle.public_id, {
+            "type": "battle.turn", "side": POSITION_LABEL[turn.side.position], "turn": turn.index, "attempt": attempt,
+            "status": fields["status"], "text": text, "html": render_markdown(text) if text else "",
+            "error": fields.get("error", ""),
+        })
+    return saved
+
+
+def turn_generate(*, turn_id: int, attempt: int) -> None:
+    claimed = Turn.objects.filter(pk=turn_id, attempt=attempt, status=Turn.Status.QUEUED).update(
+        status=Turn.Status.RUNNING, started_at=timezone.now()
+    )
+    turn = Turn.objects.select_related("side__battle", "side__model").filter(pk=turn_id).first()
+    if turn is None:
+        return
+    if not claimed:
+        # Only one job is queued per attempt, so finding this attempt still running means the job that claimed
+        # it died with its worker and the broker handed the job out again: end the turn instead of running twice.
+        if turn.attempt == attempt and turn.status == Turn.Status.RUNNING:
+            logger.warning("turn %s attempt %s was left running by a lost worker", turn_id, attempt)
+            _finish(turn, attempt, status=Turn.Status.FAILED, error=WORKER_LOST)
+        return
+    side = POSITION_LABEL[turn.side.position]
+    batcher = TokenBatcher(turn.side.battle.public_id, side, turn.index, attempt)
+    try:
+        result = generate(
+            turn.side.model, _history(turn), on_text=batcher.add, should_stop=_still_current(turn_id, attempt)
+        )
+    except GenerationError as exc:
+        batcher.flush()
+        _finish(turn, attempt, status=Turn.Status.FAILED, error=str(exc))
+        return
+    except BaseException as exc:
+        # Includes Celery's soft time limit; the reason stays generic because it must not name the model.
+        batcher.flush()
+        logger.exception("generation for turn %s failed", turn_id)
+        error = "The model took too long to answer. Press retry to ask again." if type(exc).__name__ == "SoftTimeLimitExceeded" else UNEXPECTED
+        _finish(turn, attempt, status=Turn.Status.FAILED, error=error)
+        if not isinstance(exc, Exception):
+            raise
+        return
+    batcher.flush()
+    _finish(
+        turn, attempt,
+        status=Turn.Status.DONE, response=result.text, prompt_tokens=result.prompt_tokens,
+        output_tokens=result.output_tokens, time_to_first_token=result.time_to_first_token,
+        tokens_per_second=result.tokens_per_second,
+    )

@@ -1,0 +1,260 @@
+"""Writes: creating battles, continuing and regenerating them, recording votes.
+
+Every function here takes the voter's session key and checks that the session owns the battle; errors a voter
+can cause raise BattleError with a message for the voter and an HTTP-like status.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from inference.dispatch import dispatch
+from inference.pools import live_pools
+from models_hub.models import ModelEntry
+
+from .categories import battle_categories
+from .events import LABEL_POSITION, POSITION_LABEL, battle_publish
+from .models import Battle, Side, Turn, Vote
+from .ratelimit import RateLimited, ip_hash, rate_limit_hit
+from .sampling import NoPairAvailable, pair_sample
+
+_rng = random.SystemRandom()
+
+
+class BattleError(Exception):
+    def __init__(self, message: str, *, code: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+
+
+def check_prompt(prompt: object) -> str:
+    if not isinstance(prompt, str):
+        raise BattleError("The prompt must be text.", code="invalid_prompt")
+    prompt = prompt.strip()
+    if not prompt:
+        raise BattleError("Type a prompt first.", code="empty_prompt")
+    limit = settings.ARENA_MAX_PROMPT_CHARS
+    if len(prompt) > limit:
+        raise BattleError(
+            f"The prompt is {len(prompt)} characters long; the limit is {limit}.", code="prompt_too_long", status=413
+        )
+    if "\x00" in prompt:
+        raise BattleError("The prompt contains a NUL character.", code="invalid_prompt")
+    return prompt
+
+
+def _rate_limit(action: str, *, session_key: str, ip: str, limit: int) -> None:
+    try:
+        rate_limit_hit(action, session_key=session_key, ip=ip, limit=limit)
+    except RateLimited as exc:
+        raise BattleError(str(exc), code="rate_limited", status=429) from None
+
+
+def _drawable_entries() -> list[ModelEntry]:
+    entries = list(ModelEntry.objects.filter(is_active=True, sampling_weight__gt=0))
+    live = live_pools({e.pool for e in entries})
+    return [e for e in entries if e.pool in live]
+
+
+def _chosen_entries(slugs: object, count: int) -> list[ModelEntry]:
+    if not isinstance(slugs, list) or len(slugs) != count or not all(isinstance(s, str) for s in slugs):
+        raise BattleError(f"Choose {count} model{'s' if count > 1 else ''}.", code="invalid_models")
+    if len(set(slugs)) != len(slugs):
+        raise BattleError("Choose two different models.", code="invalid_models")
+    found = {e.slug: e for e in ModelEntry.objects.filter(slug__in=slugs, is_active=True, visibility="public")}
+    missing = [s for s in slugs if s not in found]
+    if missing:
+        raise BattleError("That model is not available.", code="unknown_model", status=404)
+    entries = [found[s] for s in slugs]
+    live = live_pools({e.pool for e in entries})
+    if any(e.pool not in live for e in entries):
+        raise BattleError("That model has no worker running right now. Try another one.", code="model_offline", status=503)
+    return entries
+
+
+def _queue_turn(turn: Turn, pool: str) -> None:
+    from .tasks import generate_turn
+
+    transaction.on_commit(lambda: dispatch(generate_turn, args=(turn.pk, turn.attempt), pool=pool))
+
+
+def battle_create(
+    *, session_key: str, ip: str, mode: str, prompt: object, models: object = None, public_id: str | None = None
+) -> Battle:
+    """Start a battle: pick or check the models, create one side and a first turn each, queue their generation."""
+    if mode not in Battle.Mode.values:
+        raise BattleError("Unknown battle mode.", code="invalid_mode")
+    prompt = check_prompt(prompt)
+    _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
+    if mode == Battle.Mode.ANONYMOUS:
+        try:
+            left, right = pair_sample(
+                _drawable_entries(),
+                rng=_rng,
+                inhouse_share=settings.ARENA_INHOUSE_SHARE,
+                rivals=settings.ARENA_INHOUSE_RIVALS,
+                previews_meet=settings.ARENA_PREVIEWS_MEET,
+            )
+        except NoPairAvailable:
+            raise BattleError(
+                "Not enough models are available for a battle right now. Please try again later.",
+                code="no_models", status=503,
+            ) from None
+        chosen = [left, right]
+    elif mode == Battle.Mode.NAMED:
+        chosen = _chosen_entries(models, 2)
+    else:
+        chosen = _chosen_entries(models, 1)
+    with transaction.atomic():
+        battle = Battle.objects.create(
+            mode=mode, session_key=session_key, ip_hash=ip_hash(ip), categories=battle_categories([prompt]),
+            **({"public_id": public_id} if public_id else {}),
+        )
+        for position, entry in zip(("left", "right"), chosen):
+            side = Side.objects.create(battle=battle, position=position, model=entry)
+            _queue_turn(Turn.objects.create(side=side, index=0, prompt=prompt), entry.pool)
+    return battle
+
+
+def _owned_battle_for_update(public_id: object, session_key: str) -> Battle:
+    if not isinstance(public_id, str) or not public_id or len(public_id) > 32:
+        raise BattleError("Unknown battle.", code="not_found", status=404)
+    battle = Battle.objects.select_for_update().filter(public_id=public_id).first()
+    # Another session's battle answers exactly like a missing one: ids are not to be probed.
+    if battle is None or battle.session_key != session_key:
+        raise BattleError("Unknown battle.", code="not_found", status=404)
+    return battle
+
+
+def _last_turns(battle: Battle) -> list[Turn]:
+    sides = list(battle.sides.select_related("model"))
+    last = Turn.objects.filter(side__battle=battle).values("side_id").annotate(last=Max("index"))
+    last_index = {row["side_id"]: row["last"] for row in last}
+    return [
+        Turn.objects.select_related("side__model").get(side=side, index=last_index[side.pk])
+        for side in sorted(sides, key=lambda s: s.position)
+    ]
+
+
+def battle_continue(*, public_id: object, session_key: str, ip: str, prompt: object) -> list[Turn]:
+    """Ask the same models a follow-up: one new turn per side, with the conversation so far as history."""
+    prompt = check_prompt(prompt)
+    _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
+    with transaction.atomic():
+        battle = _owned_battle_for_update(public_id, session_key)
+        if Vote.objects.filter(battle=battle).exists():
+            raise BattleError("This battle has been voted on; start a new round.", code="already_voted", status=409)
+        last = _last_turns(battle)
+        if any(t.status != Turn.Status.DONE for t in last):
+            raise BattleError("Wait until both answers are finished.", code="not_finished", status=409)
+        if last[0].index + 1 >= settings.ARENA_MAX_TURNS:
+            raise BattleError(
+                f"A battle holds at most {settings.ARENA_MAX_TURNS} turns. Vote, then start a new round.",
+                code="too_many_turns", status=409,
+            )
+        turns = [Turn.objects.create(side=t.side, index=t.index + 1, prompt=prompt) for t in last]
+        prompts = list(Turn.objects.filter(side=last[0].side).order_by("index").values_list("prompt", flat=True))
+        battle.categories = battle_categories(prompts)
+        battle.save(update_fields=["categories"])
+        for turn in turns:
+            _queue_turn(turn, turn.side.model.pool)
+    return turns
+
+
+def battle_regenerate(*, public_id: object, session_key: str, ip: str, side: object = None) -> list[Turn]:
+    """Ask again for the last answer of both sides, or of one side (`side` "A" or "B", e.g. after a failure)."""
+    if side is not None and side not in LABEL_POSITION:
+        raise BattleError("Unknown side: use A or B.", code="invalid_side")
+    _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
+    with transaction.atomic():
+        battle = _owned_battle_for_update(public_id, session_key)
+        if Vote.objects.filter(battle=battle).exists():
+            raise BattleError("This battle has been voted on; start a new round.", code="already_voted", status=409)
+        last = [t for t in _last_turns(battle) if side is None or POSITION_LABEL[t.side.position] == side]
+        if not last:
+            raise BattleError("Unknown side: use A or B.", code="invalid_side")
+        for turn in last:
+            # A new attempt number retires any job still working on the old one: it can no longer save.
+            turn.attempt += 1
+            turn.status = Turn.Status.QUEUED
+            turn.response = ""
+            turn.error = ""
+            turn.prompt_tokens = turn.output_tokens = None
+            turn.time_to_first_token = turn.tokens_per_second = None
+            turn.started_at = turn.finished_at = None
+            turn.queued_at = timezone.now()
+            turn.save()
+            _queue_turn(turn, turn.side.model.pool)
+    return last
+
+
+def _names_of(entry: ModelEntry) -> set[str]:
+    names = {entry.display_name, entry.slug, entry.codename, entry.remote_model, entry.organization}
+    first_word = entry.display_name.split()[0] if entry.display_name.split() else ""
+    names.add(first_word)
+    return {n for n in names if n and len(n) >= 4}
+
+
+def answer_reveals_identity(text: str, entry: ModelEntry) -> bool:
+    """True when an answer names its own model or maker, which makes an anonymous vote a named one."""
+    lowered = text.lower()
+    return any(re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", lowered) for name in _names_of(entry))
+
+
+def vote_record(*, public_id: object, session_key: str, ip: str, choice: object) -> tuple[Vote, dict[str, str]]:
+    """Record the vote once, on a finished battle of this session, and return it with the names to reveal."""
+    if choice not in Vote.Choice.values:
+        raise BattleError("Unknown vote: choose left, right, tie or bothbad.", code="invalid_choice")
+    _rate_limit("votes", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_VOTES)
+    try:
+        with transaction.atomic():
+            battle = _owned_battle_for_update(public_id, session_key)
+            if battle.mode == Battle.Mode.DIRECT:
+                raise BattleError("A direct chat has nothing to vote on.", code="no_vote_in_direct", status=409)
+            if Vote.objects.filter(battle=battle).exists():
+                raise BattleError("You already voted on this battle.", code="already_voted", status=409)
+            turns = Turn.objects.filter(side__battle=battle).select_related("side__model")
+            if any(t.status == Turn.Status.FAILED for t in turns):
+                raise BattleError("A side failed to answer, so this battle cannot be voted on.", code="side_failed", status=409)
+            if any(t.status != Turn.Status.DONE for t in turns):
+                raise BattleError("Wait until both answers are finished before voting.", code="not_finished", status=409)
+            leak = any(answer_reveals_identity(t.response, t.side.model) for t in turns)
+            vote = Vote.objects.create(battle=battle, choice=choice, session_key=session_key, identity_leak=leak)
+    except IntegrityError:
+        raise BattleError("You already voted on this battle.", code="already_voted", status=409) from None
+    sides = {POSITION_LABEL[s.position]: s.model.public_name for s in battle.sides.select_related("model")}
+    return vote, sides
+
+
+def turn_reap_stale(*, battle: Battle | None = None) -> int:
+    """Fail turns that no worker finished in time (a worker died, a pool went away); returns how many."""
+    limit = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    now = timezone.now()
+    cutoff = now - limit
+    stale = Turn.objects.filter(
+        Q(status=Turn.Status.QUEUED, queued_at__lt=cutoff) | Q(status=Turn.Status.RUNNING, started_at__lt=cutoff)
+    )
+    if battle is not None:
+        stale = stale.filter(side__battle=battle)
+    reaped = 0
+    for turn in stale.select_related("side__battle"):
+        reaped += Turn.objects.filter(pk=turn.pk, attempt=turn.attempt, status=turn.status).update(
+            status=Turn.Status.FAILED,
+            error="No answer came back in time. Press retry to ask again.",
+            finished_at=now,
+        )
+        battle_publish(turn.side.battle.public_id, {
+            "type": "battle.turn", "side": POSITION_LABEL[turn.side.position], "turn": turn.index,
+            "attempt": turn.attempt, "status": "failed", "text": "", "html": "",
+            "error": "No answer came back in time. Press retry to ask again.",
+        })
+    return reaped

@@ -1,0 +1,60 @@
+"""The one place that knows where generation jobs run: Celery workers per pool, or threads in this process.
+
+Callers hand over a Celery task and its arguments; with `ARENA_INPROCESS_WORKERS` (the embedded default) the
+task's body runs on a small thread pool inside the server, otherwise it is queued to the model's pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+
+logger = logging.getLogger(__name__)
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _inprocess_executor() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=settings.ARENA_INPROCESS_THREADS, thread_name_prefix="arena-generation"
+            )
+        return _executor
+
+
+def _run_inprocess(task: Any, args: tuple) -> None:
+    close_old_connections()
+    try:
+        task.run(*args)
+    except Exception:
+        logger.exception("in-process job %s%r failed", task.name, args)
+    finally:
+        close_old_connections()
+
+
+def dispatch(task: Any, *, args: tuple, pool: str) -> None:
+    """Run `task(*args)` on a worker of `pool`. Call it after the rows the task reads are committed."""
+    if settings.ARENA_INPROCESS_WORKERS:
+        _inprocess_executor().submit(_run_inprocess, task, args)
+    else:
+        task.apply_async(args=args, queue=pool)
+
+
+def inprocess_idle(timeout: float = 60.0) -> bool:
+    """Wait until every in-process job queued so far has finished (used by tests and the shutdown path)."""
+    if _executor is None:
+        return True
+    done = threading.Event()
+    # Jobs run in submission order per free thread; a marker per thread finishes after all earlier jobs.
+    barrier = threading.Barrier(settings.ARENA_INPROCESS_THREADS, action=done.set)
+    for _ in range(settings.ARENA_INPROCESS_THREADS):
+        _executor.submit(barrier.wait, timeout)
+    return done.wait(timeout)

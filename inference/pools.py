@@ -1,0 +1,79 @@
+"""Which pools have a live worker: Celery workers announce the queues they consume in Redis with a short TTL.
+
+Pair sampling asks this so that a model whose pool has no worker is not drawn. In-process mode serves every
+pool from the server itself, so every pool is live there.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+
+from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "arena:pool:"
+_stop = threading.Event()
+
+
+def _redis():
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+
+
+def pool_announce(pools: list[str], *, worker: str, ttl: int) -> None:
+    client = _redis()
+    try:
+        pipe = client.pipeline()
+        for pool in pools:
+            pipe.set(f"{KEY_PREFIX}{pool}:{worker}", "1", ex=ttl)
+        pipe.execute()
+    finally:
+        client.close()
+
+
+def live_pools(pools: set[str]) -> set[str]:
+    """The subset of `pools` that has at least one live worker now."""
+    if settings.ARENA_INPROCESS_WORKERS:
+        return set(pools)
+    import redis
+
+    client = _redis()
+    try:
+        live = set()
+        for pool in pools:
+            if next(iter(client.scan_iter(match=f"{KEY_PREFIX}{pool}:*", count=100)), None) is not None:
+                live.add(pool)
+        return live
+    except redis.RedisError:
+        logger.warning("cannot read pool heartbeats from Redis", exc_info=True)
+        return set()
+    finally:
+        client.close()
+
+
+@worker_ready.connect
+def _start_heartbeat(sender=None, **kwargs) -> None:
+    consumer = getattr(sender, "consumer", None) if sender is not None else None
+    queues = [q.name for q in consumer.task_consumer.queues] if consumer and consumer.task_consumer else []
+    worker = getattr(sender, "hostname", None) or socket.gethostname()
+    interval = settings.ARENA_POOL_HEARTBEAT_SECONDS
+
+    def beat() -> None:
+        while not _stop.is_set():
+            try:
+                pool_announce(queues, worker=worker, ttl=interval * 3)
+            except Exception:
+                logger.warning("pool heartbeat failed", exc_info=True)
+            _stop.wait(interval)
+
+    threading.Thread(target=beat, name="arena-pool-heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(sender=None, **kwargs) -> None:
+    _stop.set()
