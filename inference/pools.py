@@ -58,8 +58,9 @@ def live_pools(pools: set[str]) -> set[str]:
 
 @worker_ready.connect
 def _start_heartbeat(sender=None, **kwargs) -> None:
-    consumer = getattr(sender, "consumer", None) if sender is not None else None
-    queues = [q.name for q in consumer.task_consumer.queues] if consumer and consumer.task_consumer else []
+    # The sender is the worker's consumer; the queues it consumes from are the pools it serves.
+    app = getattr(sender, "app", None)
+    queues = sorted(app.amqp.queues.consume_from) if app is not None else []
     worker = getattr(sender, "hostname", None) or socket.gethostname()
     interval = settings.ARENA_POOL_HEARTBEAT_SECONDS
 
