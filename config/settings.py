@@ -178,7 +178,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+            # The layer blocks on Redis for up to 5 s per receive; redis-py's own 5 s socket timeout would cut
+            # those reads off, so the socket waits longer than the layer does.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
+                "capacity": 1500,
+                "expiry": 30,
+            },
         }
     }
 else:

@@ -1,0 +1,122 @@
+"""What a voter sees, in a real headless Chromium against a live arena."""
+
+from __future__ import annotations
+
+import pytest
+
+from arena.models import Vote
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, LiveArena
+
+from .conftest import standin_entry
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are still synchronous.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            yield browser
+            browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def arena(tmp_path):
+    live = LiveArena(tmp_path / "daphne.log").start()
+    yield live
+    live.stop()
+
+
+class Page:
+    """A tab on the arena that records every websocket frame it receives."""
+
+    def __init__(self, browser, url: str, **context):
+        self.context = browser.new_context(**context)
+        self.page = self.context.new_page()
+        self.frames: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: self.frames.append(str(payload))))
+        self.page.goto(url)
+        try:
+            self.page.wait_for_function("() => !document.querySelector('#send').disabled", timeout=15_000)
+        except Exception:
+            raise AssertionError(f"the page never connected; script errors: {self.errors}; frames: {self.frames}") from None
+
+    def ask(self, prompt: str) -> None:
+        self.page.fill("#prompt", prompt)
+        self.page.keyboard.press("Enter")
+
+    def wait_votable(self, timeout: float = 120_000) -> None:
+        try:
+            self.page.wait_for_selector(".vote[data-vote='A']:not([disabled])", timeout=timeout)
+        except Exception:
+            raise AssertionError(f"the votes never opened; script errors: {self.errors}; frames: {self.frames[-6:]}") from None
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def test_a_voter_plays_a_battle_to_the_reveal_with_the_keyboard(chromium, arena, standin):
+    left = standin_entry(standin, "tortoise-7b", "slow", display_name="Tortoise 7B", organization="Slowcorp")
+    right = standin_entry(standin, "hare-7b", "slow", display_name="Hare 7B", organization="Fastcorp")
+    tab = Page(chromium, arena.url)
+    html_before = tab.page.content()
+    tab.ask("Tell me a story about patience.")
+    tab.page.wait_for_function(
+        "() => [...document.querySelectorAll('.bubble.model.streaming')].some(b => b.textContent.includes('tick'))"
+    )
+    assert tab.page.is_disabled(".vote[data-vote='A']"), "votes stay closed while the answers stream"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tab.page.screenshot(path=str(SCREENSHOTS / "battle-streaming.png"), full_page=True)
+    tab.wait_votable()
+    seen_before_vote = "\n".join([html_before, tab.page.content(), *tab.frames])
+    for secret in (left.display_name, left.slug, left.organization, right.display_name, right.slug, right.organization, "tortoise", "hare-"):
+        assert secret.lower() not in seen_before_vote.lower(), f"{secret} reached the browser before the vote"
+    tab.page.evaluate("() => document.activeElement.blur()")  # keys go to the page, not the prompt box
+    tab.page.keyboard.press("4")  # B is better
+    tab.page.wait_for_function("() => document.querySelector('[data-name=B]').textContent.length > 0")
+    names = {tab.page.text_content("[data-name=A]"), tab.page.text_content("[data-name=B]")}
+    assert names == {"Tortoise 7B", "Hare 7B"}
+    assert tab.page.is_disabled(".vote[data-vote='A']"), "votes close after the vote"
+    tab.page.screenshot(path=str(SCREENSHOTS / "battle-revealed.png"), full_page=True)
+    vote = Vote.objects.select_related("battle").get()
+    assert vote.choice == "right" and vote.battle.mode == "anonymous"
+    tab.close()
+
+
+def test_a_model_answer_with_a_script_tag_does_not_run(chromium, arena, standin):
+    standin_entry(standin, "evil-a", "script")
+    standin_entry(standin, "evil-b", "script")
+    tab = Page(chromium, arena.url)
+    tab.ask("Say something dangerous")
+    tab.wait_votable()
+    assert tab.page.evaluate("() => window.__pwned") is None
+    assert tab.page.locator(".bubble.model script").count() == 0
+    assert tab.page.locator(".bubble.model img[onerror]").count() == 0
+    assert "<script>window.__pwned = 1</script>" in tab.page.text_content(".bubble.model")
+    assert tab.page.locator(".bubble.model strong").count() >= 1, "markdown still renders"
+    tab.close()
+
+
+def test_the_battle_page_fits_a_phone_screen(chromium, arena, standin):
+    standin_entry(standin, "small-a", "echo")
+    standin_entry(standin, "small-b", "echo")
+    tab = Page(chromium, arena.url, viewport={"width": 390, "height": 844}, is_mobile=True)
+    tab.ask("Hi from a phone")
+    tab.wait_votable()
+    width = tab.page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 390, "no sideways scrolling on a phone"
+    boxes = [tab.page.locator(f"[data-side={s}]").bounding_box() for s in "AB"]
+    assert boxes[1]["y"] > boxes[0]["y"] + boxes[0]["height"] - 1, "sides stack on a narrow screen"
+    tab.page.screenshot(path=str(SCREENSHOTS / "battle-phone.png"), full_page=True)
+    tab.close()

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from arena.sampling import NoPairAvailable, pair_sample
+from models_hub.models import ModelEntry
+
+
+def entry(pk: int, slug: str, weight: float = 1.0, *, inhouse: bool = False, preview: bool = False) -> ModelEntry:
+    # Unsaved entries: pair_sample is a pure function of the candidates it is given.
+    return ModelEntry(
+        pk=pk, slug=slug, display_name=slug, sampling_weight=weight, is_inhouse=inhouse,
+        visibility="preview" if preview else "public", codename=f"code-{slug}" if preview else "",
+    )
+
+
+def draw(candidates, n=4000, seed=1, **kwargs) -> Counter:
+    rng = random.Random(seed)
+    counts: Counter = Counter()
+    for _ in range(n):
+        left, right = pair_sample(candidates, rng=rng, **kwargs)
+        assert left.pk != right.pk
+        counts[left.slug] += 1
+        counts[right.slug] += 1
+    return counts
+
+
+def test_it_draws_by_sampling_weight():
+    counts = draw([entry(1, "a", 1), entry(2, "b", 1), entry(3, "c", 4)])
+    assert counts["c"] > counts["a"] * 1.5 and counts["c"] > counts["b"] * 1.5
+
+
+def test_it_never_draws_a_zero_weight_model():
+    counts = draw([entry(1, "a"), entry(2, "b"), entry(3, "off", 0)])
+    assert counts["off"] == 0
+
+
+def test_it_gives_the_inhouse_model_its_share():
+    candidates = [entry(1, "ours", inhouse=True)] + [entry(i, f"m{i}") for i in range(2, 12)]
+    without = draw(candidates, inhouse_share=0.0)["ours"] / 4000
+    with_share = draw(candidates, inhouse_share=0.6)["ours"] / 4000
+    assert without < 0.3
+    assert 0.6 <= with_share <= 0.75  # the share, plus the ordinary draws of the rest
+
+
+def test_it_sends_the_inhouse_model_more_often_against_named_rivals():
+    candidates = [entry(1, "ours", inhouse=True), entry(2, "rival"), entry(3, "other"), entry(4, "third")]
+    rng = random.Random(3)
+    met = Counter()
+    for _ in range(3000):
+        pair = pair_sample(candidates, rng=rng, inhouse_share=1.0, rivals={"rival": 5.0})
+        met[next(e.slug for e in pair if e.slug != "ours")] += 1
+    assert met["rival"] > 3 * max(met["other"], met["third"])
+
+
+def test_it_keeps_two_preview_models_apart_unless_allowed():
+    candidates = [entry(1, "p1", preview=True), entry(2, "p2", preview=True), entry(3, "pub")]
+    rng = random.Random(5)
+    for _ in range(500):
+        pair = pair_sample(candidates, rng=rng)
+        assert not all(e.is_preview for e in pair)
+    pairs = {frozenset(e.slug for e in pair_sample(candidates, rng=rng, previews_meet=True)) for _ in range(500)}
+    assert frozenset({"p1", "p2"}) in pairs
+
+
+def test_it_puts_each_model_left_and_right_at_random():
+    rng = random.Random(7)
+    lefts = Counter(pair_sample([entry(1, "a"), entry(2, "b")], rng=rng)[0].slug for _ in range(2000))
+    assert 900 < lefts["a"] < 1100
+
+
+@pytest.mark.parametrize(
+    "candidates",
+    [[], [entry(1, "solo")], [entry(1, "a"), entry(2, "b", 0)], [entry(1, "p1", preview=True), entry(2, "p2", preview=True)]],
+)
+def test_it_refuses_when_no_pair_can_meet(candidates):
+    with pytest.raises(NoPairAvailable):
+        pair_sample(candidates, rng=random.Random(0))
