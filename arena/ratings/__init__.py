@@ -15,7 +15,7 @@ anchor=None, style=None, style_names=None, level=0.95) -> Ranking``
 ``Ranking``
     Result dataclass (names, scores, lower, upper, rank, votes, covariance, pair_battles, style_* ...).
 ``ranking_to_csv(ranking, out=None) -> str``
-    ``rank,model,score,lower,upper,votes`` (+ ``style_rank,style_score,style_lower,style_upper``), best first.
+    ``rank,model,score,lower,upper,votes`` (+ ``style_rank,style_score,style_lower,style_upper``), highest score first.
 ``head_to_head(ranking, model, rival, *, level=None, style_controlled=False) -> HeadToHead``
     P(model better), interval on the score difference, and the votes the pair still needs.
 ``style_counts(text, tokenizer=None) -> (tokens, headers, list_items, bold)``

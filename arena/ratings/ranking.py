@@ -76,10 +76,13 @@ class Ranking:
             raise KeyError(f"unknown model {name!r}") from None
 
     def order(self) -> np.ndarray:
-        """(M,) indices best first: by rank, then by score (highest first), then by name."""
+        """(M,) indices best first: by score (highest first), then by name.
+
+        Not by rank: "Rank (UB)" is not monotone in the score (a wide interval can rank a lower score
+        better), and arena-rank and LMArena list models by score.
+        """
         return np.array(
-            sorted(range(len(self.names)), key=lambda i: (self.rank[i], -self.scores[i], self.names[i])),
-            dtype=np.int64,
+            sorted(range(len(self.names)), key=lambda i: (-self.scores[i], self.names[i])), dtype=np.int64
         )
 
 
@@ -231,7 +234,7 @@ def _votes(x: float) -> str:
 
 
 def ranking_to_csv(ranking: Ranking, out: TextIO | None = None) -> str:
-    """Write ``ranking`` as CSV, best first, and return the text.
+    """Write ``ranking`` as CSV, highest score first, and return the text.
 
     Columns: ``rank,model,score,lower,upper,votes`` (4 decimals; votes as an integer when whole), followed
     by ``style_rank,style_score,style_lower,style_upper`` when the ranking is style-controlled. Writes to
