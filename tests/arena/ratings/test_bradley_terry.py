@@ -191,3 +191,18 @@ def test_it_converges_from_a_cold_start_to_a_stationary_point():
     assert np.abs(grad).max() < 1e-8
     assert (np.diff(theta) > 0).all()
     assert SCALE * (theta[3] - theta[0]) == pytest.approx(900.0, abs=250.0)
+
+
+def test_it_bootstraps_to_the_same_refits_with_or_without_the_chord_shortcut(monkeypatch):
+    from arena.ratings import bradley_terry as bt
+
+    # A newcomer with two battles often draws none or only wins, which the chord phase hands to Newton.
+    a, b, y = simulate(np.array([1000.0, 1100.0, 900.0, 1050.0]), 400, seed=6, tie_rate=0.1)
+    a, b, y = np.append(a, [4, 4]), np.append(b, [0, 1]), np.append(y, [1.0, 0.0])
+    counts = aggregate(a, b, y, 5)
+    theta = fit_bradley_terry(counts)
+    fast = bt.bootstrap_thetas(counts, theta, rounds=200, seed=1, tol=1e-9)
+    original = bt._fit_batch
+    monkeypatch.setattr(bt, "_fit_batch", lambda *args, **kw: original(*args, chord_iter=0, **kw))
+    newton = bt.bootstrap_thetas(counts, theta, rounds=200, seed=1, tol=1e-9)
+    np.testing.assert_allclose(fast, newton, atol=1e-6)
