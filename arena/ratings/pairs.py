@@ -151,24 +151,43 @@ def aggregate(
             raise ValueError("weights must be finite and non-negative")
     else:
         w = None
-    a_won, tie = _as_outcome(outcome)
+    # kind = 2 - 2y: 0 when A won, 1 for a tie, 2 when B won; anything else (NaN included) is invalid.
+    y = np.asarray(outcome)
+    twice = 2 - 2 * y
+    with np.errstate(invalid="ignore"):
+        kind = twice.astype(np.intp)
+    bad = (kind != twice) | (kind < 0) | (kind > 2)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"outcome[{i}] = {y[i]!r}: outcomes must be 1 (A won), 0 (B won) or 0.5 (tie)")
 
-    a = a.astype(np.int64, copy=False)
-    b = b.astype(np.int64, copy=False)
-    flipped = a > b
-    lo = np.where(flipped, b, a)
-    hi = np.where(flipped, a, b)
-    # Cell = pair * 3 + kind, kind 0: lower index won, 1: higher index won, 2: tie.
-    kind = np.where(tie, 2, a_won == flipped).astype(np.int64)
-    cell = (lo * m + hi) * 3 + kind
     n_cells = 3 * m * m
     if n_cells <= _DENSE_CELL_LIMIT:
-        table = np.bincount(cell, w, minlength=n_cells).reshape(m * m, 3)
+        # One bincount over ordered (A, B, kind) cells, built in place, then fold A-vs-B and B-vs-A on the
+        # small M x M table: fewer passes over the N battles than canonicalising each pair first.
+        cell = a.astype(np.intp)
+        cell *= m
+        cell += b
+        cell *= 3
+        cell += kind
+        ordered = np.bincount(cell, w, minlength=n_cells).reshape(m, m, 3).astype(np.float64, copy=False)
+        del cell
+        lo, hi = np.triu_indices(m, 1)
+        fwd, back = ordered[lo, hi], ordered[hi, lo]
+        table = np.column_stack([fwd[:, 0] + back[:, 2], fwd[:, 2] + back[:, 0], fwd[:, 1] + back[:, 1]])
         # A pair whose battles all weigh zero carries no information, so dropping it is harmless.
-        present = np.flatnonzero(table.any(axis=1))
-        table = table[present]
+        keep = table.any(axis=1)
+        present = lo[keep] * m + hi[keep]
+        table = table[keep]
     else:
-        uniq, inverse = np.unique(cell // 3, return_inverse=True)
+        a64 = a.astype(np.int64)
+        b64 = b.astype(np.int64)
+        flipped = a64 > b64
+        code = np.where(flipped, b64 * m + a64, a64 * m + b64)
+        # Seen from the lower index, a flipped battle's A-won and B-won swap.
+        kind = np.where(flipped, 2 - kind, kind)
+        kind = np.where(kind == 1, 2, np.where(kind == 2, 1, 0))  # columns: lower won, higher won, tie
+        uniq, inverse = np.unique(code, return_inverse=True)
         table = np.bincount(inverse * 3 + kind, w, minlength=3 * uniq.size).reshape(uniq.size, 3)
         present = uniq
     table = table.astype(np.float64, copy=False)

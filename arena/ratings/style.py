@@ -226,7 +226,7 @@ def bootstrap_style(
     seed: int | np.random.Generator | None = 0,
     ridge: float = DEFAULT_RIDGE,
     style_reg: float = DEFAULT_STYLE_REG,
-    tol: float = 1e-8,
+    tol: float = 1e-6,
     max_iter: int = 100,
 ) -> np.ndarray:
     """Refit the style model on ``rounds`` multinomial resamples of the battles, warm-started at ``start``.
