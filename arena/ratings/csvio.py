@@ -39,7 +39,7 @@ def read_battles_csv(source: str | Path | TextIO, *, style: bool = False) -> Bat
     """Read ``model_a,model_b,winner`` rows (other columns ignored; with ``style``, also
     :data:`STYLE_COLUMNS`). Raises :class:`BattleFileError` naming the line of the first bad row."""
     if isinstance(source, (str, Path)):
-        with open(source, newline="", encoding="utf-8") as fh:
+        with open(source, newline="", encoding="utf-8-sig") as fh:  # tolerate a BOM from spreadsheets
             return _read(fh, style, str(source))
     return _read(source, style, getattr(source, "name", "<stream>"))
 

@@ -99,3 +99,14 @@ def test_it_writes_the_csv_best_first_with_whole_votes():
     assert [r["votes"] for r in rows] == ["3", "2", "3"]
     out = io.StringIO()
     assert ranking_to_csv(ranking, out) == out.getvalue()
+
+
+def test_it_reads_a_csv_that_starts_with_a_byte_order_mark(tmp_path):
+    from arena.ratings import read_battles_csv
+
+    path = tmp_path / "bom.csv"
+    path.write_bytes("model_a,model_b,winner\nx,y,model_a\ny,x,tie (bothbad)\n".encode("utf-8-sig"))
+    battles = read_battles_csv(path)
+    assert battles.names == ("x", "y")
+    np.testing.assert_array_equal(battles.outcome, [1.0, 0.5])
+    np.testing.assert_array_equal(battles.model_a, [0, 1])
