@@ -20,9 +20,10 @@ inverse followed by projection onto sum-zero vectors, equal to the pseudo-invers
 reproduces arena-rank 0.1.1 to within 0.02 points for scores and 0.2 points for bounds.
 
 Bootstrap: resample the battles with replacement, which on the aggregated data is one multinomial draw
-over the (pair, outcome) cells per round, and refit every round; all rounds of a chunk are fitted at once
-with a batched Newton iteration warm-started at the full-data estimate. Intervals are percentiles of the
-refitted scores. A round in which a rarely seen model drew no battle leaves that model at the ridge's
+over the (pair, outcome) cells per round, and refit every round; all rounds of a chunk are fitted at once,
+warm-started at the full-data estimate, by chord iterations (Newton steps that reuse the full-data Hessian)
+and, for the few rounds those do not settle, batched Newton. Intervals are percentiles of the refitted
+scores. A round in which a rarely seen model drew no battle leaves that model at the ridge's
 centre; this widens its interval, which is the honest answer for a model with very few votes.
 """
 
