@@ -1,0 +1,267 @@
+"""The high-level entry the web app calls (:func:`rate`), its result (:class:`Ranking`) and the CSV writer."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+import numpy as np
+
+from .bradley_terry import (
+    DEFAULT_RIDGE,
+    INIT_SCORE,
+    SCALE,
+    bootstrap_thetas,
+    fit_bradley_terry,
+    rank_upper_bound,
+    sandwich_covariance,
+    z_value,
+)
+from .pairs import aggregate
+from .style import (
+    DEFAULT_STYLE_REG,
+    STYLE_FEATURES,
+    bootstrap_style,
+    fit_style_controlled,
+    style_features,
+)
+
+CI_METHODS = ("sandwich", "bootstrap")
+
+
+@dataclass(frozen=True, eq=False)
+class Ranking:
+    """A fitted leaderboard. Every array is indexed like ``names`` (input order, not sorted).
+
+    ``scores``, ``lower``, ``upper``: (M,) Bradley-Terry scores on the 400 scale and their interval bounds;
+    ``rank``: (M,) "Rank (UB)" (see :func:`rank_upper_bound`); ``votes``: (M,) weight of the battles each
+    model took part in; ``covariance``: (M, M) covariance of the scores (sandwich, or the bootstrap sample
+    covariance); ``pair_battles``: (M, M) weight of battles per pair. With an anchor, scores, intervals and
+    covariance are relative to the anchored model (whose interval has zero width).
+
+    With style control, the ``style_*`` fields hold the same for the style-controlled fit, and
+    ``style_coefficients`` (K,) the style effects in log-odds per standard deviation of each feature
+    (``style_coefficient_lower`` / ``_upper`` their interval); otherwise they are None.
+    """
+
+    names: tuple[str, ...]
+    scores: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    rank: np.ndarray
+    votes: np.ndarray
+    covariance: np.ndarray
+    pair_battles: np.ndarray
+    ci: str = "sandwich"
+    level: float = 0.95
+    anchor: tuple[str, float] | None = None
+    style_features: tuple[str, ...] | None = None
+    style_coefficients: np.ndarray | None = None
+    style_coefficient_lower: np.ndarray | None = None
+    style_coefficient_upper: np.ndarray | None = None
+    style_scores: np.ndarray | None = None
+    style_lower: np.ndarray | None = None
+    style_upper: np.ndarray | None = None
+    style_rank: np.ndarray | None = None
+    style_covariance: np.ndarray | None = None
+
+    def index(self, name: str) -> int:
+        """Position of model ``name``; KeyError if unknown."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"unknown model {name!r}") from None
+
+    def order(self) -> np.ndarray:
+        """(M,) indices best first: by score (highest first), then by name.
+
+        Not by rank: "Rank (UB)" is not monotone in the score (a wide interval can rank a lower score
+        better), and arena-rank and LMArena list models by score.
+        """
+        return np.array(
+            sorted(range(len(self.names)), key=lambda i: (-self.scores[i], self.names[i])), dtype=np.int64
+        )
+
+
+def _anchor_matrix(cov: np.ndarray, k: int) -> np.ndarray:
+    """Covariance of (s_i - s_k): J cov J^T with J = I - 1 e_k^T."""
+    return cov - cov[:, [k]] - cov[[k], :] + cov[k, k]
+
+
+def _shift(scores: np.ndarray, k: int | None, value: float) -> np.ndarray:
+    """Scores (..., M) moved so that model k sits at ``value``; unchanged when k is None."""
+    if k is None:
+        return scores
+    return scores + (value - scores[..., [k]])
+
+
+def rate(
+    model_a_idx: np.ndarray,
+    model_b_idx: np.ndarray,
+    outcome: np.ndarray,
+    names: Sequence[str],
+    *,
+    weights: np.ndarray | None = None,
+    ci: str = "sandwich",
+    rounds: int = 1000,
+    seed: int = 0,
+    anchor: tuple[str, float] | None = None,
+    style: np.ndarray | None = None,
+    style_names: Sequence[str] | None = None,
+    level: float = 0.95,
+    ridge: float = DEFAULT_RIDGE,
+    style_reg: float = DEFAULT_STYLE_REG,
+) -> Ranking:
+    """Fit a Bradley-Terry leaderboard with intervals, optionally anchored and style-controlled.
+
+    ``model_a_idx``, ``model_b_idx``: (N,) integer indices into ``names`` (M names); ``outcome``: (N,) 1 if
+    A won, 0 if B won, 0.5 for a tie or both-bad; ``weights``: (N,) frequency weights. ``ci``: "sandwich"
+    (default, arena-rank's) or "bootstrap" (``rounds`` resamples, reproducible by ``seed``); ``level``: the
+    interval's coverage. ``anchor``: (model name, score) to pin that model at that score instead of centring
+    the scores on 1000. ``style``: (N, 2, K) raw per-side style counts (see :func:`style_counts`; K = 4 in
+    the order of ``STYLE_FEATURES`` unless ``style_names`` says otherwise) to add a style-controlled fit.
+
+    Raises :class:`DisconnectedGraphError` when the battles do not link all M models, ValueError on
+    malformed input.
+    """
+    names = tuple(str(n) for n in names)
+    m = len(names)
+    if len(set(names)) != m:
+        raise ValueError("model names must be unique")
+    if ci not in CI_METHODS:
+        raise ValueError(f"ci must be one of {CI_METHODS}, not {ci!r}")
+    if ci == "bootstrap" and rounds < 2:
+        raise ValueError("a bootstrap needs at least 2 rounds")
+    z = z_value(level)
+    k_anchor: int | None = None
+    anchor_value = 0.0
+    if anchor is not None:
+        name, anchor_value = anchor
+        if name not in names:
+            raise ValueError(f"anchor model {name!r} is not among the models")
+        k_anchor = names.index(name)
+        anchor_value = float(anchor_value)
+
+    a = np.asarray(model_a_idx)
+    b = np.asarray(model_b_idx)
+    y = np.asarray(outcome, dtype=np.float64)
+    counts = aggregate(a, b, y, m, weights)
+    counts.check_connected(list(names))
+    theta = fit_bradley_terry(counts, ridge=ridge)
+    scores = _shift(INIT_SCORE + SCALE * theta, k_anchor, anchor_value)
+    alpha = 1.0 - level
+
+    if ci == "sandwich":
+        cov = SCALE**2 * sandwich_covariance(counts, theta, ridge)
+        if k_anchor is not None:
+            cov = _anchor_matrix(cov, k_anchor)
+        se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        lower, upper = scores - z * se, scores + z * se
+    else:
+        samples = _shift(INIT_SCORE + SCALE * bootstrap_thetas(counts, theta, rounds=rounds, seed=seed, ridge=ridge), k_anchor, anchor_value)
+        lower, upper = np.quantile(samples, [alpha / 2, 1 - alpha / 2], axis=0)
+        cov = np.cov(samples, rowvar=False)
+
+    extra: dict[str, object] = {}
+    if style is not None:
+        style_arr = np.asarray(style, dtype=np.float64)
+        if style_arr.ndim != 3 or style_arr.shape[:2] != (a.size, 2):
+            raise ValueError("style must have shape (N, 2, K): per battle, the counts of side A and side B")
+        kf = style_arr.shape[2]
+        feat_names = tuple(style_names) if style_names is not None else (
+            STYLE_FEATURES if kf == len(STYLE_FEATURES) else tuple(f"style_{j}" for j in range(kf))
+        )
+        if len(feat_names) != kf:
+            raise ValueError("style_names must name every style feature")
+        feats = style_features(style_arr)
+        fit = fit_style_controlled(a, b, y, m, feats, weights, ridge=ridge, style_reg=style_reg)
+        s_scores = _shift(INIT_SCORE + SCALE * fit.theta, k_anchor, anchor_value)
+        if ci == "sandwich":
+            s_cov = SCALE**2 * fit.covariance[:m, :m]
+            if k_anchor is not None:
+                s_cov = _anchor_matrix(s_cov, k_anchor)
+            s_se = np.sqrt(np.clip(np.diag(s_cov), 0.0, None))
+            s_lower, s_upper = s_scores - z * s_se, s_scores + z * s_se
+            b_se = np.sqrt(np.clip(np.diag(fit.covariance)[m:], 0.0, None))
+            b_lower, b_upper = fit.beta - z * b_se, fit.beta + z * b_se
+        else:
+            boot = bootstrap_style(a, b, y, m, feats, fit, weights, rounds=rounds, seed=seed, ridge=ridge, style_reg=style_reg)
+            s_samples = _shift(INIT_SCORE + SCALE * boot[:, :m], k_anchor, anchor_value)
+            s_lower, s_upper = np.quantile(s_samples, [alpha / 2, 1 - alpha / 2], axis=0)
+            s_cov = np.cov(s_samples, rowvar=False)
+            b_lower, b_upper = np.quantile(boot[:, m:], [alpha / 2, 1 - alpha / 2], axis=0)
+        extra = dict(
+            style_features=feat_names,
+            style_coefficients=fit.beta,
+            style_coefficient_lower=b_lower,
+            style_coefficient_upper=b_upper,
+            style_scores=s_scores,
+            style_lower=s_lower,
+            style_upper=s_upper,
+            style_rank=rank_upper_bound(s_lower, s_upper),
+            style_covariance=s_cov,
+        )
+
+    return Ranking(
+        names=names,
+        scores=scores,
+        lower=lower,
+        upper=upper,
+        rank=rank_upper_bound(lower, upper),
+        votes=counts.votes(),
+        covariance=cov,
+        pair_battles=counts.battle_matrix(),
+        ci=ci,
+        level=level,
+        anchor=None if k_anchor is None else (names[k_anchor], anchor_value),
+        **extra,
+    )
+
+
+RANKING_COLUMNS = ("rank", "model", "score", "lower", "upper", "votes")
+STYLE_COLUMNS = ("style_rank", "style_score", "style_lower", "style_upper")
+
+
+def _number(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def _votes(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.4f}"
+
+
+def ranking_to_csv(ranking: Ranking, out: TextIO | None = None) -> str:
+    """Write ``ranking`` as CSV, highest score first, and return the text.
+
+    Columns: ``rank,model,score,lower,upper,votes`` (4 decimals; votes as an integer when whole), followed
+    by ``style_rank,style_score,style_lower,style_upper`` when the ranking is style-controlled. Writes to
+    ``out`` too when given.
+    """
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    styled = ranking.style_scores is not None
+    writer.writerow(RANKING_COLUMNS + (STYLE_COLUMNS if styled else ()))
+    for i in ranking.order():
+        row = [
+            str(int(ranking.rank[i])),
+            ranking.names[i],
+            _number(ranking.scores[i]),
+            _number(ranking.lower[i]),
+            _number(ranking.upper[i]),
+            _votes(ranking.votes[i]),
+        ]
+        if styled:
+            row += [
+                str(int(ranking.style_rank[i])),
+                _number(ranking.style_scores[i]),
+                _number(ranking.style_lower[i]),
+                _number(ranking.style_upper[i]),
+            ]
+        writer.writerow(row)
+    text = buf.getvalue()
+    if out is not None:
+        out.write(text)
+    return text

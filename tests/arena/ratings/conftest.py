@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from arena.ratings import read_battles_csv
+
+REPO_ROOT = Path(__file__).parents[3]
+LLMFAO = REPO_ROOT.parent / "shared" / "data" / "llmfao"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """arena-rank 0.1.1's sandwich ranking of LLMFAO, in the file's order (best first)."""
+
+    names: list[str]
+    score: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    votes: np.ndarray
+
+
+@pytest.fixture(scope="session")
+def llmfao_path() -> Path:
+    path = LLMFAO / "battles.csv"
+    if not path.exists():
+        pytest.skip(f"LLMFAO reference data not found at {LLMFAO}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def llmfao(llmfao_path):
+    return read_battles_csv(llmfao_path)
+
+
+@pytest.fixture(scope="session")
+def reference(llmfao_path) -> Reference:
+    with open(LLMFAO / "arena_rank_sandwich.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    col = lambda k: np.array([float(r[k]) for r in rows])  # noqa: E731
+    return Reference([r["model"] for r in rows], col("score"), col("lower"), col("upper"), col("votes"))
