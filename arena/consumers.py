@@ -14,6 +14,9 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.db import connections as db_connections
+from redis.exceptions import RedisError
 
 from . import services
 from .events import group_name
@@ -21,6 +24,8 @@ from .models import Battle, new_public_id
 from .selectors import battle_state
 
 logger = logging.getLogger(__name__)
+
+UNAVAILABLE = (OperationalError, InterfaceError, RedisError, OSError)
 
 MAX_FRAME_BYTES = 64 * 1024
 VOTE_CHOICES = {"A": "left", "B": "right", "tie": "tie", "bothbad": "bothbad"}
@@ -75,6 +80,15 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
             await getattr(self, f"on_{kind}")(content)
         except services.BattleError as exc:
             await self.send_error(exc.code, exc.message, exc.status)
+        except UNAVAILABLE as exc:
+            # A store we depend on (PostgreSQL, Redis) is briefly away: nothing was half-written, say so plainly.
+            logger.warning("battle message %s refused, a service is unavailable: %s", kind, exc)
+            if isinstance(exc, (OperationalError, InterfaceError)):
+                # Drop the broken connection now so the next message connects afresh once the database is back.
+                await database_sync_to_async(db_connections.close_all)()
+            await self.send_error(
+                "service_unavailable", "The arena is briefly unavailable. Please try again in a moment.", 503
+            )
         except Exception:
             logger.exception("battle message %s failed", kind)
             await self.send_error("server_error", "Something went wrong on our side. Please try again.", 500)

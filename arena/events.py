@@ -48,3 +48,14 @@ def battle_publish(public_id: str, event: dict) -> None:
         async_to_sync(layer.group_send)(group_name(public_id), event)
     except Exception:
         logger.warning("could not publish %s to battle %s", event.get("type"), public_id, exc_info=True)
+
+
+def turn_publish(turn, *, attempt: int, status: str, text: str = "", error: str = "") -> None:
+    """Tell the battle's group that a side's turn ended (done or failed), with its sanitised markdown."""
+    from .rendering import render_markdown
+
+    event: TurnEndEvent = {
+        "type": "battle.turn", "side": POSITION_LABEL[turn.side.position], "turn": turn.index, "attempt": attempt,
+        "status": status, "text": text, "html": render_markdown(text) if text else "", "error": error,
+    }
+    battle_publish(turn.side.battle.public_id, dict(event))

@@ -12,9 +12,8 @@ from django.utils import timezone
 
 from inference import GenerationError, generate
 
-from .events import POSITION_LABEL, battle_publish
+from .events import POSITION_LABEL, battle_publish, turn_publish
 from .models import Turn
-from .rendering import render_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +79,7 @@ def _finish(turn: Turn, attempt: int, **fields) -> bool:
     fields.setdefault("finished_at", timezone.now())
     saved = Turn.objects.filter(pk=turn.pk, attempt=attempt, status=Turn.Status.RUNNING).update(**fields) == 1
     if saved:
-        text = fields.get("response", "")
-        battle_publish(turn.side.battle.public_id, {
-            "type": "battle.turn", "side": POSITION_LABEL[turn.side.position], "turn": turn.index, "attempt": attempt,
-            "status": fields["status"], "text": text, "html": render_markdown(text) if text else "",
-            "error": fields.get("error", ""),
-        })
+        turn_publish(turn, attempt=attempt, status=fields["status"], text=fields.get("response", ""), error=fields.get("error", ""))
     return saved
 
 

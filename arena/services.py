@@ -6,6 +6,7 @@ can cause raise BattleError with a message for the voter and an HTTP-like status
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 from datetime import timedelta
@@ -20,12 +21,13 @@ from inference.pools import live_pools
 from models_hub.models import ModelEntry
 
 from .categories import battle_categories
-from .events import LABEL_POSITION, POSITION_LABEL, battle_publish
+from .events import LABEL_POSITION, POSITION_LABEL, turn_publish
 from .models import Battle, Side, Turn, Vote
 from .ratelimit import RateLimited, ip_hash, rate_limit_hit
 from .sampling import NoPairAvailable, pair_sample
 
 _rng = random.SystemRandom()
+logger = logging.getLogger(__name__)
 
 
 class BattleError(Exception):
@@ -82,9 +84,26 @@ def _chosen_entries(slugs: object, count: int) -> list[ModelEntry]:
 
 
 def _queue_turn(turn: Turn, pool: str) -> None:
+    transaction.on_commit(lambda: turn_dispatch(turn, pool))
+
+
+QUEUE_FAILED = "The answer could not be queued just now. Press retry to ask again."
+TIMED_OUT = "No answer came back in time. Press retry to ask again."
+
+
+def turn_dispatch(turn: Turn, pool: str) -> None:
+    """Hand the turn's job to its pool; if the broker refuses, end the turn as failed so nothing waits for ever."""
     from .tasks import generate_turn
 
-    transaction.on_commit(lambda: dispatch(generate_turn, args=(turn.pk, turn.attempt), pool=pool))
+    try:
+        dispatch(generate_turn, args=(turn.pk, turn.attempt), pool=pool)
+    except Exception:
+        logger.exception("could not queue turn %s", turn.pk)
+        failed = Turn.objects.filter(pk=turn.pk, attempt=turn.attempt, status=Turn.Status.QUEUED).update(
+            status=Turn.Status.FAILED, error=QUEUE_FAILED, finished_at=timezone.now()
+        )
+        if failed:
+            turn_publish(turn, attempt=turn.attempt, status=Turn.Status.FAILED, error=QUEUE_FAILED)
 
 
 def battle_create(
@@ -247,14 +266,10 @@ def turn_reap_stale(*, battle: Battle | None = None) -> int:
         stale = stale.filter(side__battle=battle)
     reaped = 0
     for turn in stale.select_related("side__battle"):
-        reaped += Turn.objects.filter(pk=turn.pk, attempt=turn.attempt, status=turn.status).update(
-            status=Turn.Status.FAILED,
-            error="No answer came back in time. Press retry to ask again.",
-            finished_at=now,
+        reaped_now = Turn.objects.filter(pk=turn.pk, attempt=turn.attempt, status=turn.status).update(
+            status=Turn.Status.FAILED, error=TIMED_OUT, finished_at=now
         )
-        battle_publish(turn.side.battle.public_id, {
-            "type": "battle.turn", "side": POSITION_LABEL[turn.side.position], "turn": turn.index,
-            "attempt": turn.attempt, "status": "failed", "text": "", "html": "",
-            "error": "No answer came back in time. Press retry to ask again.",
-        })
+        if reaped_now:
+            turn_publish(turn, attempt=turn.attempt, status=Turn.Status.FAILED, error=TIMED_OUT)
+        reaped += reaped_now
     return reaped

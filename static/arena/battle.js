@@ -44,11 +44,13 @@
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(scheme + "://" + location.host + "/ws/battle/");
     socket.addEventListener("open", () => {
+      if (notice.textContent.startsWith("Connection lost")) say("");
       if (battleId) socket.send(JSON.stringify({ type: "resume", battle: battleId }));
       update();
     });
     socket.addEventListener("message", (e) => handle(JSON.parse(e.data)));
     socket.addEventListener("close", () => {
+      if (!notice.classList.contains("error")) say("Connection lost. Reconnecting…", "error");
       update();
       setTimeout(connect, 1500);
     });

@@ -1,0 +1,93 @@
+"""Break one real part at a time and check that voters are told clearly and nothing is lost or half-written."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db import connection
+
+from arena.models import Battle, Turn, Vote
+from tests.browser import SCREENSHOTS
+
+from .conftest import Voter, standin_entry
+from .test_browser import Page, arena, chromium  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@database_sync_to_async
+def db(fn):
+    return fn()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("behaviour", ["hang", "garbage", "fail"])
+async def test_it_fails_a_turn_whose_endpoint_hangs_or_answers_garbage_with_a_reason(standin, inprocess, settings, behaviour):
+    settings.ARENA_OPENAI_READ_TIMEOUT = 1.0
+    await db(lambda: [standin_entry(standin, "fine", "echo"), standin_entry(standin, "broken", behaviour)])
+    voter = await Voter.open()
+    await voter.send({"type": "start", "prompt": "hello"})
+    ended = await voter.until_finished(timeout=60)
+    statuses = {f["status"] for f in ended.values()}
+    assert statuses == {"done", "failed"}
+    failed = next(f for f in ended.values() if f["status"] == "failed")
+    assert failed["error"] and "127.0.0.1" not in failed["error"] and "broken" not in failed["error"]
+    turn = await db(lambda: Turn.objects.get(status="failed"))
+    assert turn.error == failed["error"] and turn.finished_at is not None
+    await voter.close()
+
+
+def test_healthz_names_a_stopped_database(client, postgres_cluster):
+    connection.close()
+    postgres_cluster.stop()
+    try:
+        response = client.get("/healthz")
+        assert response.status_code == 503
+        assert response.json()["failing"] == ["database"]
+    finally:
+        postgres_cluster.start()
+        connection.close()
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_it_refuses_battles_clearly_while_postgres_is_down_and_serves_again_after(standin, inprocess, postgres_cluster):
+    await db(lambda: [standin_entry(standin, "one", "echo"), standin_entry(standin, "two", "echo")])
+    voter = await Voter.open()
+    postgres_cluster.stop()
+    try:
+        await voter.send({"type": "start", "prompt": "are you there?"})
+        error = await voter.error()
+        assert error["status"] == 503 and "briefly unavailable" in error["message"]
+    finally:
+        postgres_cluster.start()
+    await voter.send({"type": "start", "prompt": "are you there?"})
+    await voter.until_finished()
+    assert await db(lambda: (Battle.objects.count(), Turn.objects.count())) == (1, 2)
+    await voter.close()
+
+
+def test_an_open_battle_survives_a_redis_restart_and_new_ones_work_after(chromium, arena, standin, redis_server):  # noqa: F811
+    standin_entry(standin, "steady-a", "slow")
+    standin_entry(standin, "steady-b", "slow")
+    tab = Page(chromium, arena.url)
+    tab.ask("Keep going")
+    tab.page.wait_for_function("() => document.querySelectorAll('.bubble.model.streaming').length === 2")
+    redis_server.stop()
+    try:
+        tab.page.wait_for_function("() => document.querySelector('#notice').textContent.includes('Connection lost')")
+        assert tab.page.is_disabled("#send"), "nothing can be sent while the connection is down"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        tab.page.screenshot(path=str(SCREENSHOTS / "battle-redis-down.png"))
+    finally:
+        redis_server.start()
+    # The page reconnects, resumes its battle and shows the answers that were saved meanwhile.
+    tab.wait_votable(timeout=60_000)
+    assert tab.page.locator(".bubble.model:not(.streaming)").count() == 2
+    tab.page.click(".vote[data-vote='tie']")
+    tab.page.wait_for_function("() => document.querySelector('[data-name=A]').textContent.length > 0")
+    assert Vote.objects.get().choice == "tie"
+    tab.ask("A new round after the restart")
+    tab.wait_votable(timeout=60_000)
+    assert Battle.objects.count() == 2
+    tab.close()
