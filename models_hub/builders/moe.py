@@ -195,7 +195,7 @@ def train(moe: Any, tokenizer: Any, recipe: MoeRecipe, *, text: str, log: Log = 
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(moe.parameters(), 1.0)
         optimizer.step()
-        last = {"loss": float(out.loss), "aux_loss": float(out.aux_loss)}
+        last = {"loss": out.loss.item(), "aux_loss": out.aux_loss.item()}
         progress.set_postfix(loss=f"{last['loss']:.3f}", aux=f"{last['aux_loss']:.3f}")
     moe.eval()
     return last
