@@ -43,7 +43,7 @@ def generate(
     """Answer the conversation `messages` (OpenAI style, the last one the new user prompt) with `entry`'s model.
 
     `on_text(piece)` is called, in this thread, with each new piece of text; the pieces join to the result's text.
-    `should_stop()` is polled between tokens: when it returns True the answer ends early and what was written so
+    `should_stop()` is polled between tokens (so keep it cheap): when it returns True the answer ends early and what was written so
     far is returned. The entry's system prompt and sampling settings are applied here (temperature 0 is greedy).
     """
     check_messages(messages)
