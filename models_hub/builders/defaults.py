@@ -43,6 +43,9 @@ def _inhouse_moe(models_dir: Path, log: Log) -> BuildResult:
 
 # Short answers by default: on a CPU a 128-token answer comes back in seconds.
 _GENERATION = {"max_new_tokens": 128, "temperature": 0.7, "top_p": 0.9, "pool": "default", "sampling_weight": 1.0}
+# SmolLM2's chat template, which the MoE inherits, inserts "You are ... SmolLM, trained by Hugging Face" when
+# no system prompt is given: the model would name itself to voters. A neutral prompt keeps battles anonymous.
+_NEUTRAL_SYSTEM_PROMPT = "You are a helpful assistant."
 
 DEFAULT_MODELS: tuple[DefaultModel, ...] = (
     DefaultModel(
@@ -55,7 +58,12 @@ DEFAULT_MODELS: tuple[DefaultModel, ...] = (
             "prompt_format": ModelEntry.PromptFormat.CHAT_TEMPLATE,
             "is_inhouse": False,
         },
-        settings={"display_name": "SmolLM2 135M Instruct", "visibility": ModelEntry.Visibility.PUBLIC, **_GENERATION},
+        settings={
+            "display_name": "SmolLM2 135M Instruct",
+            "visibility": ModelEntry.Visibility.PUBLIC,
+            "system_prompt": _NEUTRAL_SYSTEM_PROMPT,
+            **_GENERATION,
+        },
     ),
     DefaultModel(
         slug=GEMMA3_SLUG,
@@ -84,6 +92,7 @@ DEFAULT_MODELS: tuple[DefaultModel, ...] = (
             "display_name": "In-house MoE 4x135M",
             "visibility": ModelEntry.Visibility.PREVIEW,
             "codename": "hornbill",
+            "system_prompt": _NEUTRAL_SYSTEM_PROMPT,
             **_GENERATION,
         },
     ),

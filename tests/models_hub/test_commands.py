@@ -39,6 +39,8 @@ def test_it_seeds_the_three_default_models_idempotently(built_models: dict[str, 
     assert (gemma.organization, gemma.prompt_format, gemma.display_name) == ("Google", "plain", "Gemma 3 270M")
     assert (moe.is_inhouse, moe.visibility, moe.codename, moe.organization) == (True, "preview", "hornbill", "In-house")
     assert moe.public_name == "hornbill"
+    # SmolLM2's template would otherwise tell the model, and so the voter, that it is SmolLM.
+    assert smol.system_prompt and moe.system_prompt and "SmolLM" not in smol.system_prompt
     for slug, entry in again.items():
         assert entry.provider == "transformers"
         assert Path(entry.checkpoint_path) == built_models[slug].resolve()
