@@ -1,0 +1,173 @@
+"""The `openai` provider: an OpenAI-compatible /v1/chat/completions endpoint, streamed as server-sent events."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from django.conf import settings
+
+from .base import GenerationError, GenerationResult, Message, OnText, ShouldStop
+
+if TYPE_CHECKING:
+    from models_hub.models import ModelEntry
+
+logger = logging.getLogger(__name__)
+
+# Voter-facing reasons: they name no model, host or URL (battles are anonymous).
+UNREACHABLE = "The model's server could not be reached."
+TOO_SLOW = "The model's server took too long to answer."
+BROKEN = "The connection to the model's server broke before the answer was complete."
+GARBAGE = "The model's server sent a reply that could not be understood."
+REFUSED = "The model's server reported an error."
+NO_KEY = "The model's API key is not configured on the server."
+
+
+def http_error(status: int) -> str:
+    return f"The model's server answered with an error (HTTP {status})."
+
+
+def _timeout() -> httpx.Timeout:
+    # The read timeout bounds the wait for each piece of the stream, not the whole answer.
+    return httpx.Timeout(
+        connect=float(getattr(settings, "ARENA_OPENAI_CONNECT_TIMEOUT", 5.0)),
+        read=float(getattr(settings, "ARENA_OPENAI_READ_TIMEOUT", 60.0)),
+        write=10.0,
+        pool=10.0,
+    )
+
+
+@dataclass
+class ServerSentEvent:
+    event: str
+    data: str
+
+
+def sse_events(lines: Iterable[str]) -> Iterator[ServerSentEvent]:
+    """Parse a text/event-stream body, given line by line (line endings removed), per the WHATWG rules:
+    `data:` lines accumulate (joined by newlines) until a blank line dispatches the event, `:` starts a comment,
+    one space after the colon is dropped, and an event with no data is not dispatched."""
+    event, data = "", []
+    for line in lines:
+        if not line:
+            if data:
+                yield ServerSentEvent(event or "message", "\n".join(data))
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+    if data:  # a stream that ends without the final blank line still delivered its last event
+        yield ServerSentEvent(event or "message", "\n".join(data))
+
+
+def _request_messages(entry: ModelEntry, messages: Sequence[Message]) -> list[Message]:
+    chat = [{"role": "system", "content": entry.system_prompt}] if entry.system_prompt.strip() else []
+    return chat + [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def _fail(entry: ModelEntry, reason: str, detail: object) -> GenerationError:
+    logger.warning("model %s at %s: %s (%s)", entry.slug, entry.base_url, reason, detail)
+    return GenerationError(reason)
+
+
+def generate_openai(
+    entry: ModelEntry,
+    messages: Sequence[Message],
+    *,
+    on_text: OnText | None = None,
+    should_stop: ShouldStop | None = None,
+) -> GenerationResult:
+    headers = {"Accept": "text/event-stream"}
+    if entry.api_key_env:
+        key = os.environ.get(entry.api_key_env, "")
+        if not key:
+            raise _fail(entry, NO_KEY, f"environment variable {entry.api_key_env} is not set")
+        headers["Authorization"] = f"Bearer {key}"
+    payload: dict[str, Any] = {
+        "model": entry.remote_model,
+        "messages": _request_messages(entry, messages),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": entry.max_new_tokens,
+        "temperature": entry.temperature,
+        "top_p": entry.top_p,
+    }
+    url = entry.base_url.rstrip("/") + "/chat/completions"
+    started = time.perf_counter()
+    pieces: list[str] = []
+    first_at: float | None = None
+    usage: dict[str, Any] = {}
+    finished_cleanly = False
+    try:
+        with httpx.Client(timeout=_timeout()) as client:
+            with client.stream("POST", url, json=payload, headers=headers) as response:
+                if response.status_code >= 400:
+                    body = response.read()[:1000]
+                    raise _fail(entry, http_error(response.status_code), body.decode("utf-8", "replace"))
+                for event in sse_events(response.iter_lines()):
+                    if should_stop is not None and should_stop():
+                        finished_cleanly = True
+                        break
+                    if event.data.strip() == "[DONE]":
+                        finished_cleanly = True
+                        break
+                    try:
+                        chunk = json.loads(event.data)
+                    except ValueError as exc:
+                        raise _fail(entry, GARBAGE, f"not JSON: {event.data[:200]!r}") from exc
+                    if not isinstance(chunk, dict):
+                        raise _fail(entry, GARBAGE, f"not an object: {event.data[:200]!r}")
+                    if event.event == "error" or "error" in chunk:
+                        raise _fail(entry, REFUSED, chunk.get("error", chunk))
+                    if isinstance(chunk.get("usage"), dict):
+                        usage = chunk["usage"]
+                    for choice in chunk.get("choices") or []:
+                        if not isinstance(choice, dict):
+                            raise _fail(entry, GARBAGE, f"bad choice: {choice!r}")
+                        piece = (choice.get("delta") or {}).get("content")
+                        if piece:
+                            if first_at is None:
+                                first_at = time.perf_counter()
+                            pieces.append(piece)
+                            if on_text is not None:
+                                on_text(piece)
+                        if choice.get("finish_reason"):
+                            # Some servers end the stream here without sending [DONE].
+                            finished_cleanly = True
+    except httpx.TimeoutException as exc:
+        if isinstance(exc, httpx.ConnectTimeout):
+            raise _fail(entry, UNREACHABLE, repr(exc)) from exc
+        raise _fail(entry, TOO_SLOW, repr(exc)) from exc
+    except httpx.ConnectError as exc:
+        raise _fail(entry, UNREACHABLE, repr(exc)) from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        raise _fail(entry, BROKEN, repr(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise _fail(entry, GARBAGE, repr(exc)) from exc
+    except httpx.HTTPError as exc:
+        raise _fail(entry, UNREACHABLE, repr(exc)) from exc
+    if not finished_cleanly:
+        raise _fail(entry, BROKEN, "the stream ended without [DONE] or a finish reason")
+    ended = time.perf_counter()
+    output_tokens = usage.get("completion_tokens")
+    prompt_tokens = usage.get("prompt_tokens")
+    return GenerationResult(
+        text="".join(pieces),
+        prompt_tokens=prompt_tokens if isinstance(prompt_tokens, int) else None,
+        output_tokens=output_tokens if isinstance(output_tokens, int) else None,
+        time_to_first_token=None if first_at is None else first_at - started,
+        tokens_per_second=output_tokens / (ended - started) if isinstance(output_tokens, int) and output_tokens else None,
+    )

@@ -1,0 +1,184 @@
+"""Real generation on the CPU with the default models, built once per session into ARENA_MODELS_DIR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from inference import GenerationError, GenerationResult, generate
+from inference.local import PLAIN_STOP, TextStream, model_get, prompt_ids, prompt_plain
+from models_hub.builders import GEMMA3_SLUG, INHOUSE_MOE_SLUG, SMOLLM2_SLUG
+from models_hub.models import ModelEntry
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def entry_for(path: Path, *, prompt_format: str = "chat", **settings: object) -> ModelEntry:
+    fields = {"temperature": 0.0, "max_new_tokens": 12, **settings}
+    return ModelEntry(
+        slug="secret-slug",
+        display_name="Secret Model",
+        organization="Secret Org",
+        provider="transformers",
+        checkpoint_path=str(path),
+        prompt_format=prompt_format,
+        **fields,
+    )
+
+
+def answer(entry: ModelEntry, messages: list[dict[str, str]] = QUESTION) -> tuple[GenerationResult, list[str]]:
+    pieces: list[str] = []
+    result = generate(entry, messages, on_text=pieces.append)
+    return result, pieces
+
+
+def assert_a_full_answer(result: GenerationResult, pieces: list[str]) -> None:
+    assert result.text.strip()
+    assert len(pieces) > 1
+    assert "".join(pieces) == result.text
+    assert result.prompt_tokens and result.prompt_tokens > 5
+    assert result.output_tokens and 1 <= result.output_tokens <= 12
+    assert result.time_to_first_token is not None and result.time_to_first_token > 0
+    assert result.tokens_per_second is not None and result.tokens_per_second > 0
+
+
+def test_it_answers_with_smollm2_and_streams_pieces_that_join_to_the_answer(built_models: dict[str, Path]) -> None:
+    result, pieces = answer(entry_for(built_models[SMOLLM2_SLUG]))
+
+    assert_a_full_answer(result, pieces)
+    assert "Paris" in result.text
+
+
+def test_it_answers_with_the_inhouse_moe(built_models: dict[str, Path]) -> None:
+    result, pieces = answer(entry_for(built_models[INHOUSE_MOE_SLUG]))
+
+    assert_a_full_answer(result, pieces)
+    assert "Paris" in result.text
+
+
+def test_it_answers_with_gemma_in_the_plain_format(built_models: dict[str, Path]) -> None:
+    result, pieces = answer(entry_for(built_models[GEMMA3_SLUG], prompt_format="plain"))
+
+    assert_a_full_answer(result, pieces)
+    assert "User:" not in result.text
+
+
+def test_it_answers_greedily_the_same_way_twice(built_models: dict[str, Path]) -> None:
+    entry = entry_for(built_models[SMOLLM2_SLUG])
+
+    assert generate(entry, QUESTION).text == generate(entry, QUESTION).text
+
+
+def test_it_samples_when_the_temperature_is_positive(built_models: dict[str, Path]) -> None:
+    entry = entry_for(built_models[SMOLLM2_SLUG], temperature=1.5, top_p=1.0, max_new_tokens=16)
+    story = [{"role": "user", "content": "Invent a name for a new planet and describe it."}]
+
+    answers = {generate(entry, story).text for _ in range(4)}
+
+    assert len(answers) > 1
+
+
+def test_it_stops_early_when_asked_to(built_models: dict[str, Path]) -> None:
+    entry = entry_for(built_models[SMOLLM2_SLUG], max_new_tokens=64)
+    pieces: list[str] = []
+    story = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
+
+    result = generate(entry, story, on_text=pieces.append, should_stop=lambda: len(pieces) >= 2)
+
+    assert result.output_tokens is not None and result.output_tokens < 10
+    assert "".join(pieces) == result.text
+    assert generate(entry, story).output_tokens == 64  # uncancelled, the same prompt runs to the limit
+
+
+def test_it_does_not_start_when_already_cancelled(built_models: dict[str, Path]) -> None:
+    pieces: list[str] = []
+
+    result = generate(entry_for(built_models[SMOLLM2_SLUG]), QUESTION, on_text=pieces.append, should_stop=lambda: True)
+
+    assert (result.text, result.output_tokens, pieces) == ("", 0, [])
+
+
+def test_it_continues_a_multi_turn_conversation(built_models: dict[str, Path]) -> None:
+    conversation = [
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "Nice to meet you, Ada!"},
+        {"role": "user", "content": "What is my name?"},
+    ]
+
+    result = generate(entry_for(built_models[SMOLLM2_SLUG]), conversation)
+
+    assert "Ada" in result.text
+
+
+def test_it_puts_the_entry_system_prompt_into_the_chat_template(built_models: dict[str, Path]) -> None:
+    entry = entry_for(built_models[SMOLLM2_SLUG], system_prompt="Answer like a pirate.")
+    loaded = model_get(entry.checkpoint_path)
+
+    ids, stops = prompt_ids(loaded, entry, QUESTION)
+    prompt = loaded.tokenizer.decode(ids[0])
+
+    assert prompt.startswith("<|im_start|>system\nAnswer like a pirate.<|im_end|>")
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert stops == ()
+
+
+def test_it_writes_a_plain_transcript_when_the_format_is_plain(built_models: dict[str, Path]) -> None:
+    entry = entry_for(built_models[SMOLLM2_SLUG], prompt_format="plain", system_prompt="Be brief.")
+    loaded = model_get(entry.checkpoint_path)
+
+    ids, stops = prompt_ids(loaded, entry, QUESTION)
+
+    assert loaded.tokenizer.decode(ids[0]).endswith("Be brief.\n\nUser: What is the capital of France?\nAssistant:")
+    assert stops == PLAIN_STOP
+
+
+def test_it_builds_the_plain_transcript_of_a_conversation() -> None:
+    messages = [
+        {"role": "user", "content": "Hi "},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Bye"},
+    ]
+
+    assert prompt_plain("", messages) == "User: Hi\nAssistant: Hello.\nUser: Bye\nAssistant:"
+
+
+def test_it_cuts_the_stream_before_the_next_user_turn(built_models: dict[str, Path]) -> None:
+    tokenizer = model_get(str(built_models[SMOLLM2_SLUG])).tokenizer
+    pieces: list[str] = []
+    stream = TextStream(tokenizer, PLAIN_STOP, pieces.append)
+    stream.put(tokenizer("prompt", return_tensors="pt")["input_ids"])  # generate() hands over the prompt first
+
+    for token in tokenizer(" Paris is the capital.\nUser: and Spain?", add_special_tokens=False)["input_ids"]:
+        if stream.stopped:
+            break
+        stream.put(torch.tensor([token]))
+    stream.end()
+
+    assert stream.stopped
+    assert stream.published == "Paris is the capital."
+    assert "".join(pieces) == "Paris is the capital."
+
+
+def test_it_loads_each_checkpoint_once_per_process(built_models: dict[str, Path]) -> None:
+    assert model_get(str(built_models[SMOLLM2_SLUG])) is model_get(str(built_models[SMOLLM2_SLUG]))
+
+
+def test_it_fails_with_a_voter_safe_reason_when_the_checkpoint_is_missing(tmp_path: Path) -> None:
+    entry = entry_for(tmp_path / "gone")
+
+    with pytest.raises(GenerationError) as raised:
+        generate(entry, QUESTION)
+
+    reason = str(raised.value)
+    assert reason == "This model's files are missing on the server."
+    for secret in ("secret", "Secret", str(tmp_path)):
+        assert secret not in reason
+
+
+def test_it_rejects_a_conversation_that_does_not_end_with_the_user() -> None:
+    with pytest.raises(GenerationError, match="must end with the user's prompt"):
+        generate(entry_for(Path("/nowhere")), [{"role": "assistant", "content": "Hi"}])
