@@ -36,8 +36,8 @@ def http_error(status: int) -> str:
 def _timeout() -> httpx.Timeout:
     # The read timeout bounds the wait for each piece of the stream, not the whole answer.
     return httpx.Timeout(
-        connect=float(getattr(settings, "ARENA_OPENAI_CONNECT_TIMEOUT", 5.0)),
-        read=float(getattr(settings, "ARENA_OPENAI_READ_TIMEOUT", 60.0)),
+        connect=settings.ARENA_OPENAI_CONNECT_TIMEOUT,
+        read=settings.ARENA_OPENAI_READ_TIMEOUT,
         write=10.0,
         pool=10.0,
     )

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from tests.models_hub.built_models import built_models  # noqa: F401  (the default models, built once)
 from tests.stack import PostgresCluster, RedisServer
 
 

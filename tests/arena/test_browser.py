@@ -120,3 +120,36 @@ def test_the_battle_page_fits_a_phone_screen(chromium, arena, standin):
     assert boxes[1]["y"] > boxes[0]["y"] + boxes[0]["height"] - 1, "sides stack on a narrow screen"
     tab.page.screenshot(path=str(SCREENSHOTS / "battle-phone.png"), full_page=True)
     tab.close()
+
+
+@pytest.mark.slow
+def test_a_voter_plays_a_battle_between_real_small_models(chromium, arena, built_models, settings):
+    from models_hub.builders import default_models_seed
+    from models_hub.models import ModelEntry
+
+    default_models_seed(models_dir=settings.ARENA_MODELS_DIR, build=False, log=lambda message: None)
+    ModelEntry.objects.update(max_new_tokens=24, temperature=0.0)
+    entries = list(ModelEntry.objects.all())
+    assert len(entries) == 3
+    tab = Page(chromium, arena.url)
+    html_before = tab.page.content()
+    tab.ask("Write one sentence about the sea.")
+    tab.wait_votable(timeout=240_000)
+    answers = [tab.page.text_content(f"[data-conversation={side}] .bubble.model") for side in "AB"]
+    assert all(answer and answer.strip() for answer in answers), answers
+    seen = "\n".join([html_before, tab.page.content(), *tab.frames]).lower()
+    for entry in entries:
+        for secret in (entry.display_name, entry.slug, entry.codename, entry.organization):
+            if secret:
+                assert secret.lower() not in seen, f"{secret} reached the browser before the vote"
+    tab.page.evaluate("() => document.activeElement.blur()")
+    tab.page.keyboard.press("2")  # tie
+    tab.page.wait_for_function("() => document.querySelector('[data-name=A]').textContent.length > 0")
+    shown = {tab.page.text_content("[data-name=A]"), tab.page.text_content("[data-name=B]")}
+    assert shown <= {e.public_name for e in entries} and len(shown) == 2
+    tab.page.screenshot(path=str(SCREENSHOTS / "battle-real-models.png"), full_page=True)
+    vote = Vote.objects.select_related("battle").get()
+    assert vote.choice == "tie"
+    turns = list(vote.battle.sides.all())
+    assert all(t.status == "done" and t.output_tokens for side in turns for t in side.turns.all())
+    tab.close()
