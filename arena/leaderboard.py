@@ -13,6 +13,7 @@ way stores nothing either: the snapshot is one INSERT.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -552,3 +553,23 @@ def board_head_to_head(board: Board) -> list[dict[str, Any]]:
             })
         out.append({"name": model_label(entry, board.staff), "score": float(board.ranking.scores[i]), "rivals": rivals})
     return out
+
+
+def board_rankings_for_csv(
+    snapshot: LeaderboardSnapshot, *, category: str, style: bool, staff: bool
+) -> Ranking | None:
+    """The board as a ``Ranking`` named by display name, with the style-controlled fields filled when
+    ``style`` (and the snapshot has them), ready for ``ranking_to_csv``."""
+    plain = leaderboard_board(snapshot, category=category, style=False, staff=staff)
+    if plain is None or plain.ranking is None:
+        return None
+    if not style:
+        return plain.ranking
+    styled = leaderboard_board(snapshot, category=category, style=True, staff=staff)
+    if styled is None or not styled.style or styled.ranking is None:
+        return plain.ranking
+    s = styled.ranking
+    return dataclasses.replace(
+        plain.ranking, style_scores=s.scores, style_lower=s.lower, style_upper=s.upper, style_rank=s.rank,
+        style_covariance=s.covariance,
+    )
