@@ -55,7 +55,7 @@
     }], layout({ yaxis: { title: "score", gridcolor: "#eceef4", zeroline: false }, xaxis: { tickangle: -35 } }), config);
     const heat = (id, z, colorscale, fmt, zmin, zmax) => Plotly.react(id, [{
       type: "heatmap", x: names, y: names, z, colorscale, zmin, zmax, xgap: 1, ygap: 1,
-      texttemplate: names.length <= 14 ? fmt : "", hovertemplate: "%{y} vs %{x}: " + fmt.replace("%{z", "%{z") + "<extra></extra>",
+      texttemplate: names.length <= 14 ? fmt : "", hovertemplate: "%{y} vs %{x}: " + fmt + "<extra></extra>",
       hoverongaps: false,
     }], layout({ margin: { l: 130, r: 10, t: 10, b: 110 }, xaxis: { tickangle: -35, side: "bottom" }, yaxis: { autorange: "reversed" } }), config);
     heat("plot-winrate", p.win_matrix, "RdBu", "%{z:.2f}", 0, 1);
