@@ -510,7 +510,7 @@ def board_plots(board: Board) -> dict[str, Any]:
     where = {m: i for i, m in enumerate(ids)}
     order = [where[board.entries[r["index"]].pk] for r in board.rows]
     win = [[cat["win_matrix"][i][j] for j in order] for i in order]
-    count = [[cat["pair_battles"][i][j] for j in order] for i in order]
+    count = [[cat["pair_battles"][i][j] if i != j else None for j in order] for i in order]
     days = board.snapshot.payload["votes_over_time"]
     return {
         "names": [r["name"] for r in board.rows],

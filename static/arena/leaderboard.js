@@ -44,6 +44,19 @@
     return Object.assign({ font, margin: { l: 60, r: 20, t: 10, b: 90 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)" }, extra);
   }
 
+  // Whole days on the time axis, and a few days either side when the votes span only one or two.
+  function dayAxis(days) {
+    const day = 86400000;
+    const axis = { type: "date", tickformat: "%b %d", gridcolor: "#eceef4" };
+    if (!days.length) return axis;
+    const first = Date.parse(days[0]), last = Date.parse(days[days.length - 1]);
+    if (last - first < 7 * day) {
+      axis.range = [new Date(first - 3 * day).toISOString(), new Date(last + 3 * day).toISOString()];
+      axis.dtick = day;
+    }
+    return axis;
+  }
+
   function draw(p) {
     if (!window.Plotly || !p) return;
     const names = p.names;
@@ -62,13 +75,16 @@
     heat("plot-battles", p.battle_matrix, [[0, "#f6f7fb"], [1, accent]], "%{z:.0f}");
     Plotly.react("plot-votes", [{
       type: "bar", x: p.days, y: p.votes_per_day, marker: { color: accent }, name: "votes per day",
+      width: p.days.map(() => 0.8 * 86400000),  // a date axis sizes bars in milliseconds
       hovertemplate: "%{x}: %{y} votes<extra></extra>",
     }, {
-      type: "scatter", mode: "lines", x: p.days, y: p.votes_per_day.reduce((acc, n) => (acc.push((acc.at(-1) || 0) + n), acc), []),
+      type: "scatter", mode: "lines+markers", x: p.days, y: p.votes_per_day.reduce((acc, n) => (acc.push((acc.at(-1) || 0) + n), acc), []),
       yaxis: "y2", line: { color: "#0f9d58", width: 2 }, name: "total",
     }], layout({
-      margin: { l: 50, r: 50, t: 10, b: 50 }, showlegend: true, legend: { orientation: "h", y: 1.12 },
-      yaxis: { title: "per day", gridcolor: "#eceef4" }, yaxis2: { title: "total", overlaying: "y", side: "right", showgrid: false },
+      margin: { l: 50, r: 60, t: 10, b: 50 }, showlegend: true, legend: { orientation: "h", y: 1.12 }, bargap: 0.15,
+      xaxis: dayAxis(p.days),
+      yaxis: { title: "per day", gridcolor: "#eceef4", rangemode: "tozero" },
+      yaxis2: { title: "total", overlaying: "y", side: "right", showgrid: false, rangemode: "tozero" },
     }), config);
   }
 
