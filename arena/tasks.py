@@ -16,3 +16,11 @@ def generate_turn(turn_id: int, attempt: int) -> None:
 @shared_task(name="arena.reap_stale_turns", ignore_result=True)
 def reap_stale_turns() -> int:
     return turn_reap_stale()
+
+
+@shared_task(name="arena.leaderboard_snapshot", ignore_result=True)
+def leaderboard_snapshot() -> int | None:
+    from .leaderboard import leaderboard_snapshot_create
+
+    snapshot = leaderboard_snapshot_create()
+    return snapshot.pk if snapshot else None

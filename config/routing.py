@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.urls import path
 
 from arena.consumers import BattleConsumer
+from arena.leaderboard_consumers import LeaderboardConsumer
 
 websocket_urlpatterns = [
     path("ws/battle/", BattleConsumer.as_asgi()),
+    path("ws/leaderboard/", LeaderboardConsumer.as_asgi()),
 ]

@@ -278,3 +278,31 @@ ARENA_OPENAI_CONNECT_TIMEOUT = envfloat("ARENA_OPENAI_CONNECT_TIMEOUT", 5.0)
 ARENA_OPENAI_READ_TIMEOUT = envfloat("ARENA_OPENAI_READ_TIMEOUT", 60.0)
 ARENA_POOL_HEARTBEAT_SECONDS = envint("ARENA_POOL_HEARTBEAT_SECONDS", 10, minimum=1)
 
+
+# Leaderboard snapshots: Celery beat fits one every ARENA_SNAPSHOT_SECONDS in production (on ARENA_SNAPSHOT_QUEUE,
+# which some worker must serve); the embedded server runs a timer thread instead (arena.leaderboard).
+ARENA_SNAPSHOT_SECONDS = envint("ARENA_SNAPSHOT_SECONDS", 60, minimum=5)
+ARENA_SNAPSHOT_QUEUE = os.environ.get("ARENA_SNAPSHOT_QUEUE", "default")
+ARENA_SNAPSHOT_TIMER = envbool("ARENA_SNAPSHOT_TIMER", default=ARENA_INPROCESS_WORKERS)
+# A model with fewer votes than this in a category is left out of that category (not of the overall board);
+# one with fewer overall votes than ARENA_LEADERBOARD_PRELIMINARY_VOTES is marked preliminary.
+ARENA_LEADERBOARD_MIN_CATEGORY_VOTES = envint("ARENA_LEADERBOARD_MIN_CATEGORY_VOTES", 20, minimum=1)
+ARENA_LEADERBOARD_PRELIMINARY_VOTES = envint("ARENA_LEADERBOARD_PRELIMINARY_VOTES", 100, minimum=0)
+CELERY_BEAT_SCHEDULE = {
+    "leaderboard-snapshot": {
+        "task": "arena.leaderboard_snapshot",
+        "schedule": float(ARENA_SNAPSHOT_SECONDS),
+        # A tick that waits longer than one interval is stale: the next one will do.
+        "options": {"queue": ARENA_SNAPSHOT_QUEUE, "expires": float(ARENA_SNAPSHOT_SECONDS)},
+    },
+}
+
+
+def _plotly_static() -> tuple[str, Path]:
+    # plotly.min.js ships inside the plotly package: served as static/vendor/plotly/plotly.min.js, no CDN.
+    import plotly
+
+    return ("vendor/plotly", Path(plotly.__file__).resolve().parent / "package_data")
+
+
+STATICFILES_DIRS.append(_plotly_static())

@@ -1,0 +1,128 @@
+// The leaderboard page: sortable table, category and style switches without a reload, plotly charts, and live
+// updates when the websocket says a new snapshot landed. Everything shown comes from the server's board, which
+// already left out what this viewer may not see.
+(() => {
+  "use strict";
+  const holder = document.getElementById("leaderboard-table");
+  const plotData = document.getElementById("leaderboard-plots");
+  if (!holder || !plotData) return;
+  const categorySelect = document.querySelector("[data-category]");
+  const styleBox = document.querySelector("[data-style]");
+  const csvLink = document.querySelector("[data-csv]");
+  const live = document.querySelector("[data-live]");
+  const accent = getComputedStyle(document.documentElement).getPropertyValue("--accent").trim() || "#4f46e5";
+  const font = { family: getComputedStyle(document.body).fontFamily, size: 12, color: "#1b1d23" };
+  const config = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+
+  function params() {
+    const p = new URLSearchParams();
+    p.set("category", categorySelect ? categorySelect.value : "overall");
+    if (styleBox && styleBox.checked) p.set("style", "1");
+    return p;
+  }
+
+  function sortable(table) {
+    const heads = [...table.querySelectorAll("th[data-sort]")];
+    heads.forEach((th, col) => th.addEventListener("click", () => {
+      const dir = th.getAttribute("aria-sort") === "ascending" ? "descending" : "ascending";
+      heads.forEach(h => h.removeAttribute("aria-sort"));
+      th.setAttribute("aria-sort", dir);
+      const numeric = th.dataset.sort === "num";
+      const body = table.tBodies[0];
+      const rows = [...body.rows];
+      const key = r => r.cells[col].dataset.value;
+      rows.sort((a, b) => {
+        const x = key(a), y = key(b);
+        const c = numeric ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
+        return dir === "ascending" ? c : -c;
+      });
+      rows.forEach(r => body.appendChild(r));
+    }));
+  }
+
+  function layout(extra) {
+    return Object.assign({ font, margin: { l: 60, r: 20, t: 10, b: 90 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)" }, extra);
+  }
+
+  // Whole days on the time axis, and a few days either side when the votes span only one or two.
+  function dayAxis(days) {
+    const day = 86400000;
+    const axis = { type: "date", tickformat: "%b %d", gridcolor: "#eceef4" };
+    if (!days.length) return axis;
+    const first = Date.parse(days[0]), last = Date.parse(days[days.length - 1]);
+    if (last - first < 7 * day) {
+      axis.range = [new Date(first - 3 * day).toISOString(), new Date(last + 3 * day).toISOString()];
+      axis.dtick = day;
+    }
+    return axis;
+  }
+
+  function draw(p) {
+    if (!window.Plotly || !p) return;
+    const names = p.names;
+    Plotly.react("plot-scores", [{
+      type: "scatter", mode: "markers", x: names, y: p.scores,
+      error_y: { type: "data", symmetric: false, array: p.plus, arrayminus: p.minus, color: "#9aa0b4", thickness: 1.5, width: 4 },
+      marker: { size: 9, color: p.inhouse.map(h => h ? accent : "#1b1d23") },
+      hovertemplate: "%{x}<br>score %{y:.0f}<extra></extra>",
+    }], layout({ yaxis: { title: "score", gridcolor: "#eceef4", zeroline: false }, xaxis: { tickangle: -35 } }), config);
+    const heat = (id, z, colorscale, fmt, zmin, zmax) => Plotly.react(id, [{
+      type: "heatmap", x: names, y: names, z, colorscale, zmin, zmax, xgap: 1, ygap: 1,
+      texttemplate: names.length <= 14 ? fmt : "", hovertemplate: "%{y} vs %{x}: " + fmt + "<extra></extra>",
+      hoverongaps: false,
+    }], layout({ margin: { l: 130, r: 10, t: 10, b: 110 }, xaxis: { tickangle: -35, side: "bottom" }, yaxis: { autorange: "reversed" } }), config);
+    heat("plot-winrate", p.win_matrix, "RdBu", "%{z:.2f}", 0, 1);
+    heat("plot-battles", p.battle_matrix, [[0, "#f6f7fb"], [1, accent]], "%{z:.0f}");
+    Plotly.react("plot-votes", [{
+      type: "bar", x: p.days, y: p.votes_per_day, marker: { color: accent }, name: "votes per day",
+      width: p.days.map(() => 0.8 * 86400000),  // a date axis sizes bars in milliseconds
+      hovertemplate: "%{x}: %{y} votes<extra></extra>",
+    }, {
+      type: "scatter", mode: "lines+markers", x: p.days, y: p.votes_per_day.reduce((acc, n) => (acc.push((acc.at(-1) || 0) + n), acc), []),
+      yaxis: "y2", line: { color: "#0f9d58", width: 2 }, name: "total",
+    }], layout({
+      margin: { l: 50, r: 60, t: 10, b: 50 }, showlegend: true, legend: { orientation: "h", y: 1.12 }, bargap: 0.15,
+      xaxis: dayAxis(p.days),
+      yaxis: { title: "per day", gridcolor: "#eceef4", rangemode: "tozero" },
+      yaxis2: { title: "total", overlaying: "y", side: "right", showgrid: false, rangemode: "tozero" },
+    }), config);
+  }
+
+  async function refresh(push) {
+    const p = params();
+    const response = await fetch(`/leaderboard/data/?${p}`, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    if (!response.ok) return;
+    const data = await response.json();
+    holder.innerHTML = data.table_html;
+    const table = holder.querySelector("table[data-sortable]");
+    if (table) sortable(table);
+    draw(data.plots);
+    if (csvLink) csvLink.href = `/leaderboard/rankings.csv?${p}`;
+    if (push) history.replaceState(null, "", `?${p}`);
+  }
+
+  function connect(delay) {
+    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/leaderboard/`);
+    ws.onopen = () => { if (live) live.hidden = false; delay = 1000; };
+    ws.onmessage = event => {
+      const frame = JSON.parse(event.data);
+      if (frame.type !== "snapshot") return;
+      refresh(false).then(() => {
+        if (!live) return;
+        live.classList.add("flash");
+        setTimeout(() => live.classList.remove("flash"), 1200);
+      });
+    };
+    ws.onclose = () => {
+      if (live) live.hidden = true;
+      setTimeout(() => connect(Math.min(delay * 2, 30000)), delay);
+    };
+  }
+
+  const table = holder.querySelector("table[data-sortable]");
+  if (table) sortable(table);
+  draw(JSON.parse(plotData.textContent));
+  if (categorySelect) categorySelect.addEventListener("change", () => refresh(true));
+  if (styleBox) styleBox.addEventListener("change", () => refresh(true));
+  connect(1000);
+})();
