@@ -22,3 +22,8 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# The embedded default has no celery beat: this process refreshes the leaderboard itself (off in production).
+from arena.leaderboard import leaderboard_timer_start  # noqa: E402
+
+leaderboard_timer_start()

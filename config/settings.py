@@ -295,6 +295,12 @@ CELERY_BEAT_SCHEDULE = {
         # A tick that waits longer than one interval is stale: the next one will do.
         "options": {"queue": ARENA_SNAPSHOT_QUEUE, "expires": float(ARENA_SNAPSHOT_SECONDS)},
     },
+    # Turns whose worker host vanished (and so never answered) end as failed, so no voter waits for ever.
+    "reap-stale-turns": {
+        "task": "arena.reap_stale_turns",
+        "schedule": 60.0,
+        "options": {"queue": ARENA_SNAPSHOT_QUEUE, "expires": 60.0},
+    },
 }
 
 
