@@ -4,6 +4,7 @@ is away), never a 500, and a refused message changes no row."""
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 
 import pytest
 from django.urls import URLPattern, get_resolver
@@ -107,9 +108,16 @@ def plain_routes() -> list[str]:
 )
 def test_http_endpoints_never_answer_500(client, route, method, query, body):
     before = row_counts()
+    # Percent-encode the bytes a client would send, lone surrogates included, as a raw query string.
+    raw_query = "&".join(
+        f"{quote(k.encode('utf-8', 'surrogatepass'))}={quote(v.encode('utf-8', 'surrogatepass'))}" for k, v in query.items()
+    )
+    route = f"{route}?{raw_query}" if raw_query else route
     if method == "get" or method == "head":
-        response = getattr(client, method)(route, query)
+        response = getattr(client, method)(route)
     else:
-        response = getattr(client, method)(route, data=body, content_type="application/octet-stream")
+        # What arrives over the wire is bytes: text with lone surrogates travels as the bytes a client would send.
+        raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+        response = getattr(client, method)(route, data=raw, content_type="application/octet-stream")
     assert response.status_code < 500, (method, route, response.status_code)
     assert row_counts() == before
