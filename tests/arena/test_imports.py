@@ -17,8 +17,8 @@ from arena.leaderboard import leaderboard_snapshot_create
 from arena.models import Battle, ImportedBattle, Side, Vote
 from arena.exports import rankings_csv
 from models_hub.models import ModelEntry
+from tests.data import shared_data
 
-LLMFAO = Path("/work/shared/data/llmfao/battles.csv")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -29,9 +29,7 @@ def counts() -> tuple[int, ...]:
 
 @pytest.fixture
 def llmfao() -> Path:
-    if not LLMFAO.exists():
-        pytest.fail(f"the LLMFAO battles are missing at {LLMFAO}")
-    return LLMFAO
+    return shared_data("llmfao", "battles.csv")
 
 
 def test_llmfao_imported_gives_the_scores_of_the_ratings_command_line(db, llmfao):

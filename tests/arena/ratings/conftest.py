@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from arena.ratings import read_battles_csv
+from tests.data import shared_data
 
-REPO_ROOT = Path(__file__).parents[3]
-LLMFAO = REPO_ROOT.parent / "shared" / "data" / "llmfao"
 
 
 @dataclass(frozen=True)
@@ -26,10 +25,7 @@ class Reference:
 
 @pytest.fixture(scope="session")
 def llmfao_path() -> Path:
-    path = LLMFAO / "battles.csv"
-    if not path.exists():
-        pytest.skip(f"LLMFAO reference data not found at {LLMFAO}")
-    return path
+    return shared_data("llmfao", "battles.csv")
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +35,7 @@ def llmfao(llmfao_path):
 
 @pytest.fixture(scope="session")
 def reference(llmfao_path) -> Reference:
-    with open(LLMFAO / "arena_rank_sandwich.csv", newline="") as fh:
+    with open(shared_data("llmfao", "arena_rank_sandwich.csv"), newline="") as fh:
         rows = list(csv.DictReader(fh))
     col = lambda k: np.array([float(r[k]) for r in rows])  # noqa: E731
     return Reference([r["model"] for r in rows], col("score"), col("lower"), col("upper"), col("votes"))
