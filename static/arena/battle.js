@@ -72,6 +72,7 @@
   function resetSides() {
     turns = { A: [], B: [] };
     voted = false;
+    voteButtons.forEach((b) => b.classList.remove("chosen"));
     labels.forEach((label) => {
       conversation(label).replaceChildren();
       document.querySelector('[data-name="' + label + '"]').textContent = "";
@@ -207,6 +208,7 @@
       case "voted":
         voted = true;
         showNames(frame.models);
+        voteButtons.forEach((b) => b.classList.toggle("chosen", b.dataset.vote === frame.choice));
         if (frame.choice === "A" || frame.choice === "B") {
           document.querySelector('[data-side="' + frame.choice + '"]').classList.add("winner");
         }
