@@ -84,6 +84,9 @@ class Processes:
         self.running.append((name, process, log))
         return process
 
+    def pid(self, name: str) -> int:
+        return next(process.pid for n, process, _ in self.running if n == name)
+
     def stop_all(self) -> None:
         for name, process, log in reversed(self.running):
             if process.poll() is None:
@@ -95,6 +98,40 @@ class Processes:
                     process.wait(10)
             log.close()
         self.running.clear()
+
+
+def _proc_times() -> dict[int, tuple[int, float, float]]:
+    """{pid: (ppid, own CPU seconds, CPU seconds of waited-for children)} for every process now."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick,
+                                        (int(fields[13]) + int(fields[14])) / tick)
+    return table
+
+
+def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each named process and its descendants (live ones and those reaped)."""
+    table = _proc_times()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out = {}
+    for name, root in roots.items():
+        if root == os.getpid():  # this process started the others: count only its own time
+            out[name] = table[root][1]
+            continue
+        total, todo = table.get(root, (0, 0.0, 0.0))[2], [root]
+        while todo:
+            pid = todo.pop()
+            total += table.get(pid, (0, 0.0, 0.0))[1]
+            todo.extend(children.get(pid, []))
+        out[name] = total
+    return out
 
 
 def run_checked(argv: list[str], env: dict[str, str], log: Path) -> None:
@@ -517,7 +554,8 @@ def _reserve_ids(cursor, table: str, n: int) -> int:
 def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np.ndarray, seed: int,
                chunk: int = 100_000) -> dict:
     """COPY ``count`` voted anonymous battles into PostgreSQL: per vote one Battle, two Sides, two done Turns
-    and one Vote, drawn from Bradley-Terry with ``truth`` (Elo scale) and 10% ties (half of them both-bad)."""
+    and one Vote, drawn from Bradley-Terry with ``truth`` (Elo scale) with some ties (half of them both-bad)
+    that leave each pair's expected outcome unchanged."""
     import psycopg
 
     rng = np.random.default_rng(seed)
@@ -540,9 +578,12 @@ def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np
             a = rng.integers(0, m, n)
             b = (a + rng.integers(1, m, n)) % m
             p_left = 1.0 / (1.0 + 10.0 ** ((truth[b] - truth[a]) / 400.0))
+            # Ties (counted as half a win each way) at 20% of the likelier loss, at most 10%: the expected outcome
+            # stays p_left, so the fit should recover the true scores up to sampling error.
+            p_tie = 0.2 * np.minimum(p_left, 1.0 - p_left)
             u = rng.random(n)
-            tie = rng.random(n) < 0.10
-            choice = np.where(tie, np.where(u < 0.5, "tie", "bothbad"), np.where(u < p_left, "left", "right"))
+            choice = np.where(u < p_left - p_tie / 2, "left", np.where(u < p_left + p_tie / 2, "tie", "right"))
+            choice = np.where((choice == "tie") & (rng.random(n) < 0.5), "bothbad", choice)
             coding = rng.random(n) < 0.15
             when = np.datetime_as_string(now - rng.integers(0, 60 * 86400 * 10**6, n).astype("timedelta64[us]"))
             resp = rng.integers(0, len(responses), (n, 2))
@@ -639,6 +680,7 @@ def load_summary(tally: Tally, phase: dict, check: dict) -> dict:
         "failed_sides": len(tally.failed_sides),
         "voter_errors": list(tally.voter_errors),
         "check": check,
+        "cpu_seconds": phase["cpu_seconds"],
     }
 
 
@@ -689,6 +731,15 @@ def report(args, results: dict) -> str:
         "",
         *([f"- {k}: {v}" for k, v in load["refusals"].items()] or ["- none"]),
         "",
+        f"Where the CPU went during the run (CPU seconds, and cores busy on average over the {load['seconds']:.0f} s):",
+        "",
+        "| process | CPU s | cores |",
+        "|---|---:|---:|",
+        *[f"| {name} | {sec:.1f} | {sec / load['seconds']:.2f} |"
+          for name, sec in sorted(load["cpu_seconds"].items(), key=lambda kv: -kv[1])],
+        f"| all of the above | {sum(load['cpu_seconds'].values()):.1f} | "
+        f"{sum(load['cpu_seconds'].values()) / load['seconds']:.2f} |",
+        "",
     ]
     check = results["check"]
     lines += [
@@ -708,7 +759,7 @@ def report(args, results: dict) -> str:
         "## Leaderboard reads against stored votes",
         "",
         f"Bulk-inserted anonymous battles among {args.models} models with known Bradley-Terry strengths "
-        "(N(1000, 150^2), 10% ties, 15% tagged coding), then `manage.py compute_leaderboard --force`, then "
+        "(N(1000, 150^2), up to 10% ties that keep the expected outcome, 15% tagged coding), then `manage.py compute_leaderboard --force`, then "
         f"{args.gets} sequential GETs of each page (after 3 warm-up GETs) while {args.bg_voters} voters keep "
         "battling and voting.",
         "",
@@ -841,7 +892,14 @@ def main() -> int:
         if health.status_code != 200:
             raise RuntimeError(f"/healthz answered {health.status_code}: {health.text}")
 
+        roots = {"daphne": processes.pid("daphne"), "celery worker": processes.pid("worker"),
+                 "PostgreSQL": int((postgres.data_dir / "postmaster.pid").read_text().split()[0]),
+                 "Redis": int((redis.directory / "redis.pid").read_text().strip()),
+                 "stand-in model": processes.pid("standin"), "voters (this process)": os.getpid()}
+        cpu_before = cpu_seconds(roots)
         phase = asyncio.run(load_phase(args, base, web_port, tally))
+        cpu_after = cpu_seconds(roots)
+        phase["cpu_seconds"] = {k: cpu_after[k] - cpu_before[k] for k in roots}
         results["loadavg"]["after load"] = os.getloadavg()[0]
         check = check_votes(tally)
         results["load"] = load_summary(tally, phase, check)
