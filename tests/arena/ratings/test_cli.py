@@ -11,7 +11,7 @@ import pytest
 from arena.ratings import ranking_to_csv, rate
 from arena.ratings.csvio import STYLE_COLUMNS
 
-from .conftest import REPO_ROOT
+from tests.data import ROOT as REPO_ROOT
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
