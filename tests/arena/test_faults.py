@@ -91,3 +91,68 @@ def test_an_open_battle_survives_a_redis_restart_and_new_ones_work_after(chromiu
     tab.wait_votable(timeout=60_000)
     assert Battle.objects.count() == 2
     tab.close()
+
+
+def test_a_snapshot_job_killed_while_writing_leaves_the_previous_snapshot_shown(client):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psycopg
+
+    from arena.leaderboard import leaderboard_snapshot_create
+    from arena.models import LeaderboardSnapshot, Side
+    from models_hub.models import ModelEntry
+    from tests.workers import ROOT, test_database_url
+
+    models = [ModelEntry.objects.create(slug=f"m{i}", display_name=f"Model {i}") for i in range(3)]
+
+    def vote(n: int) -> None:
+        for i in range(n):
+            battle = Battle.objects.create(session_key="s")
+            for position, entry in (("left", models[i % 3]), ("right", models[(i + 1) % 3])):
+                side = Side.objects.create(battle=battle, position=position, model=entry)
+                Turn.objects.create(side=side, index=0, prompt="p", response="an answer", status="done")
+            Vote.objects.create(battle=battle, choice=["left", "right", "tie"][i % 3], session_key="s")
+
+    vote(30)
+    shown = leaderboard_snapshot_create()
+    vote(30)
+    # Hold the snapshot table so the job blocks inside its transaction, half-way through writing.
+    url = test_database_url().replace("postgres://", "postgresql://")
+    blocker = psycopg.connect(url, autocommit=False)
+    watcher = psycopg.connect(url, autocommit=True)  # its own statements, so each poll reads fresh activity
+    # EXCLUSIVE lets the job read the table but not insert into it.
+    blocker.execute(f"LOCK TABLE {LeaderboardSnapshot._meta.db_table} IN EXCLUSIVE MODE")
+    job = subprocess.Popen(
+        [sys.executable, "manage.py", "compute_leaderboard", "--quiet"], cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": test_database_url()},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            waiting = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO%'"
+            ).fetchone()[0]
+            if waiting:
+                break
+            assert job.poll() is None, job.stdout.read().decode()
+            time.sleep(0.1)
+        else:
+            job.kill()
+            raise AssertionError(f"the snapshot job never reached its write: {job.communicate()[0][-2000:]!r}")
+        job.send_signal(signal.SIGKILL)
+        job.wait(10)
+    finally:
+        blocker.rollback()
+        blocker.close()
+        watcher.close()
+    assert list(LeaderboardSnapshot.objects.values_list("pk", flat=True)) == [shown.pk]
+    page = client.get("/leaderboard/").content.decode()
+    assert f"{shown.votes_used} votes" in page
+    # The killed job left no lock behind: the next one stores the new votes.
+    fresh = leaderboard_snapshot_create()
+    assert fresh is not None and fresh.votes_used == 60
