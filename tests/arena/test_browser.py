@@ -123,6 +123,7 @@ def test_the_battle_page_fits_a_phone_screen(chromium, arena, standin):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the first test to ask for the default models builds them
 def test_a_voter_plays_a_battle_between_real_small_models(chromium, arena, built_models, settings):
     from models_hub.builders import default_models_seed
     from models_hub.models import ModelEntry
