@@ -72,13 +72,20 @@ def model_bytes(loaded: LoadedModel) -> int:
     return loaded.nbytes
 
 
+# transformers builds a model on the meta device under process-wide state before it fills in the weights; two
+# loads at once in one process (both sides of a battle on an embedded server's threads) can leave tied weights on
+# the meta device. Loading is disk- and memory-bound anyway, so one load at a time costs nothing.
+_load_lock = threading.Lock()
+
+
 def model_load(path: Path) -> LoadedModel:
     """Load a checkpoint directory from local files only: no machine here reaches a model hub."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     device, dtype = device_and_dtype()
     started = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True).to(device).eval()
+    with _load_lock:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True).to(device).eval()
     nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
     nbytes += sum(b.numel() * b.element_size() for b in model.buffers())
     logger.info("loaded %s on %s in %.1f s (%.0f MB)", path, device, time.perf_counter() - started, nbytes / 2**20)

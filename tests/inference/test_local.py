@@ -182,3 +182,32 @@ def test_it_fails_with_a_voter_safe_reason_when_the_checkpoint_is_missing(tmp_pa
 def test_it_rejects_a_conversation_that_does_not_end_with_the_user() -> None:
     with pytest.raises(GenerationError, match="must end with the user's prompt"):
         generate(entry_for(Path("/nowhere")), [{"role": "assistant", "content": "Hi"}])
+
+
+def test_it_loads_two_checkpoints_at_once_from_two_threads(built_models: dict[str, Path]) -> None:
+    # Both sides of a battle ask for their model at the same moment on an embedded server's two threads.
+    import threading
+
+    from inference.local import model_load
+
+    paths = [built_models[SMOLLM2_SLUG], built_models[GEMMA3_SLUG]]
+    start = threading.Barrier(len(paths))
+    loaded: dict[int, object] = {}
+    errors: list[BaseException] = []
+
+    def load(i: int) -> None:
+        start.wait()
+        try:
+            loaded[i] = model_load(paths[i])
+        except BaseException as exc:  # reported below with the others
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(len(paths))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert errors == []
+    for model in (loaded[i].model for i in range(len(paths))):
+        assert not any(p.is_meta for p in model.parameters())
+        assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
