@@ -66,11 +66,16 @@
       marker: { size: 9, color: p.inhouse.map(h => h ? accent : "#1b1d23") },
       hovertemplate: "%{x}<br>score %{y:.0f}<extra></extra>",
     }], layout({ yaxis: { title: "score", gridcolor: "#eceef4", zeroline: false }, xaxis: { tickangle: -35 } }), config);
-    const heat = (id, z, colorscale, fmt, zmin, zmax) => Plotly.react(id, [{
+    // A matrix of one model says nothing: say so instead of drawing an empty grid.
+    const alone = names.length < 2 ? {
+      annotations: [{ text: "Needs votes between at least two models", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { color: "#6b7080" } }],
+      xaxis: { visible: false }, yaxis: { visible: false },
+    } : {};
+    const heat = (id, z, colorscale, fmt, zmin, zmax) => Plotly.react(id, names.length < 2 ? [] : [{
       type: "heatmap", x: names, y: names, z, colorscale, zmin, zmax, xgap: 1, ygap: 1,
       texttemplate: names.length <= 14 ? fmt : "", hovertemplate: "%{y} vs %{x}: " + fmt + "<extra></extra>",
       hoverongaps: false,
-    }], layout({ margin: { l: 130, r: 10, t: 10, b: 110 }, xaxis: { tickangle: -35, side: "bottom" }, yaxis: { autorange: "reversed" } }), config);
+    }], layout(Object.assign({ margin: { l: 130, r: 10, t: 10, b: 110 }, xaxis: { tickangle: -35, side: "bottom" }, yaxis: { autorange: "reversed" } }, alone)), config);
     heat("plot-winrate", p.win_matrix, "RdBu", "%{z:.2f}", 0, 1);
     heat("plot-battles", p.battle_matrix, [[0, "#f6f7fb"], [1, accent]], "%{z:.0f}");
     Plotly.react("plot-votes", [{
