@@ -22,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from machine import machine  # benchmarks/machine.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 CONCURRENCY = 4
@@ -130,17 +132,6 @@ def ratio_worker(dense_path: str, moe_path: str, new_tokens: int, runs: int) -> 
     return {"ratios": ratios, "median": statistics.median(ratios)}
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
 def main() -> None:

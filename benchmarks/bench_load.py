@@ -47,6 +47,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from machine import machine  # benchmarks/machine.py, beside this script
+
 import httpx
 import numpy as np
 from tqdm import tqdm
@@ -639,17 +641,6 @@ def fit_accuracy(csv_text: str, truth_by_name: dict[str, float]) -> dict:
 # Report
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {mem_gib:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
 def load_summary(tally: Tally, phase: dict, check: dict) -> dict:

@@ -26,6 +26,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from machine import machine  # benchmarks/machine.py, beside this script
+
 import numpy as np
 from scipy.stats import spearmanr
 from tqdm import tqdm
@@ -203,20 +205,11 @@ def main() -> int:
     progress.close()
 
     date = datetime.date.today().isoformat()
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     lines = [
         "# arena.ratings benchmark",
         "",
         f"- Date: {date}",
-        f"- Machine: {cpu}, {os.cpu_count()} cores, {mem_gib:.0f} GiB RAM, {platform.system()} {platform.release()}",
+        f"- Machine: {machine()}",
         f"- Python {platform.python_version()}, numpy {np.__version__}; 1-minute load average "
         f"{load_before[0]:.2f} before the run, {os.getloadavg()[0]:.2f} after (other work may share the cores)",
         f"- Command: `{Path(sys.executable)} benchmarks/bench_ratings.py {' '.join(sys.argv[1:])}`".rstrip(),

@@ -288,6 +288,7 @@ ARENA_SNAPSHOT_TIMER = envbool("ARENA_SNAPSHOT_TIMER", default=ARENA_INPROCESS_W
 # one with fewer overall votes than ARENA_LEADERBOARD_PRELIMINARY_VOTES is marked preliminary.
 ARENA_LEADERBOARD_MIN_CATEGORY_VOTES = envint("ARENA_LEADERBOARD_MIN_CATEGORY_VOTES", 20, minimum=1)
 ARENA_LEADERBOARD_PRELIMINARY_VOTES = envint("ARENA_LEADERBOARD_PRELIMINARY_VOTES", 100, minimum=0)
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "leaderboard-snapshot": {
         "task": "arena.leaderboard_snapshot",
