@@ -35,7 +35,6 @@ from models_hub.models import ModelEntry
 
 from .models import Battle, LeaderboardSnapshot, Side, Turn, Vote
 from .ratings import (
-    DisconnectedGraphError,
     Ranking,
     aggregate,
     head_to_head,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .base import GenerationError, GenerationResult, Message, OnText, ShouldStop
+from .base import GenerationError, GenerationResult, OnText, ShouldStop
 
 if TYPE_CHECKING:
     from models_hub.models import ModelEntry
