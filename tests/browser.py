@@ -49,3 +49,33 @@ class LiveArena:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self._log_file.close()
+
+
+class Page:
+    """A tab on the arena that records every websocket frame it receives."""
+
+    def __init__(self, browser, url: str, **context):
+        self.context = browser.new_context(**context)
+        self.page = self.context.new_page()
+        self.frames: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: self.frames.append(str(payload))))
+        self.page.goto(url)
+        try:
+            self.page.wait_for_function("() => !document.querySelector('#send').disabled", timeout=15_000)
+        except Exception:
+            raise AssertionError(f"the page never connected; script errors: {self.errors}; frames: {self.frames}") from None
+
+    def ask(self, prompt: str) -> None:
+        self.page.fill("#prompt", prompt)
+        self.page.keyboard.press("Enter")
+
+    def wait_votable(self, timeout: float = 120_000) -> None:
+        try:
+            self.page.wait_for_selector(".vote[data-vote='A']:not([disabled])", timeout=timeout)
+        except Exception:
+            raise AssertionError(f"the votes never opened; script errors: {self.errors}; frames: {self.frames[-6:]}") from None
+
+    def close(self) -> None:
+        self.context.close()

@@ -9,6 +9,7 @@ from django.contrib.sessions.backends.db import SessionStore
 
 from config.asgi import application
 from models_hub.models import ModelEntry
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, LiveArena
 from tests.standin import StandinEndpoint
 
 
@@ -103,3 +104,27 @@ class Voter:
 
     async def close(self) -> None:
         await self.communicator.disconnect()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are still synchronous.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            yield browser
+            browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def arena(tmp_path):
+    live = LiveArena(tmp_path / "daphne.log").start()
+    yield live
+    live.stop()

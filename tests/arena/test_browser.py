@@ -5,65 +5,11 @@ from __future__ import annotations
 import pytest
 
 from arena.models import Vote
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, LiveArena
+from tests.browser import SCREENSHOTS, Page
 
 from .conftest import standin_entry
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    import os
-
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are still synchronous.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            yield browser
-            browser.close()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-@pytest.fixture
-def arena(tmp_path):
-    live = LiveArena(tmp_path / "daphne.log").start()
-    yield live
-    live.stop()
-
-
-class Page:
-    """A tab on the arena that records every websocket frame it receives."""
-
-    def __init__(self, browser, url: str, **context):
-        self.context = browser.new_context(**context)
-        self.page = self.context.new_page()
-        self.frames: list[str] = []
-        self.errors: list[str] = []
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-        self.page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: self.frames.append(str(payload))))
-        self.page.goto(url)
-        try:
-            self.page.wait_for_function("() => !document.querySelector('#send').disabled", timeout=15_000)
-        except Exception:
-            raise AssertionError(f"the page never connected; script errors: {self.errors}; frames: {self.frames}") from None
-
-    def ask(self, prompt: str) -> None:
-        self.page.fill("#prompt", prompt)
-        self.page.keyboard.press("Enter")
-
-    def wait_votable(self, timeout: float = 120_000) -> None:
-        try:
-            self.page.wait_for_selector(".vote[data-vote='A']:not([disabled])", timeout=timeout)
-        except Exception:
-            raise AssertionError(f"the votes never opened; script errors: {self.errors}; frames: {self.frames[-6:]}") from None
-
-    def close(self) -> None:
-        self.context.close()
 
 
 def test_a_voter_plays_a_battle_to_the_reveal_with_the_keyboard(chromium, arena, standin):

@@ -7,10 +7,9 @@ from channels.db import database_sync_to_async
 from django.db import connection
 
 from arena.models import Battle, Turn, Vote
-from tests.browser import SCREENSHOTS
+from tests.browser import SCREENSHOTS, Page
 
 from .conftest import Voter, standin_entry
-from .test_browser import Page, arena, chromium  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -67,7 +66,7 @@ async def test_it_refuses_battles_clearly_while_postgres_is_down_and_serves_agai
     await voter.close()
 
 
-def test_an_open_battle_survives_a_redis_restart_and_new_ones_work_after(chromium, arena, standin, redis_server):  # noqa: F811
+def test_an_open_battle_survives_a_redis_restart_and_new_ones_work_after(chromium, arena, standin, redis_server):
     standin_entry(standin, "steady-a", "slow")
     standin_entry(standin, "steady-b", "slow")
     tab = Page(chromium, arena.url)

@@ -10,7 +10,6 @@ from django.db import connection
 from arena.leaderboard import leaderboard_snapshot_create
 from tests.browser import SCREENSHOTS, LiveArena
 
-from .test_browser import chromium  # noqa: F401  (the module-scoped browser fixture)
 from .test_leaderboard import Spec, model, record, simulate
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
@@ -59,7 +58,7 @@ def board(db):
     return models, secret
 
 
-def test_the_leaderboard_renders_its_table_and_plots_and_updates_live(chromium, arena, board):  # noqa: F811
+def test_the_leaderboard_renders_its_table_and_plots_and_updates_live(chromium, arena, board):
     models, secret = board
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -98,7 +97,7 @@ def test_the_leaderboard_renders_its_table_and_plots_and_updates_live(chromium, 
     context.close()
 
 
-def test_the_head_to_head_page_renders(chromium, arena, board):  # noqa: F811
+def test_the_head_to_head_page_renders(chromium, arena, board):
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.goto(f"{arena.url}/leaderboard/head-to-head/")
