@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import csv
 import datetime
 import hashlib
@@ -56,7 +57,7 @@ from tqdm import tqdm
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.stack import PostgresCluster, RedisServer, _postgres_bin, free_port, wait_for_port  # noqa: E402
+from tests.stack import free_port, services, wait_for_port  # noqa: E402
 
 POOL = "bench"
 CHOICES = ("A", "B", "tie", "bothbad")
@@ -811,19 +812,12 @@ def main() -> int:
     logs.mkdir(parents=True, exist_ok=True)
     results: dict = {"date": datetime.date.today().isoformat(), "loadavg": {"start": os.getloadavg()[0]},
                      "sizes": []}
-    postgres = PostgresCluster(args.workdir / "pg", free_port(), _postgres_bin())
-    redis = RedisServer(args.workdir / "redis", free_port())
     processes = Processes(logs)
-    started_services: list = []
+    stack = contextlib.ExitStack()
     tally = Tally()
     try:
+        postgres, redis = stack.enter_context(services(args.workdir))
         print(f"PostgreSQL on 127.0.0.1:{postgres.port}, Redis on 127.0.0.1:{redis.port}, logs in {logs}", flush=True)
-        postgres.init()
-        postgres.start()
-        started_services.append(postgres)
-        postgres.create_database("arena")
-        redis.start()
-        started_services.append(redis)
         results["postgres"] = subprocess.run([str(postgres.bin_dir / "postgres"), "--version"], capture_output=True,
                                              text=True).stdout.split()[2]
         results["redis"] = subprocess.run(["redis-server", "--version"], capture_output=True,
@@ -930,8 +924,7 @@ def main() -> int:
         (args.workdir / "results.json").write_text(json.dumps(results, default=str, indent=1))
     finally:
         processes.stop_all()
-        for service in reversed(started_services):
-            service.stop()
+        stack.close()
 
     text = report(args, results)
     text += (f"\nTracebacks in the logs: daphne {results['daphne_tracebacks']}, worker "

@@ -16,6 +16,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,29 +150,40 @@ class RedisServer:
         pidfile.unlink(missing_ok=True)
 
 
-def main(argv: list[str]) -> int:
-    if "--" not in argv:
-        print("usage: python -m tests.stack -- COMMAND [ARGS...]", file=sys.stderr)
-        return 2
-    command = argv[argv.index("--") + 1:]
-    STACK_DIR.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def services(directory: Path) -> Iterator[tuple[PostgresCluster, RedisServer]]:
+    """A fresh PostgreSQL cluster (with database `arena`) and Redis under `directory`, on free loopback ports;
+    both stopped again on leaving, whatever happened inside."""
+    directory.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         # The postgres account must be able to walk down to its data directory.
-        for parent in [STACK_DIR, *STACK_DIR.parents]:
+        for parent in [directory, *directory.parents]:
             if parent == Path("/"):
                 break
             parent.chmod(parent.stat().st_mode | 0o011)
-    postgres = PostgresCluster(STACK_DIR / "pg", free_port(), _postgres_bin())
-    redis = RedisServer(STACK_DIR / "redis", free_port())
+    postgres = PostgresCluster(directory / "pg", free_port(), _postgres_bin())
+    redis = RedisServer(directory / "redis", free_port())
     started: list = []
     try:
-        print(f"stack: PostgreSQL on 127.0.0.1:{postgres.port}, Redis on 127.0.0.1:{redis.port}", flush=True)
         postgres.init()
         postgres.start()
         started.append(postgres)
         postgres.create_database("arena")
         redis.start()
         started.append(redis)
+        yield postgres, redis
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+def main(argv: list[str]) -> int:
+    if "--" not in argv:
+        print("usage: python -m tests.stack -- COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    command = argv[argv.index("--") + 1:]
+    with services(STACK_DIR) as (postgres, redis):
+        print(f"stack: PostgreSQL on 127.0.0.1:{postgres.port}, Redis on 127.0.0.1:{redis.port}", flush=True)
         env = {
             **os.environ,
             "DATABASE_URL": postgres.url,
@@ -182,9 +195,6 @@ def main(argv: list[str]) -> int:
             "ARENA_TEST_REDIS_PORT": str(redis.port),
         }
         return subprocess.call(command, env=env)
-    finally:
-        for service in reversed(started):
-            service.stop()
 
 
 if __name__ == "__main__":
