@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 REQS := requirements.txt requirements-nodeps.txt
-STAMP := $(VENV)/.installed-$(shell cat $(REQS) | sha256sum | cut -c1-16)
+DEV_REQS := requirements-dev.txt
+# One stamp per installed set, named by a hash of its files: editing a requirements file reinstalls that set.
+STAMP := $(VENV)/.installed-runtime-$(shell cat $(REQS) | sha256sum | cut -c1-16)
+DEV_STAMP := $(VENV)/.installed-dev-$(shell cat $(REQS) $(DEV_REQS) | sha256sum | cut -c1-16)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 POOL ?= default
@@ -12,11 +15,17 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: run test serve worker beat venv models clean-test
 
+# The runtime set: what the web, worker and beat processes need, nothing for tests.
 $(STAMP): $(REQS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
-	@rm -f $(VENV)/.installed-*; touch $@
+	@rm -f $(VENV)/.installed-runtime-*; touch $@
+
+# The runtime set plus the test tools.
+$(DEV_STAMP): $(STAMP) $(DEV_REQS)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-dev-*; touch $@
 
 venv: $(STAMP)
 
@@ -29,10 +38,10 @@ run: $(STAMP)
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m daphne -b $(HOST) -p $(PORT) config.asgi:application
 
 # The whole suite against a throwaway PostgreSQL and Redis on loopback, stopped again whatever the outcome.
-test: $(STAMP)
+test: $(DEV_STAMP)
 	@scripts/system-packages test
 	env SECRET_KEY=test-only-secret DEBUG=0 SECURE_COOKIES=0 WHITENOISE_USE_FINDERS=1 \
-	  $(PY) -m tests.stack -- $(PY) -m pytest $(PYTEST_ARGS)
+	  $(PY) -m devstack -- $(PY) -m pytest $(PYTEST_ARGS)
 
 # Production processes against DATABASE_URL and REDIS_URL (see README.md, "Production").
 serve: $(STAMP)
