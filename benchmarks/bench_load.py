@@ -1,7 +1,7 @@
 """Load test of the production processes on loopback: many voters running whole battles and voting, then the
 leaderboard page and ranking export read with 10k and 1M stored votes.
 
-Everything runs on 127.0.0.1 and is started here: a throwaway PostgreSQL and Redis (``tests.stack``), the
+Everything runs on 127.0.0.1 and is started here: a throwaway PostgreSQL and Redis (``devstack``), the
 migrations, the OpenAI-compatible stand-in model (``tests.standin``, model ``echo`` answers at once, so the load
 falls on the web, channel-layer and database path), two model entries pointing at it in pool ``bench``, one
 Celery worker ``-Q bench`` and one daphne process, with the rate limits switched off.
@@ -57,7 +57,7 @@ from tqdm import tqdm
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.stack import free_port, services, wait_for_port  # noqa: E402
+from devstack import free_port, services, wait_for_port  # noqa: E402
 
 POOL = "bench"
 CHOICES = ("A", "B", "tie", "bothbad")
@@ -684,7 +684,7 @@ def report(args, results: dict) -> str:
         f"- Date: {results['date']}",
         f"- Machine: {machine()}",
         f"- Python {platform.python_version()}; PostgreSQL {results['postgres']}, Redis {results['redis']}",
-        f"- Command: `{Path(sys.executable)} benchmarks/bench_load.py {' '.join(sys.argv[1:])}`".rstrip(),
+        f"- Command: `python benchmarks/bench_load.py {' '.join(sys.argv[1:])}`".rstrip(),
         f"- 1-minute load average: {', '.join(f'{k} {v:.2f}' for k, v in results['loadavg'].items())} "
         "(2 cores shared with whatever else runs on the machine)",
         f"- Processes, all on 127.0.0.1: PostgreSQL (fsync off, as in the test stack), Redis, one daphne, one Celery "

@@ -1,4 +1,4 @@
-"""Benchmark of arena.ratings: accuracy against known truth, time and memory, beside FastChat and choix.
+"""Benchmark of ratings: accuracy against known truth, time and memory, beside FastChat and choix.
 
 For each size (default 10k, 1M and 10M battles among 100 models) battles are drawn from Bradley-Terry with
 known true scores (seeded, no ties, so the half-win rule cannot blur the comparison), saved to .npy under
@@ -9,7 +9,7 @@ A competitor is skipped at a size whose design matrix would not fit in memory or
 linearly from the previous size, would pass 120 s.
 
     python benchmarks/bench_ratings.py                       # project venv: competitors "not installed"
-    /tmp/bench-venv/bin/python benchmarks/bench_ratings.py   # with scikit-learn and choix
+    python benchmarks/bench_ratings.py   # in a virtual environment with scikit-learn and choix added
 
 Writes the report to benchmarks/results/ratings.md (``--out`` to change, ``--out -`` for stdout only).
 """
@@ -35,8 +35,8 @@ from tqdm import tqdm
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from arena.ratings import aggregate  # noqa: E402
-from arena.ratings.bradley_terry import (  # noqa: E402
+from ratings import aggregate  # noqa: E402
+from ratings.bradley_terry import (  # noqa: E402
     INIT_SCORE,
     SCALE,
     bootstrap_thetas,
@@ -206,13 +206,13 @@ def main() -> int:
 
     date = datetime.date.today().isoformat()
     lines = [
-        "# arena.ratings benchmark",
+        "# ratings benchmark",
         "",
         f"- Date: {date}",
         f"- Machine: {machine()}",
         f"- Python {platform.python_version()}, numpy {np.__version__}; 1-minute load average "
         f"{load_before[0]:.2f} before the run, {os.getloadavg()[0]:.2f} after (other work may share the cores)",
-        f"- Command: `{Path(sys.executable)} benchmarks/bench_ratings.py {' '.join(sys.argv[1:])}`".rstrip(),
+        f"- Command: `python benchmarks/bench_ratings.py {' '.join(sys.argv[1:])}`".rstrip(),
         f"- {m} models, true scores ~ N(1000, 150^2), pairs uniform, no ties, seed {args.seed}; "
         f"{args.rounds} bootstrap rounds; times are wall-clock seconds, ours the best of {args.repeat} runs, "
         "the others one run.",
