@@ -50,12 +50,3 @@ class VoteAdmin(ReadOnlyAdmin):
     list_display = ("battle", "choice", "identity_leak", "created_at")
     list_filter = ("choice", "identity_leak", "battle__mode")
     search_fields = ("battle__public_id",)
-
-
-from .models import LeaderboardSnapshot  # noqa: E402  (appended with the leaderboard)
-
-
-@admin.register(LeaderboardSnapshot)
-class LeaderboardSnapshotAdmin(ReadOnlyAdmin):
-    list_display = ("id", "created_at", "votes_used", "seconds", "vote_hash")
-    exclude = ("payload",)  # megabytes of matrices; the leaderboard page shows them

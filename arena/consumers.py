@@ -145,11 +145,7 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _battle(self, public_id: object) -> Battle:
-        battle = Battle.objects.filter(public_id=public_id).first() if isinstance(public_id, str) else None
-        if battle is None or battle.session_key != self.session_key:
-            raise services.BattleError("Unknown battle.", code="not_found", status=404)
-        services.turn_reap_stale(battle=battle)
-        return battle
+        return services.battle_resume(public_id=public_id, session_key=self.session_key)
 
     async def send_state(self, battle: Battle, frame: str = "state") -> None:
         state = await database_sync_to_async(battle_state)(battle)

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
+from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from inference import GenerationError, generate
 
 from .events import POSITION_LABEL, battle_publish, turn_publish
-from .models import Turn
+from .models import Battle, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -123,3 +126,27 @@ def turn_generate(*, turn_id: int, attempt: int) -> None:
         output_tokens=result.output_tokens, time_to_first_token=result.time_to_first_token,
         tokens_per_second=result.tokens_per_second,
     )
+
+
+TIMED_OUT = "No answer came back in time. Press retry to ask again."
+
+
+def turn_reap_stale(*, battle: Battle | None = None) -> int:
+    """Fail turns that no worker finished in time (a worker died, a pool went away); returns how many."""
+    limit = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    now = timezone.now()
+    cutoff = now - limit
+    stale = Turn.objects.filter(
+        Q(status=Turn.Status.QUEUED, queued_at__lt=cutoff) | Q(status=Turn.Status.RUNNING, started_at__lt=cutoff)
+    )
+    if battle is not None:
+        stale = stale.filter(side__battle=battle)
+    reaped = 0
+    for turn in stale.select_related("side__battle"):
+        reaped_now = Turn.objects.filter(pk=turn.pk, attempt=turn.attempt, status=turn.status).update(
+            status=Turn.Status.FAILED, error=TIMED_OUT, finished_at=now
+        )
+        if reaped_now:
+            turn_publish(turn, attempt=turn.attempt, status=Turn.Status.FAILED, error=TIMED_OUT)
+        reaped += reaped_now
+    return reaped

@@ -124,37 +124,3 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.battle.public_id}: {self.choice}"
-
-
-class LeaderboardSnapshot(models.Model):
-    """One fit of the leaderboard, written once and never changed: the latest is the row with the highest id.
-
-    ``payload`` holds the per-category rankings, matrices and intervals (see ``arena.leaderboard.Payload``);
-    ``vote_hash`` fingerprints the votes it used, so an unchanged vote set is not fitted twice.
-    """
-
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    votes_used = models.PositiveIntegerField()
-    vote_hash = models.CharField(max_length=64)
-    seconds = models.FloatField(help_text="How long the fit took.")
-    payload = models.JSONField()
-
-    class Meta:
-        ordering = ["-id"]
-        get_latest_by = "id"
-
-    def __str__(self) -> str:
-        return f"Snapshot {self.pk} ({self.votes_used} votes, {self.created_at:%Y-%m-%d %H:%M})"
-
-
-class ImportedBattle(models.Model):
-    """Marks a battle loaded from a battle file; ``key`` (a hash of the record and its line) makes a re-import
-    add nothing."""
-
-    battle = models.OneToOneField(Battle, on_delete=models.CASCADE, related_name="imported")
-    key = models.CharField(max_length=64, unique=True)
-    source = models.CharField(max_length=255, blank=True)
-    line = models.PositiveIntegerField()
-
-    def __str__(self) -> str:
-        return f"{self.source}:{self.line}"

@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 import random
 import re
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.utils import timezone
 
 from inference.dispatch import dispatch
@@ -22,9 +21,11 @@ from models_hub.models import ModelEntry
 
 from .categories import battle_categories
 from .events import LABEL_POSITION, POSITION_LABEL, turn_publish
+from .generation import turn_reap_stale
 from .models import Battle, Side, Turn, Vote
 from .ratelimit import RateLimited, ip_hash, rate_limit_hit
 from .sampling import NoPairAvailable, pair_sample
+from .tasks import generate_turn
 
 _rng = random.SystemRandom()
 logger = logging.getLogger(__name__)
@@ -88,13 +89,10 @@ def _queue_turn(turn: Turn, pool: str) -> None:
 
 
 QUEUE_FAILED = "The answer could not be queued just now. Press retry to ask again."
-TIMED_OUT = "No answer came back in time. Press retry to ask again."
 
 
 def turn_dispatch(turn: Turn, pool: str) -> None:
     """Hand the turn's job to its pool; if the broker refuses, end the turn as failed so nothing waits for ever."""
-    from .tasks import generate_turn
-
     try:
         dispatch(generate_turn, args=(turn.pk, turn.attempt), pool=pool)
     except Exception:
@@ -144,13 +142,21 @@ def battle_create(
     return battle
 
 
-def _owned_battle_for_update(public_id: object, session_key: str) -> Battle:
+def _owned_battle(public_id: object, session_key: str, *, for_update: bool) -> Battle:
     if not isinstance(public_id, str) or not public_id or len(public_id) > 32:
         raise BattleError("Unknown battle.", code="not_found", status=404)
-    battle = Battle.objects.select_for_update().filter(public_id=public_id).first()
+    battles = Battle.objects.select_for_update() if for_update else Battle.objects
+    battle = battles.filter(public_id=public_id).first()
     # Another session's battle answers exactly like a missing one: ids are not to be probed.
     if battle is None or battle.session_key != session_key:
         raise BattleError("Unknown battle.", code="not_found", status=404)
+    return battle
+
+
+def battle_resume(*, public_id: object, session_key: str) -> Battle:
+    """The voter's own battle for a reconnecting page, its stale turns failed first so what it shows is final."""
+    battle = _owned_battle(public_id, session_key, for_update=False)
+    turn_reap_stale(battle=battle)
     return battle
 
 
@@ -169,7 +175,7 @@ def battle_continue(*, public_id: object, session_key: str, ip: str, prompt: obj
     prompt = check_prompt(prompt)
     _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
     with transaction.atomic():
-        battle = _owned_battle_for_update(public_id, session_key)
+        battle = _owned_battle(public_id, session_key, for_update=True)
         if Vote.objects.filter(battle=battle).exists():
             raise BattleError("This battle has been voted on; start a new round.", code="already_voted", status=409)
         last = _last_turns(battle)
@@ -195,7 +201,7 @@ def battle_regenerate(*, public_id: object, session_key: str, ip: str, side: obj
         raise BattleError("Unknown side: use A or B.", code="invalid_side")
     _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
     with transaction.atomic():
-        battle = _owned_battle_for_update(public_id, session_key)
+        battle = _owned_battle(public_id, session_key, for_update=True)
         if Vote.objects.filter(battle=battle).exists():
             raise BattleError("This battle has been voted on; start a new round.", code="already_voted", status=409)
         last = [t for t in _last_turns(battle) if side is None or POSITION_LABEL[t.side.position] == side]
@@ -236,7 +242,7 @@ def vote_record(*, public_id: object, session_key: str, ip: str, choice: object)
     _rate_limit("votes", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_VOTES)
     try:
         with transaction.atomic():
-            battle = _owned_battle_for_update(public_id, session_key)
+            battle = _owned_battle(public_id, session_key, for_update=True)
             if battle.mode == Battle.Mode.DIRECT:
                 raise BattleError("A direct chat has nothing to vote on.", code="no_vote_in_direct", status=409)
             if Vote.objects.filter(battle=battle).exists():
@@ -252,24 +258,3 @@ def vote_record(*, public_id: object, session_key: str, ip: str, choice: object)
         raise BattleError("You already voted on this battle.", code="already_voted", status=409) from None
     sides = {POSITION_LABEL[s.position]: s.model.public_name for s in battle.sides.select_related("model")}
     return vote, sides
-
-
-def turn_reap_stale(*, battle: Battle | None = None) -> int:
-    """Fail turns that no worker finished in time (a worker died, a pool went away); returns how many."""
-    limit = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
-    now = timezone.now()
-    cutoff = now - limit
-    stale = Turn.objects.filter(
-        Q(status=Turn.Status.QUEUED, queued_at__lt=cutoff) | Q(status=Turn.Status.RUNNING, started_at__lt=cutoff)
-    )
-    if battle is not None:
-        stale = stale.filter(side__battle=battle)
-    reaped = 0
-    for turn in stale.select_related("side__battle"):
-        reaped_now = Turn.objects.filter(pk=turn.pk, attempt=turn.attempt, status=turn.status).update(
-            status=Turn.Status.FAILED, error=TIMED_OUT, finished_at=now
-        )
-        if reaped_now:
-            turn_publish(turn, attempt=turn.attempt, status=Turn.Status.FAILED, error=TIMED_OUT)
-        reaped += reaped_now
-    return reaped

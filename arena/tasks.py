@@ -4,8 +4,7 @@ from celery import shared_task
 
 from inference import pools  # noqa: F401  (workers announce the pools they serve)
 
-from .generation import turn_generate
-from .services import turn_reap_stale
+from .generation import turn_generate, turn_reap_stale
 
 
 @shared_task(name="arena.generate_turn", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -17,10 +16,3 @@ def generate_turn(turn_id: int, attempt: int) -> None:
 def reap_stale_turns() -> int:
     return turn_reap_stale()
 
-
-@shared_task(name="arena.leaderboard_snapshot", ignore_result=True)
-def leaderboard_snapshot() -> int | None:
-    from .leaderboard import leaderboard_snapshot_create
-
-    snapshot = leaderboard_snapshot_create()
-    return snapshot.pk if snapshot else None

@@ -24,6 +24,6 @@ application = ProtocolTypeRouter(
 )
 
 # The embedded default has no celery beat: this process refreshes the leaderboard itself (off in production).
-from arena.leaderboard import leaderboard_timer_start  # noqa: E402
+from leaderboard.snapshots import leaderboard_timer_start  # noqa: E402
 
 leaderboard_timer_start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from arena.consumers import BattleConsumer
-from arena.leaderboard_consumers import LeaderboardConsumer
+from leaderboard.consumers import LeaderboardConsumer
 
 websocket_urlpatterns = [
     path("ws/battle/", BattleConsumer.as_asgi()),

@@ -129,6 +129,7 @@ INSTALLED_APPS = [
     "models_hub",
     "inference",
     "arena",
+    "leaderboard",
 ]
 
 MIDDLEWARE = [
@@ -280,7 +281,7 @@ ARENA_POOL_HEARTBEAT_SECONDS = envint("ARENA_POOL_HEARTBEAT_SECONDS", 10, minimu
 
 
 # Leaderboard snapshots: Celery beat fits one every ARENA_SNAPSHOT_SECONDS in production (on ARENA_SNAPSHOT_QUEUE,
-# which some worker must serve); the embedded server runs a timer thread instead (arena.leaderboard).
+# which some worker must serve); the embedded server runs a timer thread instead (leaderboard.snapshots).
 ARENA_SNAPSHOT_SECONDS = envint("ARENA_SNAPSHOT_SECONDS", 60, minimum=5)
 ARENA_SNAPSHOT_QUEUE = os.environ.get("ARENA_SNAPSHOT_QUEUE", "default")
 ARENA_SNAPSHOT_TIMER = envbool("ARENA_SNAPSHOT_TIMER", default=ARENA_INPROCESS_WORKERS)
@@ -291,7 +292,7 @@ ARENA_LEADERBOARD_PRELIMINARY_VOTES = envint("ARENA_LEADERBOARD_PRELIMINARY_VOTE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "leaderboard-snapshot": {
-        "task": "arena.leaderboard_snapshot",
+        "task": "leaderboard.snapshot",
         "schedule": float(ARENA_SNAPSHOT_SECONDS),
         # A tick that waits longer than one interval is stale: the next one will do.
         "options": {"queue": ARENA_SNAPSHOT_QUEUE, "expires": float(ARENA_SNAPSHOT_SECONDS)},

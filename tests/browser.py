@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.stack import free_port, wait_for_port
+from devstack import free_port, wait_for_port
 from tests.workers import test_database_url
 
 ROOT = Path(__file__).resolve().parent.parent

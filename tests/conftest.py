@@ -4,15 +4,17 @@ import os
 
 import pytest
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, LiveArena
 from tests.models_hub.built_models import built_models  # noqa: F401  (the default models, built once)
-from tests.stack import PostgresCluster, RedisServer
+from devstack import PostgresCluster, RedisServer
+from tests.standin import StandinEndpoint
 
 
 @pytest.fixture
 def redis_server() -> RedisServer:
     """The suite's real Redis, for tests that stop and start it. Started again afterwards whatever happened."""
     if "ARENA_TEST_REDIS_PORT" not in os.environ:
-        pytest.fail("this test needs the real Redis that `make test` starts (python -m tests.stack)")
+        pytest.fail("this test needs the real Redis that `make test` starts (python -m devstack)")
     server = RedisServer.from_env()
     yield server
     try:
@@ -26,7 +28,7 @@ def redis_server() -> RedisServer:
 @pytest.fixture
 def postgres_cluster() -> PostgresCluster:
     if "ARENA_TEST_PGDATA" not in os.environ:
-        pytest.fail("this test needs the real PostgreSQL that `make test` starts (python -m tests.stack)")
+        pytest.fail("this test needs the real PostgreSQL that `make test` starts (python -m devstack)")
     return PostgresCluster.from_env()
 
 
@@ -37,3 +39,44 @@ def _fresh_rate_limits():
 
     cache.clear()
     yield
+
+
+@pytest.fixture(scope="session")
+def standin() -> StandinEndpoint:
+    endpoint = StandinEndpoint().start()
+    yield endpoint
+    endpoint.stop()
+
+
+@pytest.fixture
+def inprocess(settings):
+    """Generation on threads inside the test process (the embedded default's dispatcher)."""
+    settings.ARENA_INPROCESS_WORKERS = True
+    yield settings
+    from inference.dispatch import inprocess_idle
+
+    inprocess_idle()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are still synchronous.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            yield browser
+            browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def arena(tmp_path):
+    live = LiveArena(tmp_path / "daphne.log").start()
+    yield live
+    live.stop()

@@ -7,7 +7,7 @@ import pytest
 from arena.models import Vote
 from tests.browser import SCREENSHOTS, Page
 
-from .conftest import standin_entry
+from tests.voters import standin_entry
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 

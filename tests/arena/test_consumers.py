@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 
 from arena.models import Battle, Turn, Vote
 
-from .conftest import Voter, standin_entry
+from tests.voters import Voter, standin_entry
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 

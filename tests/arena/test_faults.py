@@ -9,7 +9,7 @@ from django.db import connection
 from arena.models import Battle, Turn, Vote
 from tests.browser import SCREENSHOTS, Page
 
-from .conftest import Voter, standin_entry
+from tests.voters import Voter, standin_entry
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -101,8 +101,9 @@ def test_a_snapshot_job_killed_while_writing_leaves_the_previous_snapshot_shown(
 
     import psycopg
 
-    from arena.leaderboard import leaderboard_snapshot_create
-    from arena.models import LeaderboardSnapshot, Side
+    from leaderboard.snapshots import leaderboard_snapshot_create
+    from arena.models import Side
+    from leaderboard.models import LeaderboardSnapshot
     from models_hub.models import ModelEntry
     from tests.workers import ROOT, test_database_url
 

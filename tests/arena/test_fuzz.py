@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 from arena.models import Battle, Side, Turn, Vote
 from models_hub.models import ModelEntry
 
-from .conftest import Voter, standin_entry
+from tests.voters import Voter, standin_entry
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

@@ -7,7 +7,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
 
-from arena.leaderboard import leaderboard_snapshot_create
+from leaderboard.snapshots import leaderboard_snapshot_create
 from arena.models import Battle, Side, Turn, Vote
 from config.asgi import application
 from models_hub.models import ModelEntry

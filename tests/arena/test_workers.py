@@ -14,11 +14,11 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from arena.models import Battle, Turn
-from arena.services import turn_reap_stale
+from arena.generation import turn_reap_stale
 from inference.pools import live_pools
 from tests.workers import CeleryWorker
 
-from .conftest import Voter, standin_entry
+from tests.voters import Voter, standin_entry
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

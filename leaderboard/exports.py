@@ -1,0 +1,177 @@
+"""Exports: rankings CSV from a snapshot, battles in the shape of LMArena's public data, and preference pairs.
+
+Battle records (JSON lines or CSV) carry LMArena's / FastChat's columns, so ``arena-rank``, FastChat's
+``elo_analysis.py`` and ``python -m ratings`` read them unchanged:
+
+    question_id, model_a, model_b, winner ("model_a" | "model_b" | "tie" | "tie (bothbad)"), judge,
+    conversation_a, conversation_b ([{"role": "user"|"assistant", "content": str}, ...]), turn, anony,
+    language, tstamp (Unix seconds of the vote)
+
+``judge`` is "arena_user_" + an HMAC-SHA256 of the voter's session keyed with ``settings.ARENA_VOTER_SALT``:
+stable per voter, not reversible without the salt. In CSV the conversations are JSON text. Battles whose vote
+was flagged for an identity leak, and direct chats, are not exported (LMArena's released data is cleaned the
+same way); named battles are, with ``anony`` false.
+
+Preference pairs come from decisive votes (A or B better) on single-turn battles, in TRL's DPO dataset shape,
+one JSON object per line. The default is TRL's *conversational* form::
+
+    {"prompt": [{"role": "user", "content": "..."}],
+     "chosen": [{"role": "assistant", "content": "..."}],
+     "rejected": [{"role": "assistant", "content": "..."}]}
+
+and ``style="plain"`` gives TRL's *standard* form with strings: {"prompt": "...", "chosen": "...", "rejected": "..."}.
+Multi-turn battles are left out: the two sides' histories differ, so there is no shared prompt to put first.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import json
+from collections.abc import Iterator
+from typing import Any, Literal, TypedDict
+
+from django.conf import settings
+from django.db.models import Prefetch
+
+from arena.models import Battle, Side, Turn, Vote
+from ratings import ranking_to_csv
+
+from .models import LeaderboardSnapshot
+from .snapshots import LANGUAGE_NAMES, board_rankings_for_csv
+
+BATTLE_COLUMNS = (
+    "question_id", "model_a", "model_b", "winner", "judge", "conversation_a", "conversation_b", "turn", "anony",
+    "language", "tstamp",
+)
+WINNER = {"left": "model_a", "right": "model_b", "tie": "tie", "bothbad": "tie (bothbad)"}
+
+
+class Message(TypedDict):
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class BattleRecord(TypedDict):
+    question_id: str
+    model_a: str
+    model_b: str
+    winner: str
+    judge: str
+    conversation_a: list[Message]
+    conversation_b: list[Message]
+    turn: int
+    anony: bool
+    language: str
+    tstamp: float
+
+
+def voter_hash(session_key: str) -> str:
+    digest = hmac.new(settings.ARENA_VOTER_SALT.encode(), session_key.encode(), hashlib.sha256).hexdigest()
+    return f"arena_user_{digest[:20]}"
+
+
+def _language(categories: list[str]) -> str:
+    for tag in categories:
+        if tag.startswith("lang:"):
+            return LANGUAGE_NAMES.get(tag[5:], tag[5:]) if tag[5:] != "und" else "unknown"
+    return "unknown"
+
+
+def _conversation(side: Side) -> list[Message]:
+    messages: list[Message] = []
+    for turn in side.turns.all():
+        messages.append({"role": "user", "content": turn.prompt})
+        messages.append({"role": "assistant", "content": turn.response})
+    return messages
+
+
+def exported_votes() -> Any:
+    """Votes whose battles are exported: voted, not a direct chat, no identity leak, no failed side."""
+    failed = Turn.objects.filter(status=Turn.Status.FAILED).values("side__battle_id")
+    return (
+        Vote.objects.filter(identity_leak=False, battle__mode__in=[Battle.Mode.ANONYMOUS, Battle.Mode.NAMED])
+        .exclude(battle_id__in=failed)
+        .select_related("battle")
+        .prefetch_related(
+            Prefetch("battle__sides", queryset=Side.objects.select_related("model").prefetch_related(
+                Prefetch("turns", queryset=Turn.objects.order_by("index"))
+            ))
+        )
+        .order_by("id")
+    )
+
+
+def battle_records() -> Iterator[BattleRecord]:
+    """Every exported battle, oldest vote first, with the models' real names (exports are for staff)."""
+    for vote in exported_votes().iterator(chunk_size=500):
+        battle = vote.battle
+        sides = {s.position: s for s in battle.sides.all()}
+        if set(sides) != {"left", "right"}:
+            continue
+        conv_a, conv_b = _conversation(sides["left"]), _conversation(sides["right"])
+        yield {
+            "question_id": battle.public_id,
+            "model_a": sides["left"].model.display_name,
+            "model_b": sides["right"].model.display_name,
+            "winner": WINNER[vote.choice],
+            "judge": voter_hash(vote.session_key),
+            "conversation_a": conv_a,
+            "conversation_b": conv_b,
+            "turn": len(conv_a) // 2,
+            "anony": battle.mode == Battle.Mode.ANONYMOUS,
+            "language": _language(battle.categories),
+            "tstamp": round(vote.created_at.timestamp(), 3),
+        }
+
+
+def battles_jsonl(records: Iterator[BattleRecord]) -> Iterator[str]:
+    for record in records:
+        yield json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def battles_csv(records: Iterator[BattleRecord]) -> Iterator[str]:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(BATTLE_COLUMNS)
+    for record in records:
+        writer.writerow([
+            json.dumps(record[c], ensure_ascii=False) if c.startswith("conversation_")
+            else ("True" if record[c] else "False") if c == "anony" else record[c]
+            for c in BATTLE_COLUMNS
+        ])
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+    if buf.getvalue():
+        yield buf.getvalue()
+
+
+def preference_pairs(records: Iterator[BattleRecord], *, style: Literal["messages", "plain"] = "messages") -> Iterator[str]:
+    """DPO pairs (see the module notes) from decisive single-turn battles."""
+    for record in records:
+        if record["winner"] not in ("model_a", "model_b") or record["turn"] != 1:
+            continue
+        a, b = record["conversation_a"], record["conversation_b"]
+        chosen, rejected = (a, b) if record["winner"] == "model_a" else (b, a)
+        if style == "plain":
+            pair: dict[str, Any] = {"prompt": chosen[0]["content"], "chosen": chosen[1]["content"],
+                                    "rejected": rejected[1]["content"]}
+        else:
+            pair = {"prompt": [chosen[0]], "chosen": [chosen[1]], "rejected": [rejected[1]]}
+        yield json.dumps(pair, ensure_ascii=False) + "\n"
+
+
+def rankings_filename(snapshot: LeaderboardSnapshot, category: str, style: bool) -> str:
+    stamp = snapshot.created_at.strftime("%Y%m%dT%H%M%SZ")
+    slug = "".join(c if c.isalnum() else "-" for c in category)
+    return f"leaderboard-{slug}{'-style' if style else ''}-{stamp}-{snapshot.votes_used}votes.csv"
+
+
+def rankings_csv(snapshot: LeaderboardSnapshot, *, category: str, style: bool, staff: bool) -> str | None:
+    """The ratings command line's CSV (``ranking_to_csv``) for one category of the snapshot, with the
+    style-controlled columns when ``style``; None when the category is unknown or empty for this viewer."""
+    ranking = board_rankings_for_csv(snapshot, category=category, style=style, staff=staff)
+    return None if ranking is None else ranking_to_csv(ranking)

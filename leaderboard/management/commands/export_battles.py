@@ -1,0 +1,33 @@
+"""manage.py export_battles OUT: battles in LMArena's public shape, or DPO preference pairs."""
+
+from __future__ import annotations
+
+import sys
+
+from django.core.management.base import BaseCommand
+
+from leaderboard.exports import battle_records, battles_csv, battles_jsonl, preference_pairs
+
+
+class Command(BaseCommand):
+    help = "Write the battles (JSON lines or CSV) or preference pairs (JSON lines) to OUT, or '-' for stdout."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("out")
+        parser.add_argument("--format", choices=["jsonl", "csv", "preferences", "preferences-plain"], default="jsonl")
+
+    def handle(self, *args, out: str, format: str, **options) -> None:
+        records = battle_records()
+        if format == "csv":
+            chunks = battles_csv(records)
+        elif format == "jsonl":
+            chunks = battles_jsonl(records)
+        else:
+            chunks = preference_pairs(records, style="plain" if format == "preferences-plain" else "messages")
+        fh = sys.stdout if out == "-" else open(out, "w", encoding="utf-8", newline="")
+        try:
+            for chunk in chunks:
+                fh.write(chunk)
+        finally:
+            if fh is not sys.stdout:
+                fh.close()

@@ -1,0 +1,146 @@
+"""Leaderboard pages and exports. Every one reads the latest snapshot; none fits anything."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from .exports import (
+    battle_records,
+    battles_csv,
+    battles_jsonl,
+    preference_pairs,
+    rankings_csv,
+    rankings_filename,
+)
+from .snapshots import (
+    Board,
+    board_categories,
+    board_head_to_head,
+    board_plots,
+    leaderboard_board,
+    leaderboard_latest,
+)
+
+
+def staff_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Anonymous visitors are sent to log in; a logged-in non-staff user gets a 403."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), login_url="/admin/login/")
+        if not request.user.is_staff:
+            return HttpResponseForbidden("Exports are for staff only.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _params(request: HttpRequest) -> tuple[str, bool]:
+    category = request.GET.get("category") or "overall"
+    style = request.GET.get("style") in ("1", "true", "on")
+    return category[:64], style
+
+
+def _board(request: HttpRequest) -> tuple[Board | None, dict]:
+    category, style = _params(request)
+    snapshot = leaderboard_latest()
+    staff = request.user.is_staff
+    board = None
+    if snapshot is not None:
+        board = leaderboard_board(snapshot, category=category, style=style, staff=staff)
+        if board is None:  # an unknown category (or one a newer snapshot dropped) falls back to overall
+            category = "overall"
+            board = leaderboard_board(snapshot, category=category, style=style, staff=staff)
+    context = {
+        "snapshot": snapshot, "board": board, "category": category, "style": style,
+        "categories": board_categories(snapshot) if snapshot else [],
+        "styled_available": bool(snapshot and snapshot.payload["categories"].get(category, {}).get("style_covariance")),
+        "nav": "leaderboard",
+    }
+    return board, context
+
+
+@require_GET
+@never_cache
+def leaderboard_page(request: HttpRequest) -> HttpResponse:
+    board, context = _board(request)
+    context["plots"] = board_plots(board) if board is not None else None
+    return render(request, "leaderboard/leaderboard.html", context)
+
+
+@require_GET
+@never_cache
+def leaderboard_data(request: HttpRequest) -> JsonResponse:
+    """What the page's script swaps in on a category change or a live update: the table and the plot data."""
+    board, context = _board(request)
+    return JsonResponse({
+        "snapshot": None if context["snapshot"] is None else {
+            "id": context["snapshot"].pk, "votes_used": context["snapshot"].votes_used,
+            "created_at": context["snapshot"].created_at.isoformat(),
+        },
+        "category": context["category"],
+        "style": context["style"],
+        "table_html": render_to_string("leaderboard/leaderboard_table.html", context, request=request),
+        "plots": board_plots(board) if board is not None else None,
+    })
+
+
+@require_GET
+@never_cache
+def head_to_head_page(request: HttpRequest) -> HttpResponse:
+    board, context = _board(request)
+    context["comparisons"] = board_head_to_head(board) if board is not None else []
+    return render(request, "leaderboard/head_to_head.html", context)
+
+
+@require_GET
+@never_cache
+def rankings_csv_view(request: HttpRequest) -> HttpResponse:
+    category, style = _params(request)
+    snapshot = leaderboard_latest()
+    text = None if snapshot is None else rankings_csv(snapshot, category=category, style=style, staff=request.user.is_staff)
+    if text is None:
+        return HttpResponse("No leaderboard for that category yet.", status=404, content_type="text/plain")
+    response = HttpResponse(text, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{rankings_filename(snapshot, category, style)}"'
+    return response
+
+
+def _download(chunks, filename: str, content_type: str) -> HttpResponse:
+    # Built in full: under ASGI Django buffers a synchronous streaming body anyway. The command streams.
+    response = HttpResponse("".join(chunks), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@require_GET
+@never_cache
+@staff_only
+def export_battles_jsonl(request: HttpRequest) -> HttpResponse:
+    return _download(battles_jsonl(battle_records()), "battles.jsonl", "application/x-ndjson; charset=utf-8")
+
+
+@require_GET
+@never_cache
+@staff_only
+def export_battles_csv(request: HttpRequest) -> HttpResponse:
+    return _download(battles_csv(battle_records()), "battles.csv", "text/csv; charset=utf-8")
+
+
+@require_GET
+@never_cache
+@staff_only
+def export_preferences(request: HttpRequest) -> HttpResponse:
+    style = "plain" if request.GET.get("format") == "plain" else "messages"
+    return _download(
+        preference_pairs(battle_records(), style=style), f"preferences-{style}.jsonl", "application/x-ndjson; charset=utf-8"
+    )

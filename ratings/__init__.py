@@ -1,0 +1,71 @@
+"""Statistics of the arena: Bradley-Terry leaderboards from pairwise votes. Pure numpy/scipy, no Django.
+
+Battles are arrays: ``model_a`` (N,) and ``model_b`` (N,) integer indices into a list of M model names,
+``outcome`` (N,) 1 if A won, 0 if B won, 0.5 for a tie or both-bad (half a win to each side, arena-rank's
+default), optional ``weights`` (N,) frequency weights, optional ``style`` (N, 2, K) per-side style counts.
+
+Public API
+----------
+``rate(model_a_idx, model_b_idx, outcome, names, *, weights=None, ci="sandwich", rounds=1000, seed=0,
+anchor=None, style=None, style_names=None, level=0.95) -> Ranking``
+    The leaderboard in one call: Bradley-Terry scores on the 400 / ln(10) scale (mean 1000, or
+    ``anchor=(name, score)`` pins one model), sandwich or bootstrap intervals, "Rank (UB)" ranks, votes,
+    and with ``style`` the style-controlled scores and coefficients. Same numbers as arena-rank 0.1.1's
+    ``BradleyTerry`` defaults with ``ci_method="sandwich"``.
+``Ranking``
+    Result dataclass (names, scores, lower, upper, rank, votes, covariance, pair_battles, style_* ...).
+``ranking_to_csv(ranking, out=None) -> str``
+    ``rank,model,score,lower,upper,votes`` (+ ``style_rank,style_score,style_lower,style_upper``), highest score first.
+``head_to_head(ranking, model, rival, *, level=None, style_controlled=False) -> HeadToHead``
+    P(model better), interval on the score difference, and the votes the pair still needs.
+``style_counts(text, tokenizer=None) -> (tokens, headers, list_items, bold)``
+    Style features of one markdown answer, for building ``style``.
+``aggregate(model_a, model_b, outcome, n_models, weights=None) -> PairCounts``
+    The O(N) reduction to per-pair totals everything else works on; ``PairCounts.check_connected(names)``.
+``observed_win_matrix(counts) -> (wins, battles)``, ``predicted_win_matrix(scores) -> (M, M)``
+    Win-rate matrices.
+``online_elo(model_a, model_b, outcome, n_models, *, k=4.0) -> (M,)``
+    FastChat-style online Elo, for comparison only.
+``read_battles_csv(source, *, style=False) -> Battles``
+    LMArena-shaped CSV reader (``model_a,model_b,winner``) used by the command line.
+``DisconnectedGraphError``
+    Raised when the votes do not link all models; ``.components`` names them.
+
+Lower-level pieces (``fit_bradley_terry``, ``sandwich_covariance``, ``bootstrap_thetas``,
+``rank_upper_bound``, ``fit_style_controlled``, ``style_features``) live in the submodules; their docstrings
+hold the method notes.
+
+Command line: ``python -m ratings BATTLES.csv [--ci sandwich|bootstrap] [--rounds N] [--seed S]
+[--level L] [--anchor MODEL=SCORE] [--style]`` writes the ranking CSV to standard output.
+"""
+
+from __future__ import annotations
+
+from .bradley_terry import rank_upper_bound
+from .csvio import Battles, BattleFileError, read_battles_csv
+from .elo import online_elo
+from .head_to_head import HeadToHead, head_to_head
+from .matrices import observed_win_matrix, predicted_win_matrix
+from .pairs import DisconnectedGraphError, PairCounts, aggregate
+from .ranking import Ranking, rate, ranking_to_csv
+from .style import STYLE_FEATURES, style_counts
+
+__all__ = [
+    "STYLE_FEATURES",
+    "BattleFileError",
+    "Battles",
+    "DisconnectedGraphError",
+    "HeadToHead",
+    "PairCounts",
+    "Ranking",
+    "aggregate",
+    "head_to_head",
+    "observed_win_matrix",
+    "online_elo",
+    "predicted_win_matrix",
+    "rank_upper_bound",
+    "rate",
+    "ranking_to_csv",
+    "read_battles_csv",
+    "style_counts",
+]

@@ -1,0 +1,125 @@
+"""Imports of battle files: LLMFAO's real judgements give the ratings command line's numbers; malformed files name
+the line and change nothing; a re-import adds nothing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from leaderboard.imports import BattleImportError, battles_import
+from leaderboard.snapshots import leaderboard_snapshot_create
+from arena.models import Battle, Side, Vote
+from leaderboard.models import ImportedBattle
+from leaderboard.exports import rankings_csv
+from models_hub.models import ModelEntry
+from tests.data import fixture_data
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def counts() -> tuple[int, ...]:
+    return (Battle.objects.count(), Side.objects.count(), Vote.objects.count(), ModelEntry.objects.count(),
+            ImportedBattle.objects.count())
+
+
+@pytest.fixture
+def llmfao() -> Path:
+    return fixture_data("llmfao", "battles.csv")
+
+
+def test_llmfao_imported_gives_the_scores_of_the_ratings_command_line(db, llmfao):
+    call_command("import_battles", str(llmfao), "--quiet")
+    assert Vote.objects.count() == 8931
+    snapshot = leaderboard_snapshot_create()
+    assert snapshot.votes_used == 8931
+    ours = list(csv.DictReader(io.StringIO(rankings_csv(snapshot, category="overall", style=False, staff=True))))
+    cli = subprocess.run([sys.executable, "-m", "ratings", str(llmfao)], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    theirs = list(csv.DictReader(io.StringIO(cli)))
+    assert len(ours) == len(theirs) == 59
+    assert [r["model"] for r in ours] == [r["model"] for r in theirs]
+    for a, b in zip(ours, theirs):
+        for column in ("score", "lower", "upper"):
+            assert float(a[column]) == pytest.approx(float(b[column]), abs=2e-4), (a["model"], column)
+        assert a["rank"] == b["rank"] and a["votes"] == b["votes"]
+    assert ModelEntry.objects.filter(is_active=False, sampling_weight=0, pool="imported").count() == 59
+
+
+def test_a_second_import_of_the_same_file_adds_nothing(db, tmp_path):
+    path = tmp_path / "b.csv"
+    # Two identical records on different lines are two battles, as in LLMFAO's own file.
+    path.write_text("model_a,model_b,winner\nA,B,model_a\nA,B,model_a\nB,C,tie\n")
+    first = battles_import(path)
+    assert (first.created, first.skipped) == (3, 0)
+    before = counts()
+    second = battles_import(path)
+    assert (second.created, second.skipped) == (0, 3)
+    assert counts() == before
+
+
+@pytest.mark.parametrize("body, line, message", [
+    ("model_a,model_b,winner\nA,B,model_a\nA,C,tie\nA,B,model_c\nB,C,tie\n", 4, "unknown winner 'model_c'"),
+    ("model_a,model_b,winner\nA,B,model_a\nA,A,tie\n", 3, "battles itself"),
+    ("model_a,model_b,winner\nA,B,model_a\n,B,tie\n", 3, "empty model name"),
+    ("model_a,model_b,winner\nA,B,model_a,extra\n", 2, "more fields than the header"),
+    ("model_a,model_b\nA,B\n", 1, "missing column(s) winner"),
+])
+def test_a_malformed_csv_record_names_its_line_and_changes_nothing(db, tmp_path, body, line, message):
+    ModelEntry.objects.create(slug="a", display_name="A")
+    path = tmp_path / "bad.csv"
+    path.write_text(body)
+    before = counts()
+    with pytest.raises(BattleImportError) as caught:
+        battles_import(path)
+    assert f"bad.csv: line {line}: " in str(caught.value) and message in str(caught.value)
+    assert counts() == before
+
+
+def test_a_malformed_json_line_names_its_line_through_the_command_and_imports_nothing(db, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        '{"model_a": "A", "model_b": "B", "winner": "model_a"}\n'
+        '{"model_a": "A", "model_b": "C", "winner": "tie", "conversation_a": [{"role": "user", "content": "hi"},'
+        ' {"role": "assistant", "content": "yo"}], "conversation_b": [{"role": "user", "content": "hi"},'
+        ' {"role": "assistant", "content": "hey"}]}\n'
+        '{"model_a": "A", "model_b": "B", "winner": \n'
+    )
+    with pytest.raises(CommandError, match=r"bad.jsonl: line 3: not valid JSON.*nothing was imported"):
+        call_command("import_battles", str(path), "--quiet")
+    assert counts() == (0, 0, 0, 0, 0)
+
+
+def test_an_import_that_fails_while_writing_leaves_nothing_behind(db, tmp_path, monkeypatch):
+    path = tmp_path / "ok.csv"
+    path.write_text("model_a,model_b,winner\nA,B,model_a\nB,C,tie\n")
+    from leaderboard.models import ImportedBattle as Marker
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(Marker.objects, "bulk_create", broken)
+    with pytest.raises(RuntimeError):
+        battles_import(path)
+    assert counts() == (0, 0, 0, 0, 0)
+
+
+def test_imported_conversations_keep_their_categories_and_anony_flag(db, tmp_path):
+    path = tmp_path / "conv.jsonl"
+    path.write_text(
+        '{"model_a": "A", "model_b": "B", "winner": "model_b", "anony": false, "tstamp": 1700000000.5,'
+        ' "conversation_a": [{"role": "user", "content": "Write a python function"}, {"role": "assistant",'
+        ' "content": "def f(): pass"}], "conversation_b": [{"role": "user", "content": "Write a python function"},'
+        ' {"role": "assistant", "content": [{"type": "text", "text": "def g(): pass"}]}]}\n'
+    )
+    battles_import(path)
+    battle = Battle.objects.get()
+    assert battle.mode == "named" and "coding" in battle.categories and "lang:en" in battle.categories
+    assert battle.vote.choice == "right" and battle.vote.created_at.timestamp() == 1700000000.5
+    right = battle.sides.get(position="right").turns.get()
+    assert right.response == "def g(): pass" and right.status == "done"

@@ -1,0 +1,394 @@
+"""Leaderboard snapshots on the real PostgreSQL: what they count, that they match the ratings library, that two
+jobs at once leave one consistent snapshot, what the public and staff see, and the live update over Redis."""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.db import connection
+
+from leaderboard import snapshots as leaderboard
+from arena.categories import battle_categories
+from leaderboard.snapshots import leaderboard_board, leaderboard_snapshot_create
+from arena.models import Battle, Side, Turn, Vote
+from leaderboard.models import LeaderboardSnapshot
+from ratings import rate, style_counts
+from models_hub.models import ModelEntry
+
+OUTCOME = {"left": 1.0, "right": 0.0, "tie": 0.5, "bothbad": 0.5}
+PROMPTS = [
+    "What is the capital of France?",
+    "Write a python function that reverses a list.",
+    "Erkläre mir bitte, wie ein Regenbogen entsteht und was das mit Licht zu tun hat.",
+    "Tell me a long story about a lighthouse keeper. " * 14,
+    "How do I fix this bug?\n```js\nconst x = () => { return y; };\n```",
+]
+ANSWERS = [
+    "Paris.",
+    "Sure.\n\n- one\n- two\n- three",
+    "## Answer\n\n**Short:** it depends.\n\n1. first\n2. second",
+    "A fairly plain answer with a handful of words in it and nothing else at all.",
+    "# Title\n\n**bold** and __bold__ with\n\n* a\n* b\n\n```python\n# not a header\n```",
+]
+
+
+@dataclass
+class Spec:
+    left: ModelEntry
+    right: ModelEntry
+    choice: str
+    prompts: list[str]
+    answers_left: list[str]
+    answers_right: list[str]
+    mode: str = "anonymous"
+    leak: bool = False
+    failed: bool = False
+    session_key: str = "voter"
+    categories: list[str] = field(default_factory=list)
+
+
+def model(slug: str, **fields) -> ModelEntry:
+    defaults = dict(display_name=fields.pop("display_name", slug.replace("-", " ").title()),
+                    organization=fields.pop("organization", f"Org {slug}"), license="Apache-2.0")
+    return ModelEntry.objects.create(slug=slug, **(defaults | fields))
+
+
+def record(spec: Spec) -> Battle:
+    """Store a battle the way the arena records it: a battle, two sides, their turns and the vote."""
+    battle = Battle.objects.create(mode=spec.mode, session_key=spec.session_key,
+                                   categories=battle_categories(spec.prompts))
+    spec.categories = battle.categories
+    for position, entry, answers in (("left", spec.left, spec.answers_left), ("right", spec.right, spec.answers_right)):
+        side = Side.objects.create(battle=battle, position=position, model=entry)
+        for i, (prompt, answer) in enumerate(zip(spec.prompts, answers)):
+            status = "failed" if spec.failed and position == "right" and i == len(answers) - 1 else "done"
+            Turn.objects.create(side=side, index=i, prompt=prompt, response=answer if status == "done" else "",
+                                status=status)
+    if not spec.failed:
+        Vote.objects.create(battle=battle, choice=spec.choice, session_key=spec.session_key, identity_leak=spec.leak)
+    else:
+        # A battle with a failed side cannot be voted through the service; one such vote still must not count.
+        Vote.objects.create(battle=battle, choice=spec.choice, session_key=spec.session_key)
+    return battle
+
+
+def simulate(models: list[ModelEntry], n: int, *, seed: int = 7, strengths: list[float] | None = None) -> list[Spec]:
+    """n battles between random pairs, won according to latent strengths, with varied prompts and answers."""
+    rng = random.Random(seed)
+    strengths = strengths or [0.4 * i for i in range(len(models))]
+    specs = []
+    for k in range(n):
+        i, j = rng.sample(range(len(models)), 2)
+        p = 1 / (1 + 10 ** ((strengths[j] - strengths[i]) / 1.5))
+        u = rng.random()
+        choice = "tie" if u < 0.12 else "bothbad" if u < 0.16 else ("left" if rng.random() < p else "right")
+        turns = 2 if k % 7 == 0 else 1
+        prompts = [rng.choice(PROMPTS) for _ in range(turns)]
+        specs.append(Spec(models[i], models[j], choice, prompts,
+                          [rng.choice(ANSWERS) for _ in range(turns)], [rng.choice(ANSWERS) for _ in range(turns)],
+                          session_key=f"voter-{rng.randrange(40)}"))
+    return specs
+
+
+def library_ranking(specs: list[Spec], models: list[ModelEntry], *, style: bool = True):
+    """The ratings library run directly on the specs, with no database in between."""
+    index = {m.pk: i for i, m in enumerate(models)}
+    a = np.array([index[s.left.pk] for s in specs])
+    b = np.array([index[s.right.pk] for s in specs])
+    y = np.array([OUTCOME[s.choice] for s in specs])
+    st = np.array([[np.sum([style_counts(t) for t in s.answers_left], axis=0),
+                    np.sum([style_counts(t) for t in s.answers_right], axis=0)] for s in specs])
+    return rate(a, b, y, [str(m.pk) for m in models], style=st if style else None)
+
+
+@pytest.fixture
+def five(db) -> list[ModelEntry]:
+    return [model(f"model-{c}") for c in "abcde"]
+
+
+def scores_by_id(snapshot: LeaderboardSnapshot, category: str = "overall", key: str = "score") -> dict[int, float]:
+    return {r["model_id"]: r[key] for r in snapshot.payload["categories"][category]["models"]}
+
+
+def test_it_matches_the_ratings_library_on_recorded_votes(five):
+    specs = simulate(five, 400)
+    for spec in specs:
+        record(spec)
+    snapshot = leaderboard_snapshot_create()
+    expected = library_ranking(specs, five)
+    assert snapshot.votes_used == 400
+    rows = {r["model_id"]: r for r in snapshot.payload["categories"]["overall"]["models"]}
+    for i, m in enumerate(five):
+        row = rows[m.pk]
+        assert row["score"] == pytest.approx(expected.scores[i], abs=1e-6)
+        assert row["lower"] == pytest.approx(expected.lower[i], abs=1e-6)
+        assert row["upper"] == pytest.approx(expected.upper[i], abs=1e-6)
+        assert row["rank"] == expected.rank[i]
+        assert row["votes"] == expected.votes[i]
+        assert row["style_score"] == pytest.approx(expected.style_scores[i], abs=1e-6)
+        assert row["style_upper"] == pytest.approx(expected.style_upper[i], abs=1e-6)
+    # Per category: the library on exactly the battles tagged with it.
+    coding = [s for s in specs if "coding" in s.categories]
+    assert 0 < len(coding) < len(specs)
+    expected_coding = library_ranking(coding, five)
+    got = scores_by_id(snapshot, "coding")
+    assert got == pytest.approx({m.pk: expected_coding.scores[i] for i, m in enumerate(five)}, abs=1e-6)
+    assert {"overall", "coding", "long_prompt", "multi_turn", "lang:en", "lang:de"} <= set(snapshot.payload["categories"])
+    cat = snapshot.payload["categories"]["overall"]
+    order = [r["model_id"] for r in cat["models"]]
+    pair = {(s.left.pk, s.right.pk) for s in specs} | {(s.right.pk, s.left.pk) for s in specs}
+    n01 = sum(1 for s in specs if {s.left.pk, s.right.pk} == {order[0], order[1]})
+    assert cat["pair_battles"][0][1] == n01 and (order[0], order[1]) in pair
+    assert snapshot.payload["votes_over_time"][0][1] == 400
+
+
+def test_it_leaves_out_named_identity_leak_and_failed_side_votes(five):
+    specs = simulate(five, 200)
+    for spec in specs:
+        record(spec)
+    worst, best = five[0], five[-1]
+    # Lopsided votes that would move the worst model to the top if they counted.
+    for k in range(30):
+        record(Spec(worst, best, "left", ["hi"], ["a"], ["b"], mode="named"))
+        record(Spec(worst, best, "left", ["hi"], ["My name is Model A"], ["b"], leak=True))
+        record(Spec(worst, best, "left", ["hi"], ["a"], ["b"], failed=True))
+    direct = Battle.objects.create(mode="direct", session_key="x")
+    Side.objects.create(battle=direct, position="left", model=worst)
+    snapshot = leaderboard_snapshot_create()
+    assert snapshot.votes_used == 200
+    expected = library_ranking(specs, five)
+    assert scores_by_id(snapshot) == pytest.approx({m.pk: expected.scores[i] for i, m in enumerate(five)}, abs=1e-6)
+
+
+def test_it_stores_nothing_when_the_votes_have_not_changed(five):
+    for spec in simulate(five, 60):
+        record(spec)
+    first = leaderboard_snapshot_create()
+    assert first is not None
+    assert leaderboard_snapshot_create() is None
+    record(Spec(five[0], five[1], "tie", ["hi"], ["a"], ["b"]))
+    second = leaderboard_snapshot_create()
+    assert second is not None and second.pk > first.pk and second.votes_used == 61
+    assert second.vote_hash != first.vote_hash
+    assert LeaderboardSnapshot.objects.count() == 2
+
+
+def _other_job_waits_on_the_lock(timeout: float = 30.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            if cursor.fetchone()[0]:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_snapshot_jobs_at_once_leave_one_consistent_latest_snapshot(monkeypatch):
+    models = [model(f"m{i}") for i in range(4)]
+    for spec in simulate(models, 120):
+        record(spec)
+    real_payload = leaderboard.leaderboard_payload
+    first = threading.Lock()
+    overlapped: list[bool] = []
+
+    def payload_while_the_other_job_starts(*args, **kwargs):
+        # The first job to fit holds on until the second is inside leaderboard_snapshot_create too.
+        if first.acquire(blocking=False):
+            overlapped.append(_other_job_waits_on_the_lock())
+        return real_payload(*args, **kwargs)
+
+    monkeypatch.setattr(leaderboard, "leaderboard_payload", payload_while_the_other_job_starts)
+    results: list = []
+    errors: list = []
+    start = threading.Barrier(2)
+
+    def job():
+        try:
+            start.wait(timeout=30)
+            results.append(leaderboard_snapshot_create())
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert overlapped == [True], "the second job reached the lock while the first was fitting"
+    assert len(results) == 2
+    assert sum(r is not None for r in results) == 1, "the second job finds the same votes and stores nothing"
+    latest = LeaderboardSnapshot.objects.order_by("-id").first()
+    assert LeaderboardSnapshot.objects.count() == 1
+    assert latest.votes_used == 120 and len(latest.payload["categories"]["overall"]["models"]) == 4
+
+
+def test_it_leaves_a_model_with_few_votes_out_of_a_category_and_marks_preliminary_models(five, settings):
+    settings.ARENA_LEADERBOARD_MIN_CATEGORY_VOTES = 5
+    settings.ARENA_LEADERBOARD_PRELIMINARY_VOTES = 50
+    for spec in simulate(five[:4], 160, seed=3):
+        spec.prompts = ["What is the capital of France?"]
+        spec.answers_left, spec.answers_right = spec.answers_left[:1], spec.answers_right[:1]
+        record(spec)
+    newcomer = five[4]
+    for k in range(3):
+        record(Spec(newcomer, five[k], "left", ["Write a python function"], ["x"], ["y"]))
+    snapshot = leaderboard_snapshot_create()
+    coding = snapshot.payload["categories"]["coding"]
+    assert newcomer.pk not in [r["model_id"] for r in coding["models"]]
+    assert {"model_id": newcomer.pk, "votes": 3, "reason": "few_votes"} in coding["left_out"]
+    overall = {r["model_id"]: r for r in snapshot.payload["categories"]["overall"]["models"]}
+    assert overall[newcomer.pk]["preliminary"] is True
+    assert overall[five[0].pk]["preliminary"] is False
+
+
+def test_it_fits_the_largest_connected_group_and_says_who_was_left_out(db, client):
+    big = [model(f"big-{i}") for i in range(4)]
+    island = [model("island-a", display_name="Island A"), model("island-b", display_name="Island B")]
+    for spec in simulate(big, 80):
+        record(spec)
+    for k in range(6):
+        record(Spec(island[0], island[1], "left" if k % 2 else "right", ["hi"], ["a"], ["b"]))
+    snapshot = leaderboard_snapshot_create()
+    overall = snapshot.payload["categories"]["overall"]
+    assert sorted(r["model_id"] for r in overall["models"]) == sorted(m.pk for m in big)
+    assert {o["model_id"] for o in overall["left_out"] if o["reason"] == "disconnected"} == {m.pk for m in island}
+    html = client.get("/leaderboard/").content.decode()
+    assert "Island A (not linked to the others by any battle)" in html
+
+
+@pytest.fixture
+def with_preview(db):
+    models = [model("open-one", display_name="Open One"), model("open-two", display_name="Open Two"),
+              model("ours", display_name="Our MoE", organization="Us", is_inhouse=True)]
+    secret = model("secret-model", display_name="Secret Model X", organization="Hidden Lab",
+                   visibility="preview", codename="nightjar")
+    for spec in simulate(models + [secret], 240, strengths=[0.0, 0.3, 0.6, 0.9]):
+        record(spec)
+    leaderboard_snapshot_create()
+    return models, secret
+
+
+PUBLIC_URLS = ["/leaderboard/", "/leaderboard/data/", "/leaderboard/head-to-head/", "/leaderboard/rankings.csv",
+               "/leaderboard/?style=1", "/leaderboard/data/?category=coding&style=1", "/leaderboard/rankings.csv?style=1"]
+
+
+def test_the_public_leaderboard_never_shows_a_preview_model(client, with_preview):
+    models, secret = with_preview
+    for url in PUBLIC_URLS:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        text = response.content.decode()
+        for name in (secret.display_name, secret.codename, secret.slug, secret.organization):
+            assert name.lower() not in text.lower(), f"{name} on public {url}"
+        assert "Open One" in text, url
+    board = leaderboard_board(LeaderboardSnapshot.objects.get(), staff=False)
+    assert sorted(r["rank"] for r in board.rows)[0] == 1, "ranks are recomputed over the models shown"
+
+
+def test_staff_see_a_preview_model_by_codename_and_name(client, with_preview):
+    models, secret = with_preview
+    client.force_login(User.objects.create_user("staff", password="pw-staff-123", is_staff=True))
+    html = client.get("/leaderboard/").content.decode()
+    assert "nightjar (Secret Model X)" in html
+    assert 'class="badge preview"' in html
+    assert "Secret Model X" in client.get("/leaderboard/rankings.csv").content.decode()
+
+
+def test_a_model_published_after_the_snapshot_shows_at_once(client, with_preview):
+    models, secret = with_preview
+    ModelEntry.objects.filter(pk=secret.pk).update(visibility="public")
+    assert "Secret Model X" in client.get("/leaderboard/").content.decode()
+
+
+def test_the_page_highlights_the_in_house_model_and_never_refits(client, with_preview, monkeypatch):
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("a page view fitted the ratings")
+
+    monkeypatch.setattr(leaderboard, "rate", no_fitting)
+    before = LeaderboardSnapshot.objects.count()
+    response = client.get("/leaderboard/?category=coding&style=1")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'class="inhouse"' in html and "Our MoE" in html
+    for header in ("Rank (UB)", "Model", "Score", "95% CI", "Votes", "Organization", "License"):
+        assert f">{header}</th>" in html
+    assert "vendor/plotly/plotly.min.js" in html and "cdn" not in html.lower()
+    assert 'value="coding" selected' in html and "style-controlled" in html
+    assert LeaderboardSnapshot.objects.count() == before
+
+
+def test_plotly_is_served_from_our_own_static_files(client, db):
+    response = client.get("/static/vendor/plotly/plotly.min.js")
+    assert response.status_code == 200
+    assert b"plotly" in b"".join(response.streaming_content)[:2000].lower()
+
+
+def test_the_head_to_head_page_compares_the_in_house_model_with_each_public_rival(client, with_preview):
+    models, secret = with_preview
+    html = client.get("/leaderboard/head-to-head/").content.decode()
+    assert "Our MoE" in html and "Open One" in html and "Open Two" in html
+    assert "Secret Model X" not in html and "nightjar" not in html
+    board = leaderboard_board(LeaderboardSnapshot.objects.get(), staff=False)
+    comparisons = leaderboard.board_head_to_head(board)
+    assert [c["name"] for c in comparisons] == ["Our MoE"]
+    rivals = {r["name"]: r for r in comparisons[0]["rivals"]}
+    assert set(rivals) == {"Open One", "Open Two"}
+    one = rivals["Open One"]
+    assert 0.5 < one["probability_better"] <= 1 and one["lower"] < one["difference"] < one["upper"]
+    assert one["battles"] > 0 and one["more_votes_needed"] is not None
+
+
+def test_the_compute_leaderboard_command_stores_a_snapshot(five, capsys):
+    for spec in simulate(five, 50):
+        record(spec)
+    call_command("compute_leaderboard", "--quiet")
+    assert LeaderboardSnapshot.objects.get().votes_used == 50
+    call_command("compute_leaderboard", "--quiet")
+    assert "nothing stored" in capsys.readouterr().out
+    assert LeaderboardSnapshot.objects.count() == 1
+
+
+def test_the_timer_starts_only_where_it_is_enabled(settings, monkeypatch):
+    settings.ARENA_SNAPSHOT_TIMER = False
+    assert leaderboard.leaderboard_timer_start() is False
+    assert leaderboard._timer is None
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_new_snapshot_reaches_an_open_page_over_the_websocket(settings):
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from config.asgi import application
+
+    assert "Redis" in settings.CHANNEL_LAYERS["default"]["BACKEND"], "the real Redis channel layer"
+    page = WebsocketCommunicator(application, "/ws/leaderboard/",
+                                 headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")])
+    connected, _ = await page.connect()
+    assert connected
+
+    @database_sync_to_async
+    def vote_and_snapshot() -> LeaderboardSnapshot:
+        models = [model(f"ws-{i}") for i in range(3)]
+        for spec in simulate(models, 30):
+            record(spec)
+        return leaderboard_snapshot_create()
+
+    snapshot = await vote_and_snapshot()
+    frame = await page.receive_json_from(timeout=10)
+    assert frame == {"type": "snapshot", "id": snapshot.pk, "created_at": snapshot.created_at.isoformat(),
+                     "votes_used": 30}
+    await page.disconnect()
