@@ -17,6 +17,8 @@ class GenerationResult:
     `time_to_first_token` runs from the call to the first piece of text, model loading included: it is what the
     voter waits. `tokens_per_second` is output tokens over the generation itself (prompt processing included,
     model loading not). Figures a provider cannot know (an endpoint that reports no usage) are None.
+    `finish_reason` says why the answer ended: "stop" (the model ended it, or a stop string did), "length" (the
+    token limit cut it), "cancelled" (should_stop asked).
     """
 
     text: str
@@ -24,6 +26,7 @@ class GenerationResult:
     output_tokens: int | None
     time_to_first_token: float | None  # seconds
     tokens_per_second: float | None
+    finish_reason: str = "stop"
 
 
 class GenerationError(Exception):
