@@ -1,7 +1,7 @@
 """The battle websocket: one connection per page; the voter's messages in, the battle's events out.
 
 Client messages: {"type": "start", "mode", "prompt", "models"?}, {"type": "continue", "prompt"},
-{"type": "regenerate", "side"?}, {"type": "vote", "choice"}, {"type": "resume", "battle"}.
+{"type": "regenerate", "side"?}, {"type": "vote", "choice"}, {"type": "resume", "battle"}, {"type": "stop"}.
 Server frames: started, token, turn, voted, state, error. Sides are "A" and "B"; no frame names a model of an
 anonymous battle before its vote.
 """
@@ -35,6 +35,7 @@ CLIENT_FIELDS = {
     "regenerate": {"type", "side"},
     "vote": {"type", "choice"},
     "resume": {"type", "battle"},
+    "stop": {"type"},
 }
 
 
@@ -138,6 +139,10 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
         )
         await self.send_json({"type": "voted", "choice": choice, "models": names})
 
+    async def on_stop(self, content: dict) -> None:
+        # The turn frames that end the stopped answers follow on the battle's group.
+        await database_sync_to_async(services.battle_stop)(public_id=self.battle_id, session_key=self.session_key)
+
     async def on_resume(self, content: dict) -> None:
         battle = await self._battle(content.get("battle"))
         await self._follow(battle.public_id)
@@ -157,5 +162,6 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
 
     async def battle_turn(self, event: dict) -> None:
         await self.send_json(
-            {k: event[k] for k in ("side", "turn", "attempt", "status", "text", "html", "error")} | {"type": "turn"}
+            {k: event[k] for k in ("side", "turn", "attempt", "status", "text", "html", "error")}
+            | {"type": "turn", "cut": bool(event.get("cut")), "stopped": bool(event.get("stopped"))}
         )

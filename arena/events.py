@@ -32,6 +32,8 @@ class TurnEndEvent(TypedDict):
     text: str
     html: str
     error: str
+    cut: bool
+    stopped: bool
 
 
 def group_name(public_id: str) -> str:
@@ -50,12 +52,14 @@ def battle_publish(public_id: str, event: dict) -> None:
         logger.warning("could not publish %s to battle %s", event.get("type"), public_id, exc_info=True)
 
 
-def turn_publish(turn, *, attempt: int, status: str, text: str = "", error: str = "") -> None:
+def turn_publish(turn, *, attempt: int, status: str, text: str = "", error: str = "", cut: bool = False,
+                 stopped: bool = False) -> None:
     """Tell the battle's group that a side's turn ended (done or failed), with its sanitised markdown."""
     from .rendering import render_markdown
 
     event: TurnEndEvent = {
         "type": "battle.turn", "side": POSITION_LABEL[turn.side.position], "turn": turn.index, "attempt": attempt,
         "status": status, "text": text, "html": render_markdown(text) if text else "", "error": error,
+        "cut": cut, "stopped": stopped,
     }
     battle_publish(turn.side.battle.public_id, dict(event))

@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from inference import GenerationError, generate
+from models_hub.models import breaker_record
 
 from .events import POSITION_LABEL, battle_publish, turn_publish
 from .models import Battle, Turn
@@ -65,24 +66,31 @@ def _history(turn: Turn) -> list[dict[str, str]]:
 
 
 def _still_current(turn_id: int, attempt: int, every: float = 1.0):
-    """A should_stop callback: true once the turn was regenerated (a newer attempt), checked at most every `every` s."""
+    """A should_stop callback: true once the turn was regenerated (a newer attempt) or the voter pressed stop,
+    checked at most every `every` s."""
     state = {"checked": time.monotonic(), "stop": False}
 
     def should_stop() -> bool:
         now = time.monotonic()
         if not state["stop"] and now - state["checked"] >= every:
             state["checked"] = now
-            state["stop"] = not Turn.objects.filter(pk=turn_id, attempt=attempt).exists()
+            state["stop"] = not Turn.objects.filter(pk=turn_id, attempt=attempt, stop_requested=False).exists()
         return state["stop"]
 
     return should_stop
 
 
-def _finish(turn: Turn, attempt: int, **fields) -> bool:
+def _finish(turn: Turn, attempt: int, *, stopped: bool = False, **fields) -> bool:
     fields.setdefault("finished_at", timezone.now())
     saved = Turn.objects.filter(pk=turn.pk, attempt=attempt, status=Turn.Status.RUNNING).update(**fields) == 1
     if saved:
-        turn_publish(turn, attempt=attempt, status=fields["status"], text=fields.get("response", ""), error=fields.get("error", ""))
+        turn_publish(
+            turn, attempt=attempt, status=fields["status"], text=fields.get("response", ""),
+            error=fields.get("error", ""), cut=fields.get("cut_by_limit", False),
+            stopped=stopped,
+        )
+        # Only the outcome of the current attempt counts: a retired attempt says nothing about the model now.
+        breaker_record(turn.side.model_id, ok=fields["status"] == Turn.Status.DONE)
     return saved
 
 
@@ -121,10 +129,10 @@ def turn_generate(*, turn_id: int, attempt: int) -> None:
         return
     batcher.flush()
     _finish(
-        turn, attempt,
+        turn, attempt, stopped=Turn.objects.filter(pk=turn_id, attempt=attempt, stop_requested=True).exists(),
         status=Turn.Status.DONE, response=result.text, prompt_tokens=result.prompt_tokens,
         output_tokens=result.output_tokens, time_to_first_token=result.time_to_first_token,
-        tokens_per_second=result.tokens_per_second,
+        tokens_per_second=result.tokens_per_second, cut_by_limit=result.finish_reason == "length",
     )
 
 

@@ -78,6 +78,10 @@ class Turn(models.Model):
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     time_to_first_token = models.FloatField(null=True, blank=True, help_text="Seconds.")
     tokens_per_second = models.FloatField(null=True, blank=True)
+    # The answer ended at the model's token limit, mid-sentence perhaps: the page marks it.
+    cut_by_limit = models.BooleanField(default=False)
+    # The voter pressed stop: the job ends the answer where it is at its next check.
+    stop_requested = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(default=timezone.now, help_text="When the current attempt was queued.")
     started_at = models.DateTimeField(null=True, blank=True)

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from datetime import datetime
 
 from models_hub.models import ModelEntry
 
 
 class NoPairAvailable(Exception):
     pass
+
+
+def breaker_closed(candidates: Sequence[ModelEntry], *, now: datetime) -> list[ModelEntry]:
+    """The candidates whose circuit breaker lets them be drawn at `now`: a model whose recent turns keep failing
+    sits out its cool-down (see models_hub.models.breaker_record), then is drawn again to show it answers."""
+    return [e for e in candidates if not e.breaker_is_open(now)]
 
 
 def _weighted_choice(rng: random.Random, entries: Sequence[ModelEntry], weights: Sequence[float]) -> ModelEntry:

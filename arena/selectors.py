@@ -55,6 +55,7 @@ def battle_state(battle: Battle) -> dict:
             {
                 "turn": t.index, "attempt": t.attempt, "prompt": t.prompt, "status": t.status, "text": t.response,
                 "html": render_markdown(t.response) if t.status == Turn.Status.DONE else "", "error": t.error,
+                "cut": t.cut_by_limit, "stopped": t.stop_requested and t.status == Turn.Status.DONE,
             }
             for t in side.turns.order_by("index")
         ]
@@ -67,3 +68,19 @@ def battle_state(battle: Battle) -> dict:
         "voted": vote.choice if vote else None,
         "models": names if reveal else None,
     }
+
+
+def battle_shared(public_id: str) -> dict | None:
+    """A voted battle as its share page shows it: read-only, the names revealed since it was voted on. None for a
+    battle that does not exist or has no vote yet, so a link can reveal nothing before the vote."""
+    battle = Battle.objects.filter(public_id=public_id, mode__in=[Battle.Mode.ANONYMOUS, Battle.Mode.NAMED]).first()
+    if battle is None or not Vote.objects.filter(battle=battle).exists():
+        return None
+    state = battle_state(battle)
+    state["winner"] = POSITION_LABEL.get(state["voted"])
+    state["verdict"] = Vote.Choice(state["voted"]).label
+    state["rounds"] = [
+        {"prompt": a["prompt"], "answers": [("A", a), ("B", b)]}
+        for a, b in zip(state["sides"]["A"], state["sides"]["B"])
+    ]
+    return state

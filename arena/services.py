@@ -24,7 +24,7 @@ from .events import LABEL_POSITION, POSITION_LABEL, turn_publish
 from .generation import turn_reap_stale
 from .models import Battle, Side, Turn, Vote
 from .ratelimit import RateLimited, ip_hash, rate_limit_hit
-from .sampling import NoPairAvailable, pair_sample
+from .sampling import NoPairAvailable, breaker_closed, pair_sample
 from .tasks import generate_turn
 
 _rng = random.SystemRandom()
@@ -44,11 +44,13 @@ def check_prompt(prompt: object) -> str:
         raise BattleError("The prompt must be text.", code="invalid_prompt")
     prompt = prompt.strip()
     if not prompt:
-        raise BattleError("Type a prompt first.", code="empty_prompt")
+        raise BattleError("The prompt is empty or only spaces: type a question or a task first.", code="empty_prompt")
     limit = settings.ARENA_MAX_PROMPT_CHARS
     if len(prompt) > limit:
+        # Refused whole, never cut: a cut prompt would be answered as if the voter had asked something else.
         raise BattleError(
-            f"The prompt is {len(prompt)} characters long; the limit is {limit}.", code="prompt_too_long", status=413
+            f"The prompt is {len(prompt):,} characters long; the limit is {limit:,}. Shorten it and send again.",
+            code="prompt_too_long", status=413,
         )
     if "\x00" in prompt:
         raise BattleError("The prompt contains a NUL character.", code="invalid_prompt")
@@ -65,7 +67,7 @@ def _rate_limit(action: str, *, session_key: str, ip: str, limit: int) -> None:
 def _drawable_entries() -> list[ModelEntry]:
     entries = list(ModelEntry.objects.filter(is_active=True, sampling_weight__gt=0))
     live = live_pools({e.pool for e in entries})
-    return [e for e in entries if e.pool in live]
+    return breaker_closed([e for e in entries if e.pool in live], now=timezone.now())
 
 
 def _chosen_entries(slugs: object, count: int) -> list[ModelEntry]:
@@ -215,11 +217,33 @@ def battle_regenerate(*, public_id: object, session_key: str, ip: str, side: obj
             turn.error = ""
             turn.prompt_tokens = turn.output_tokens = None
             turn.time_to_first_token = turn.tokens_per_second = None
+            turn.cut_by_limit = turn.stop_requested = False
             turn.started_at = turn.finished_at = None
             turn.queued_at = timezone.now()
             turn.save()
             _queue_turn(turn, turn.side.model.pool)
     return last
+
+
+def battle_stop(*, public_id: object, session_key: str) -> list[Turn]:
+    """Stop the answers still being written: a running job ends its answer where it is at its next check (within
+    a second) and saves it as done; a turn no job has started yet ends done and empty. Returns the turns stopped."""
+    with transaction.atomic():
+        battle = _owned_battle(public_id, session_key, for_update=True)
+        writing = [t for t in _last_turns(battle) if t.status in (Turn.Status.QUEUED, Turn.Status.RUNNING)]
+        if not writing:
+            raise BattleError("Nothing is being written right now.", code="not_running", status=409)
+        now = timezone.now()
+        for turn in writing:
+            Turn.objects.filter(pk=turn.pk, attempt=turn.attempt, status=Turn.Status.RUNNING).update(stop_requested=True)
+            if Turn.objects.filter(pk=turn.pk, attempt=turn.attempt, status=Turn.Status.QUEUED).update(
+                status=Turn.Status.DONE, stop_requested=True, started_at=now, finished_at=now
+            ):
+                # Its job, when it comes, finds the turn no longer queued and does nothing.
+                transaction.on_commit(
+                    lambda turn=turn: turn_publish(turn, attempt=turn.attempt, status=Turn.Status.DONE, stopped=True)
+                )
+    return writing
 
 
 def _names_of(entry: ModelEntry) -> set[str]:

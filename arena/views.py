@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+from pathlib import Path
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.views.decorators.cache import never_cache
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
-from .selectors import health_check, models_choosable
+from .selectors import battle_shared, health_check, models_choosable
+
+FAVICON = Path(__file__).resolve().parent.parent / "static" / "arena" / "favicon.ico"
 
 
 @require_GET
@@ -53,3 +56,21 @@ def battle_named(request: HttpRequest) -> HttpResponse:
 @ensure_csrf_cookie
 def chat_direct(request: HttpRequest) -> HttpResponse:
     return _battle_page(request, "direct")
+
+
+@require_GET
+@never_cache
+def battle_share(request: HttpRequest, public_id: str) -> HttpResponse:
+    """A voted battle, read-only, for anyone with its link. Before its vote the link answers 404, like a missing
+    battle: nothing about an unvoted battle, its names least of all, is shown."""
+    state = battle_shared(public_id)
+    if state is None:
+        raise Http404("No voted battle at this address.")
+    return render(request, "arena/shared.html", {"state": state, "nav": "anonymous"})
+
+
+@require_GET
+@cache_control(max_age=86400, public=True)
+def favicon(request: HttpRequest) -> HttpResponse:
+    # Browsers ask for /favicon.ico whatever the page links; answering it keeps 404s out of every page's log.
+    return HttpResponse(FAVICON.read_bytes(), content_type="image/x-icon")

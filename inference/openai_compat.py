@@ -170,4 +170,5 @@ def generate_openai(
         output_tokens=output_tokens if isinstance(output_tokens, int) else None,
         time_to_first_token=None if first_at is None else first_at - started,
         tokens_per_second=output_tokens / (ended - started) if isinstance(output_tokens, int) and output_tokens else None,
+        finish_reason="length" if isinstance(output_tokens, int) and output_tokens >= entry.max_new_tokens else "stop",
     )

@@ -37,18 +37,47 @@ def check_model_entry_fields(data: dict) -> dict[str, str]:
     return errors
 
 
+# The fields that belong to one provider only; the admin shows those of the chosen provider (models_hub/admin.js).
+PROVIDER_FIELDS = {
+    ModelEntry.Provider.TRANSFORMERS: ("checkpoint_path", "prompt_format"),
+    ModelEntry.Provider.OPENAI: ("base_url", "remote_model", "api_key_env"),
+}
+
+
 class ModelEntryForm(forms.ModelForm):
     base_url = forms.URLField(
-        max_length=500, required=False, assume_scheme="https",
+        label="Base URL", max_length=500, required=False, assume_scheme="https",
         help_text=ModelEntry._meta.get_field("base_url").help_text,
     )
 
     class Meta:
         model = ModelEntry
         fields = "__all__"
+        labels = {
+            "display_name": "Display name",
+            "slug": "Short name (slug)",
+            "checkpoint_path": "Checkpoint directory",
+            "remote_model": "Model name at the endpoint",
+            "api_key_env": "API key environment variable",
+            "prompt_format": "Prompt format",
+            "max_new_tokens": "Longest answer (tokens)",
+            "top_p": "Top-p",
+            "system_prompt": "System prompt",
+            "pool": "Worker pool",
+            "sampling_weight": "Sampling weight",
+            "is_active": "Active",
+            "is_inhouse": "In-house model",
+        }
 
     def clean(self) -> dict:
         cleaned = super().clean()
         for field, message in check_model_entry_fields(cleaned).items():
             self.add_error(field, ValidationError(message))
+        # The other provider's fields are hidden on the form; what they still held is dropped, not kept unseen.
+        provider = cleaned.get("provider")
+        for other, fields in PROVIDER_FIELDS.items():
+            if provider in PROVIDER_FIELDS and other != provider:
+                for field in fields:
+                    if field in cleaned and field != "prompt_format":
+                        cleaned[field] = ""
         return cleaned

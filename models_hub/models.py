@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.utils import timezone
 
 pool_name = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
     "A pool is a Celery queue name: letters, digits, '.', '_' and '-', at most 64 characters.",
 )
+# The circuit breaker: after this many failed turns in a row a model is not drawn into anonymous battles for
+# BREAKER_COOLDOWN; then it is drawn again, and one more failure opens the breaker again, one success closes it.
+BREAKER_FAILURES = 3
+BREAKER_COOLDOWN = timedelta(minutes=2)
+
 env_var_name = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
     "Give the name of an environment variable (letters, digits and '_'), never the key itself.",
@@ -66,6 +74,14 @@ class ModelEntry(models.Model):
         max_length=64, blank=True, help_text="Preview models are shown to voters by this name after a vote."
     )
 
+    failures_in_row = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Failed turns since the model last answered."
+    )
+    breaker_open_until = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="While set and in the future, the model is not drawn into anonymous battles.",
+    )
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -94,3 +110,21 @@ class ModelEntry(models.Model):
     def public_name(self) -> str:
         """The name a voter may see after the vote: a preview model's codename, else its display name."""
         return self.codename if self.is_preview else self.display_name
+
+    def breaker_is_open(self, now: datetime | None = None) -> bool:
+        return self.breaker_open_until is not None and self.breaker_open_until > (now or timezone.now())
+
+
+def breaker_record(entry_id: int, *, ok: bool) -> None:
+    """Feed the model's circuit breaker with the outcome of one turn: a success closes it, the BREAKER_FAILURES-th
+    failure in a row (and every one after it, once the cool-down let the model back in) opens it."""
+    entries = ModelEntry.objects.filter(pk=entry_id)
+    if ok:
+        entries.exclude(failures_in_row=0, breaker_open_until__isnull=True).update(
+            failures_in_row=0, breaker_open_until=None
+        )
+        return
+    now = timezone.now()
+    # One UPDATE each, so concurrent turns of the same model count every failure.
+    entries.update(failures_in_row=F("failures_in_row") + 1)
+    entries.filter(failures_in_row__gte=BREAKER_FAILURES).update(breaker_open_until=now + BREAKER_COOLDOWN)

@@ -54,7 +54,7 @@ class LiveArena:
 class Page:
     """A tab on the arena that records every websocket frame it receives."""
 
-    def __init__(self, browser, url: str, **context):
+    def __init__(self, browser, url: str, *, consent: bool = True, **context):
         self.context = browser.new_context(**context)
         self.page = self.context.new_page()
         self.frames: list[str] = []
@@ -66,6 +66,8 @@ class Page:
             self.page.wait_for_function("() => !document.querySelector('#send').disabled", timeout=15_000)
         except Exception:
             raise AssertionError(f"the page never connected; script errors: {self.errors}; frames: {self.frames}") from None
+        if consent and self.page.is_visible("#consent-agree"):
+            self.page.click("#consent-agree")  # the first-visit notice on collecting prompts and votes
 
     def ask(self, prompt: str) -> None:
         self.page.fill("#prompt", prompt)

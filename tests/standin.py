@@ -10,6 +10,8 @@ The requested model name picks the behaviour:
 - `hang`: sends headers then nothing.
 - `garbage`: answers 200 with a body that is not server-sent events.
 - `fail`: answers HTTP 500.
+Every model stops at the request's `max_tokens` pieces, as a real server stops at its token limit, and then says
+`finish_reason: "length"`; otherwise `"stop"`.
 """
 
 from __future__ import annotations
@@ -72,6 +74,10 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(30)
             return
         chunks, delay = self._chunks(model, body.get("messages") or [])
+        limit = body.get("max_tokens")
+        reason = "stop"
+        if isinstance(limit, int) and len(chunks) > limit:
+            chunks, reason = chunks[:limit], "length"
         try:
             for piece in chunks:
                 event = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
@@ -79,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 if delay:
                     time.sleep(delay)
-            final = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            final = {"choices": [{"index": 0, "delta": {}, "finish_reason": reason}],
                      "usage": {"prompt_tokens": 5, "completion_tokens": len(chunks)}}
             self.wfile.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
             self.wfile.flush()

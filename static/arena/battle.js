@@ -1,6 +1,6 @@
 // The battle page: one websocket, sides A and B, votes and the reveal. Model text is inserted as text while it
 // streams and replaced by the server's sanitised markdown once a side finishes; nothing here builds HTML from
-// model output.
+// model output. The current battle's id is kept in sessionStorage, so a reload in the same tab resumes it.
 (function () {
   "use strict";
   const config = JSON.parse(document.getElementById("arena-config").textContent);
@@ -9,20 +9,41 @@
   const $ = (sel) => document.querySelector(sel);
   const notice = $("#notice");
   const promptBox = $("#prompt");
+  const promptCount = $("#prompt-count");
   const sendButton = $("#send");
+  const stopButton = $("#stop");
   const regenerateButton = $("#regenerate");
+  const shareLink = $("#share");
   const counter = $("#counter");
   const voteButtons = Array.from(document.querySelectorAll(".vote"));
+  const STORE_KEY = "arena-battle-" + mode;
+  const CHOICE_BUTTON = { left: "A", right: "B", tie: "tie", bothbad: "bothbad" }; // stored vote -> button
 
   let socket = null;
   let battleId = null;
-  let voted = false;
+  let voted = null; // the chosen button ("A", "B", "tie", "bothbad") once the battle is voted on
+  let voting = false; // a vote is on its way: no second one
   let starting = false;
-  let turns = { A: [], B: [] }; // per side: [{turn, attempt, status, text, el}]
+  let stopping = false;
+  let resuming = false;
+  let problem = ""; // the last error the server sent, shown until the voter acts again
+  let turns = { A: [], B: [] }; // per side: [{turn, attempt, status, text, el, body}]
 
   function say(message, kind) {
     notice.textContent = message || "";
     notice.className = "notice" + (kind ? " " + kind : "");
+  }
+
+  function remember(id) {
+    battleId = id;
+    try {
+      if (id) sessionStorage.setItem(STORE_KEY, id);
+      else sessionStorage.removeItem(STORE_KEY);
+    } catch (e) { /* storage refused (private mode): the battle just does not survive a reload */ }
+  }
+
+  function remembered() {
+    try { return sessionStorage.getItem(STORE_KEY); } catch (e) { return null; }
   }
 
   function fillPickers() {
@@ -44,13 +65,20 @@
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(scheme + "://" + location.host + "/ws/battle/");
     socket.addEventListener("open", () => {
-      if (notice.textContent.startsWith("Connection lost")) say("");
-      if (battleId) socket.send(JSON.stringify({ type: "resume", battle: battleId }));
+      if (problem.startsWith("Connection lost")) problem = "";
+      if (battleId) {
+        resuming = true;
+        socket.send(JSON.stringify({ type: "resume", battle: battleId }));
+      }
       update();
     });
     socket.addEventListener("message", (e) => handle(JSON.parse(e.data)));
     socket.addEventListener("close", () => {
-      if (!notice.classList.contains("error")) say("Connection lost. Reconnecting…", "error");
+      voting = false;
+      if (!problem) {
+        problem = "Connection lost. Reconnecting…";
+        say(problem, "error");
+      }
       update();
       setTimeout(connect, 1500);
     });
@@ -71,13 +99,41 @@
 
   function resetSides() {
     turns = { A: [], B: [] };
-    voted = false;
+    voted = null;
+    voting = false;
+    stopping = false;
     voteButtons.forEach((b) => b.classList.remove("chosen"));
     labels.forEach((label) => {
       conversation(label).replaceChildren();
       document.querySelector('[data-name="' + label + '"]').textContent = "";
       document.querySelector('[data-side="' + label + '"]').classList.remove("winner", "loser");
     });
+  }
+
+  function copyText(text, button) {
+    const done = () => {
+      button.textContent = "✓ Copied";
+      setTimeout(() => (button.textContent = "Copy"), 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, () => fallbackCopy(text) && done());
+    } else if (fallbackCopy(text)) {
+      done();
+    }
+  }
+
+  function fallbackCopy(text) {
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    let ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    area.remove();
+    return ok;
   }
 
   function bubbleFor(label, turn, prompt) {
@@ -94,9 +150,15 @@
       body.className = "markdown";
       const caret = document.createElement("span");
       caret.className = "caret";
-      answer.append(body, caret);
+      const copy = document.createElement("button");
+      copy.type = "button";
+      copy.className = "copy";
+      copy.textContent = "Copy";
+      copy.title = "Copy this answer";
+      answer.append(copy, body, caret);
       box.append(question, answer);
-      entry = { turn, attempt: 0, status: "queued", text: "", el: answer, body };
+      entry = { turn, attempt: 0, status: "queued", text: "", el: answer, body, cut: false, stopped: false, resumed: false };
+      copy.addEventListener("click", () => copyText(entry.text, copy));
       list.push(entry);
     }
     return entry;
@@ -107,26 +169,40 @@
     entry.attempt = t.attempt;
     entry.status = t.status;
     entry.text = t.text || "";
+    entry.cut = !!t.cut;
+    entry.stopped = !!t.stopped;
+    // A turn still being written when the page (re)joins: what streamed before is not kept by the server until
+    // the answer is finished, so the page shows what streams from now and the whole answer once it is done.
+    entry.resumed = entry.status === "running";
     renderEntry(label, entry, t.html, t.error);
   }
 
   function renderEntry(label, entry, html, error) {
     entry.el.classList.toggle("streaming", entry.status === "queued" || entry.status === "running");
     entry.el.classList.toggle("failed", entry.status === "failed");
-    const old = entry.el.querySelector(".retry");
-    if (old) old.remove();
+    entry.el.querySelectorAll(".retry, .cut-mark").forEach((el) => el.remove());
     if (entry.status === "done") {
       entry.body.innerHTML = html || ""; // sanitised on the server (markdown-it without raw HTML, then nh3)
+      const mark = entry.cut ? "✂ Cut off at the model's token limit." : entry.stopped ? "■ Stopped." : "";
+      if (mark) {
+        const p = document.createElement("p");
+        p.className = "cut-mark";
+        p.textContent = mark;
+        entry.el.appendChild(p);
+      }
     } else if (entry.status === "failed") {
       entry.body.textContent = error || "This side failed to answer.";
       const retry = document.createElement("button");
       retry.type = "button";
       retry.className = "retry";
-      retry.textContent = "↻ Retry";
-      retry.addEventListener("click", () => send({ type: "regenerate", side: label }));
+      retry.textContent = "↻ Retry this side";
+      retry.addEventListener("click", () => {
+        problem = "";
+        send({ type: "regenerate", side: label });
+      });
       entry.el.appendChild(retry);
     } else {
-      entry.body.textContent = entry.text;
+      entry.body.textContent = (entry.resumed ? "… " : "") + entry.text;
     }
     update();
   }
@@ -139,16 +215,23 @@
     const last = lastTurns();
     const busy = last.length > 0 && last.some((t) => t.status === "queued" || t.status === "running");
     const allDone = last.length === labels.length && last.every((t) => t.status === "done");
-    const anyFailed = last.some((t) => t.status === "failed");
+    const failed = labels.filter((l) => {
+      const t = turns[l][turns[l].length - 1];
+      return t && t.status === "failed";
+    });
     const online = socket && socket.readyState === WebSocket.OPEN;
-    voteButtons.forEach((b) => (b.disabled = !(allDone && !voted && battleId && online)));
+    voteButtons.forEach((b) => (b.disabled = !(allDone && !voted && !voting && battleId && online)));
     const votebar = document.getElementById("votebar");
     if (votebar) votebar.classList.toggle("open", allDone && !voted);
-    regenerateButton.disabled = !(battleId && !voted && !busy && (allDone || anyFailed));
+    regenerateButton.disabled = !(battleId && !voted && !busy && (allDone || failed.length));
+    stopButton.hidden = !busy;
+    stopButton.disabled = !busy || stopping || !online;
     const turnCount = last.length ? last[0].turn + 1 : 0;
     const full = turnCount >= config.maxTurns;
-    sendButton.disabled = starting || busy || !online || (battleId && !voted && (full || anyFailed));
-    sendButton.textContent = battleId && !voted ? "Continue" : "Send";
+    // A failed side leaves two ways on: retry it, or send a prompt that starts a new round.
+    const continuing = battleId && !voted && !failed.length;
+    sendButton.disabled = starting || busy || !online || (continuing && full);
+    sendButton.textContent = continuing ? "Continue" : "Send";
     counter.textContent = battleId ? "Turn " + turnCount + " of " + config.maxTurns : "";
     labels.forEach((label) => {
       const t = turns[label][turns[label].length - 1];
@@ -156,7 +239,27 @@
       status.textContent = !t ? "" : t.status === "done" ? "✓ done" : t.status === "failed" ? "failed" : "writing…";
       status.className = "status " + (t ? t.status : "");
     });
-    if (allDone && !voted && mode !== "direct" && battleId) say("Both answers are in. Which is better? Vote with the buttons or keys 1–4, or ask a follow-up.");
+    if (shareLink) {
+      shareLink.hidden = !(voted && battleId);
+      if (voted && battleId) shareLink.href = "/battle/" + encodeURIComponent(battleId) + "/";
+    }
+    if (problem || !battleId) return;
+    if (voted) {
+      say("Thanks for voting! Start a new round with another prompt.", "success");
+    } else if (failed.length && !busy) {
+      const who = labels.length === 1 ? "The model" : failed.map((l) => "Model " + l).join(" and ");
+      const verb = failed.length > 1 ? "could not answer" : "could not answer";
+      say(who + " " + verb + ", so this round cannot be voted on. Press “↻ Retry this side” to ask again, " +
+        "or send a prompt to start a new round with other models.", "error");
+    } else if (allDone && mode !== "direct") {
+      say(full
+        ? "Both answers are in. Which is better? Vote with the buttons or keys 1–4."
+        : "Both answers are in. Which is better? Vote with the buttons or keys 1–4, or ask a follow-up.");
+    } else if (busy && mode !== "direct") {
+      say(stopping ? "Stopping…" : "The two models are answering…");
+    } else if (!busy) {
+      say("");
+    }
   }
 
   function showNames(models) {
@@ -166,12 +269,23 @@
     });
   }
 
+  function showVote(choice, models) {
+    voted = choice;
+    voting = false;
+    showNames(models);
+    voteButtons.forEach((b) => b.classList.toggle("chosen", b.dataset.vote === choice));
+    labels.forEach((label) => {
+      document.querySelector('[data-side="' + label + '"]').classList.toggle("winner", choice === label);
+    });
+    update();
+  }
+
   function applyState(state) {
-    battleId = state.battle;
+    remember(state.battle);
     resetSides();
     labels.forEach((label) => (state.sides[label] || []).forEach((t) => setTurn(label, t)));
-    voted = !!state.voted;
     showNames(state.models);
+    if (state.voted) showVote(CHOICE_BUTTON[state.voted], state.models);
     update();
   }
 
@@ -180,17 +294,18 @@
       case "started":
         starting = false;
         applyState(frame);
-        say(mode === "direct" ? "" : "The two models are answering…");
         break;
       case "state":
+        resuming = false;
         applyState(frame);
         break;
       case "token": {
         const entry = turns[frame.side] && turns[frame.side].find((t) => t.turn === frame.turn);
         if (!entry || frame.attempt !== entry.attempt || entry.status === "done" || entry.status === "failed") return;
+        if (entry.status === "queued") entry.resumed = false; // nothing was missed: this is the first piece
         entry.status = "running";
         entry.text += frame.text;
-        entry.body.textContent = entry.text; // text, never HTML, while it streams
+        entry.body.textContent = (entry.resumed ? "… " : "") + entry.text; // text, never HTML, while it streams
         entry.el.classList.add("streaming");
         update();
         break;
@@ -202,22 +317,34 @@
         entry.attempt = frame.attempt;
         entry.status = frame.status;
         entry.text = frame.text;
+        entry.cut = !!frame.cut;
+        entry.stopped = !!frame.stopped;
+        entry.resumed = false;
+        if (!lastTurns().some((t) => t.status === "queued" || t.status === "running")) stopping = false;
         renderEntry(frame.side, entry, frame.html, frame.error);
         break;
       }
       case "voted":
-        voted = true;
-        showNames(frame.models);
-        voteButtons.forEach((b) => b.classList.toggle("chosen", b.dataset.vote === frame.choice));
-        if (frame.choice === "A" || frame.choice === "B") {
-          document.querySelector('[data-side="' + frame.choice + '"]').classList.add("winner");
-        }
-        say("Thanks for voting! Start a new round with another prompt.", "success");
-        update();
+        showVote(frame.choice, frame.models);
         break;
       case "error":
         starting = false;
-        say(frame.message, "error");
+        voting = false;
+        if (frame.code === "not_found" && resuming) {
+          // The remembered battle is gone (another session, or cleaned up): start afresh, quietly.
+          resuming = false;
+          remember(null);
+          resetSides();
+          update();
+          return;
+        }
+        resuming = false;
+        // A second vote (a double click, a retried frame) is answered already_voted: the battle state that
+        // follows shows the vote that counted, so there is nothing to warn about.
+        if (frame.code !== "already_voted") {
+          problem = frame.message;
+          say(frame.message, "error");
+        }
         // Re-read the battle so the page shows what the server holds, not what this page hoped for.
         if (battleId && frame.code !== "not_found") send({ type: "resume", battle: battleId });
         update();
@@ -226,20 +353,49 @@
   }
 
   function vote(choice) {
-    if (voteButtons.length === 0 || voteButtons[0].disabled) return;
-    send({ type: "vote", choice });
+    if (voteButtons.length === 0 || voteButtons[0].disabled || voting || voted) return;
+    problem = "";
+    if (send({ type: "vote", choice })) voting = true;
+    update();
+  }
+
+  function consented() {
+    return !window.arenaConsent || window.arenaConsent.given();
+  }
+
+  function showPromptLength() {
+    const length = promptBox.value.trim().length;
+    const over = length > config.maxPromptChars;
+    promptCount.hidden = length < config.maxPromptChars * 0.8;
+    promptCount.textContent = length.toLocaleString("en") + " / " + config.maxPromptChars.toLocaleString("en");
+    promptCount.classList.toggle("over", over);
   }
 
   $("#composer").addEventListener("submit", (e) => {
     e.preventDefault();
-    const prompt = promptBox.value.trim();
-    if (!prompt) return;
-    if (prompt.length > config.maxPromptChars) {
-      say("The prompt is " + prompt.length + " characters long; the limit is " + config.maxPromptChars + ".", "error");
+    problem = "";
+    if (!consented()) {
+      window.arenaConsent.show();
+      say("Please read the notice above and accept it before your first prompt.", "error");
+      problem = notice.textContent;
       return;
     }
+    const prompt = promptBox.value.trim();
+    if (!prompt) {
+      problem = "The prompt is empty or only spaces: type a question or a task first.";
+      say(problem, "error");
+      promptBox.focus();
+      return;
+    }
+    if (prompt.length > config.maxPromptChars) {
+      problem = "The prompt is " + prompt.length.toLocaleString("en") + " characters long; the limit is " +
+        config.maxPromptChars.toLocaleString("en") + ". Shorten it and send again.";
+      say(problem, "error");
+      return;
+    }
+    const failed = lastTurns().some((t) => t.status === "failed");
     let ok;
-    if (battleId && !voted) {
+    if (battleId && !voted && !failed) {
       ok = send({ type: "continue", prompt });
       if (ok) labels.forEach((label) => bubbleFor(label, turns[label].length, prompt));
     } else {
@@ -248,13 +404,16 @@
       ok = send(message);
       if (ok) {
         starting = true;
-        battleId = null;
+        remember(null);
         resetSides();
       }
     }
     if (ok) {
       promptBox.value = "";
-      say("");
+      showPromptLength();
+      say(mode === "direct" ? "" : "The two models are answering…");
+      // Out of the box, so that the keys 1–4 on the vote buttons vote instead of typing; a click brings it back.
+      promptBox.blur();
     }
     update();
   });
@@ -265,10 +424,19 @@
       $("#composer").requestSubmit();
     }
   });
+  promptBox.addEventListener("input", showPromptLength);
 
-  regenerateButton.addEventListener("click", () => send({ type: "regenerate" }));
+  stopButton.addEventListener("click", () => {
+    if (send({ type: "stop" })) stopping = true;
+    update();
+  });
+  regenerateButton.addEventListener("click", () => {
+    problem = "";
+    send({ type: "regenerate" });
+  });
   $("#new-round").addEventListener("click", () => {
-    battleId = null;
+    problem = "";
+    remember(null);
     resetSides();
     say("");
     promptBox.focus();
@@ -276,11 +444,13 @@
   });
   voteButtons.forEach((b) => b.addEventListener("click", () => vote(b.dataset.vote)));
   document.addEventListener("keydown", (e) => {
-    if (e.target === promptBox || e.ctrlKey || e.metaKey || e.altKey) return;
+    const typing = e.target instanceof HTMLElement && e.target.matches("textarea, input, select, [contenteditable]");
+    if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
     const choice = { "1": "A", "2": "tie", "3": "bothbad", "4": "B" }[e.key];
     if (choice) vote(choice);
   });
 
   fillPickers();
+  battleId = remembered();
   connect();
 })();

@@ -257,3 +257,127 @@ async def test_it_reveals_a_preview_model_by_its_codename_only(standin, inproces
     assert sorted(voted["models"].values()) == ["Public One", "kestrel"]
     assert "Secret Real Name" not in "\n".join(voter.raw)
     await voter.close()
+
+
+async def test_it_stops_both_answers_where_they_are_and_keeps_them_votable(standin, inprocess):
+    await db(lambda: [standin_entry(standin, f"s{i}", "slow") for i in range(2)])
+    voter = await Voter.open()
+    await voter.send({"type": "start", "prompt": "count slowly"})
+    await voter.until(lambda f: f["type"] == "token")  # the slow stand-in writes 20 ticks, one every 0.2 s
+    await voter.send({"type": "stop"})
+    ended = await voter.until_finished()
+    for frame in ended.values():
+        assert frame["status"] == "done" and frame["stopped"] is True and frame["cut"] is False
+        assert frame["text"].count("tick") < 20, "the answer ended early, not at its natural end"
+    turns = await db(lambda: list(Turn.objects.all()))
+    assert all(t.stop_requested and t.status == "done" for t in turns)
+    await voter.send({"type": "stop"})
+    assert (await voter.error())["code"] == "not_running", "nothing left to stop"
+    await voter.send({"type": "vote", "choice": "bothbad"})
+    assert (await voter.until(lambda f: f["type"] in ("voted", "error")))["type"] == "voted"
+    await voter.close()
+
+
+async def test_it_marks_an_answer_cut_by_its_token_limit(standin, inprocess):
+    # echo-30 would write 30 words; a limit of 5 tokens cuts it, and the stand-in says finish_reason "length".
+    await db(lambda: [
+        standin_entry(standin, "short-limit", "echo-30", max_new_tokens=5),
+        standin_entry(standin, "roomy", "echo-3", max_new_tokens=64),
+    ])
+    voter = await Voter.open()
+    await voter.send({"type": "start", "prompt": "go on"})
+    started = await voter.until(lambda f: f["type"] == "started")
+    ended = await voter.until_finished()
+    by_text = {f["text"].count("word"): f for f in ended.values()}
+    assert set(by_text) == {5, 3}
+    assert by_text[5]["cut"] is True and by_text[3]["cut"] is False
+    cut = await db(lambda: {t.side.model.slug: t.cut_by_limit for t in Turn.objects.select_related("side__model")})
+    assert cut == {"short-limit": True, "roomy": False}
+    # A reloaded page reads the mark from the battle's state.
+    other_tab = Voter(voter.session_key)
+    assert (await other_tab.communicator.connect())[0]
+    await other_tab.send({"type": "resume", "battle": started["battle"]})
+    state = await other_tab.until(lambda f: f["type"] == "state")
+    assert sorted(s[0]["cut"] for s in state["sides"].values()) == [False, True]
+    assert state["models"] is None
+    await other_tab.close()
+    await voter.close()
+
+
+async def test_a_failing_model_stops_being_drawn_until_it_answers_again(standin, inprocess, settings):
+    from django.utils import timezone
+
+    from models_hub.models import BREAKER_FAILURES, ModelEntry
+
+    settings.ARENA_RATE_LIMIT_BATTLES = 1000
+    await db(lambda: [
+        standin_entry(standin, "steady-a", "echo"), standin_entry(standin, "steady-b", "echo"),
+        standin_entry(standin, "flaky", "fail"),  # the stand-in answers this one HTTP 500
+    ])
+    voter = await Voter.open()
+
+    async def play() -> set[str]:
+        await voter.send({"type": "start", "prompt": "hi"})
+        started = await voter.until(lambda f: f["type"] in ("started", "error"))
+        assert started["type"] == "started", started
+        await voter.until_finished()
+        return await db(lambda: set(
+            Battle.objects.get(public_id=started["battle"]).sides.values_list("model__slug", flat=True)
+        ))
+
+    battles = 0
+    while await db(lambda: ModelEntry.objects.get(slug="flaky").failures_in_row) < BREAKER_FAILURES:
+        battles += 1
+        assert battles <= 40, "the failing model was drawn too rarely to trip its breaker"
+        await play()
+    flaky = await db(lambda: ModelEntry.objects.get(slug="flaky"))
+    assert flaky.breaker_is_open(), "the breaker opened at the third failure in a row"
+    for _ in range(8):
+        assert "flaky" not in await play(), "a model with an open breaker was drawn"
+    # The cool-down passes and the endpoint answers again: the next battle that draws it closes the breaker.
+    await db(lambda: ModelEntry.objects.filter(slug="flaky").update(
+        breaker_open_until=timezone.now() - timezone.timedelta(seconds=1), remote_model="echo"
+    ))
+    for _ in range(40):
+        if "flaky" in await play():
+            break
+    else:
+        pytest.fail("the model was not drawn again after its cool-down")
+    flaky = await db(lambda: ModelEntry.objects.get(slug="flaky"))
+    assert flaky.failures_in_row == 0 and flaky.breaker_open_until is None
+    await voter.close()
+
+
+async def test_the_share_page_shows_a_battle_only_after_its_vote_and_names_only_then(echo_pair):
+    from django.test import AsyncClient
+
+    voter = await Voter.open()
+    await voter.send({"type": "start", "prompt": "Share me"})
+    started = await voter.until(lambda f: f["type"] == "started")
+    await voter.until_finished()
+    client = AsyncClient()
+    url = f"/battle/{started['battle']}/"
+    before = await client.get(url)
+    assert before.status_code == 404, "an unvoted battle has no share page"
+    body = before.content.decode()
+    for secret in identity_strings(echo_pair) + ["Share me"]:
+        assert secret not in body
+    await voter.send({"type": "vote", "choice": "B"})
+    await voter.until(lambda f: f["type"] == "voted")
+    after = await client.get(url)
+    assert after.status_code == 200
+    body = after.content.decode()
+    assert "Share me" in body and "You said: Share me" in body
+    assert "Alpha Model" in body and "Beta Model" in body and "B is better" in body
+    assert 'data-side="B"' in body and "side winner" in body
+    assert (await client.post(url)).status_code == 405, "read-only"
+    assert (await client.get("/battle/no-such-battle/")).status_code == 404
+    await voter.close()
+
+
+async def test_it_answers_favicon_ico():
+    from django.test import AsyncClient
+
+    response = await AsyncClient().get("/favicon.ico")
+    assert response.status_code == 200 and response["Content-Type"] == "image/x-icon"
+    assert response.content[:4] == b"\x00\x00\x01\x00", "an ICO file"

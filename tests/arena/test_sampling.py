@@ -79,3 +79,20 @@ def test_it_puts_each_model_left_and_right_at_random():
 def test_it_refuses_when_no_pair_can_meet(candidates):
     with pytest.raises(NoPairAvailable):
         pair_sample(candidates, rng=random.Random(0))
+
+
+def test_it_leaves_out_a_model_whose_breaker_is_open_until_its_cool_down_ends():
+    from datetime import datetime, timedelta, timezone
+
+    from arena.sampling import breaker_closed
+
+    now = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    broken = entry(3, "broken")
+    broken.breaker_open_until = now + timedelta(seconds=30)
+    recovered = entry(4, "recovered")
+    recovered.breaker_open_until = now - timedelta(seconds=1)
+    candidates = [entry(1, "a"), entry(2, "b"), broken, recovered]
+    assert [e.slug for e in breaker_closed(candidates, now=now)] == ["a", "b", "recovered"]
+    assert "broken" in [e.slug for e in breaker_closed(candidates, now=now + timedelta(seconds=31))]
+    counts = draw(breaker_closed(candidates, now=now), n=500)
+    assert counts["broken"] == 0 and counts["recovered"] > 0
