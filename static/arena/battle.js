@@ -248,9 +248,8 @@
       say("Thanks for voting! Start a new round with another prompt.", "success");
     } else if (failed.length && !busy) {
       const who = labels.length === 1 ? "The model" : failed.map((l) => "Model " + l).join(" and ");
-      const verb = failed.length > 1 ? "could not answer" : "could not answer";
-      say(who + " " + verb + ", so this round cannot be voted on. Press “↻ Retry this side” to ask again, " +
-        "or send a prompt to start a new round with other models.", "error");
+      say(who + " could not answer, so this round cannot be voted on. Press “↻ Retry this side” to ask again, " +
+        "or send a prompt to start a new round.", "error");
     } else if (allDone && mode !== "direct") {
       say(full
         ? "Both answers are in. Which is better? Vote with the buttons or keys 1–4."
