@@ -91,6 +91,8 @@ class ModelEntryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Test: ask each one short question now")
     def test_models(self, request: HttpRequest, queryset: QuerySet[ModelEntry]) -> None:
+        if queryset.count() > 10:
+            self.message_user(request, "Only the first 10 selected models were tested.", messages.WARNING)
         for entry in queryset[:10]:
             answered, text = model_entry_test(entry)
             level = messages.SUCCESS if answered else messages.ERROR

@@ -251,9 +251,9 @@
       say(who + " could not answer, so this round cannot be voted on. Press “↻ Retry this side” to ask again, " +
         "or send a prompt to start a new round.", "error");
     } else if (allDone && mode !== "direct") {
-      say(full
-        ? "Both answers are in. Which is better? Vote with the buttons or keys 1–4."
-        : "Both answers are in. Which is better? Vote with the buttons or keys 1–4, or ask a follow-up.");
+      // The keys are offered where they are shown: on a phone the buttons carry no key hints.
+      const how = window.matchMedia("(max-width: 760px)").matches ? "Vote with the buttons" : "Vote with the buttons or keys 1–4";
+      say("Both answers are in. Which is better? " + how + (full ? "." : ", or ask a follow-up."));
     } else if (busy && mode !== "direct") {
       say(stopping ? "Stopping…" : "The two models are answering…");
     } else if (!busy) {
@@ -337,6 +337,7 @@
           update();
           return;
         }
+        const answeredResume = resuming;
         resuming = false;
         // A second vote (a double click, a retried frame) is answered already_voted: the battle state that
         // follows shows the vote that counted, so there is nothing to warn about.
@@ -344,8 +345,11 @@
           problem = frame.message;
           say(frame.message, "error");
         }
-        // Re-read the battle so the page shows what the server holds, not what this page hoped for.
-        if (battleId && frame.code !== "not_found") send({ type: "resume", battle: battleId });
+        // Re-read the battle so the page shows what the server holds, not what this page hoped for (once: a
+        // refused re-read is not asked again, or a server that is briefly away would be asked in a tight loop).
+        if (battleId && frame.code !== "not_found" && !answeredResume && send({ type: "resume", battle: battleId })) {
+          resuming = true;
+        }
         update();
         break;
     }
