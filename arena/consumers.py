@@ -158,7 +158,7 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": frame, **state})
 
     async def battle_token(self, event: dict) -> None:
-        await self.send_json({k: event[k] for k in ("side", "turn", "attempt", "text")} | {"type": "token"})
+        await self.send_json({k: event[k] for k in ("side", "turn", "attempt", "text", "offset")} | {"type": "token"})
 
     async def battle_turn(self, event: dict) -> None:
         await self.send_json(

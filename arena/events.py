@@ -21,6 +21,7 @@ class TokenEvent(TypedDict):
     turn: int
     attempt: int
     text: str
+    offset: int  # where `text` starts in the answer
 
 
 class TurnEndEvent(TypedDict):

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 
@@ -26,15 +28,24 @@ UNEXPECTED = "The model failed to answer. Press retry to ask again."
 
 
 class TokenBatcher:
-    """Collects streamed text and publishes it in small batches: at most every `interval` s or `size` chars."""
+    """Collects streamed text and publishes it in small batches: at most every `interval` s or `size` chars.
 
-    def __init__(self, public_id: str, side: str, turn: int, attempt: int, *, interval: float = 0.08, size: int = 200):
+    Each batch carries its `offset` in the answer, and `on_save(text so far)` runs before each batch is published,
+    so a page that joins mid-answer reads every batch sent before it joined and fits the ones after by offset."""
+
+    def __init__(
+        self, public_id: str, side: str, turn: int, attempt: int, *, interval: float = 0.08, size: int = 200,
+        on_save: Callable[[str], None] | None = None,
+    ):
         self.public_id, self.side, self.turn, self.attempt = public_id, side, turn, attempt
         self.interval, self.size = interval, size
         self.buffer: list[str] = []
         self.buffered = 0
         self.last_flush = time.monotonic()
         self.frames = 0
+        self.published: list[str] = []
+        self.offset = 0
+        self.on_save = on_save
 
     def add(self, text: str) -> None:
         if not text:
@@ -51,9 +62,42 @@ class TokenBatcher:
         self.buffer, self.buffered = [], 0
         self.last_flush = time.monotonic()
         self.frames += 1
+        offset = self.offset
+        self.offset += len(text)
+        self.published.append(text)
+        if self.on_save is not None:
+            self.on_save("".join(self.published))
         battle_publish(self.public_id, {
             "type": "battle.token", "side": self.side, "turn": self.turn, "attempt": self.attempt, "text": text,
+            "offset": offset,
         })
+
+
+def _partial_key(turn_id: int, attempt: int) -> str:
+    return f"arena:partial:{turn_id}:{attempt}"
+
+
+def _save_partial(turn_id: int, attempt: int) -> Callable[[str], None]:
+    """Keep the answer so far in the cache (Redis in production, the server's memory when embedded), for a page
+    that reloads mid-answer: one small write per published batch, too many for the database."""
+    timeout = settings.CELERY_TASK_TIME_LIMIT + 60
+
+    def save(text: str) -> None:
+        try:
+            cache.set(_partial_key(turn_id, attempt), text, timeout)
+        except Exception:
+            logger.warning("could not keep the partial answer of turn %s", turn_id, exc_info=True)
+
+    return save
+
+
+def turn_partial_text(turn: Turn) -> str:
+    """What a running turn has written so far ("" when the cache holds nothing for it)."""
+    try:
+        return cache.get(_partial_key(turn.pk, turn.attempt)) or ""
+    except Exception:
+        logger.warning("could not read the partial answer of turn %s", turn.pk, exc_info=True)
+        return ""
 
 
 def _history(turn: Turn) -> list[dict[str, str]]:
@@ -109,7 +153,7 @@ def turn_generate(*, turn_id: int, attempt: int) -> None:
             _finish(turn, attempt, status=Turn.Status.FAILED, error=WORKER_LOST)
         return
     side = POSITION_LABEL[turn.side.position]
-    batcher = TokenBatcher(turn.side.battle.public_id, side, turn.index, attempt)
+    batcher = TokenBatcher(turn.side.battle.public_id, side, turn.index, attempt, on_save=_save_partial(turn_id, attempt))
     try:
         result = generate(
             turn.side.model, _history(turn), on_text=batcher.add, should_stop=_still_current(turn_id, attempt)

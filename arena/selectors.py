@@ -8,6 +8,7 @@ from django.db import connection
 from models_hub.models import ModelEntry
 
 from .events import POSITION_LABEL
+from .generation import turn_partial_text
 from .models import Battle, Turn, Vote
 from .rendering import render_markdown
 
@@ -53,7 +54,8 @@ def battle_state(battle: Battle) -> dict:
         label = POSITION_LABEL[side.position]
         sides[label] = [
             {
-                "turn": t.index, "attempt": t.attempt, "prompt": t.prompt, "status": t.status, "text": t.response,
+                "turn": t.index, "attempt": t.attempt, "prompt": t.prompt, "status": t.status,
+                "text": turn_partial_text(t) if t.status == Turn.Status.RUNNING else t.response,
                 "html": render_markdown(t.response) if t.status == Turn.Status.DONE else "", "error": t.error,
                 "cut": t.cut_by_limit, "stopped": t.stop_requested and t.status == Turn.Status.DONE,
             }

@@ -157,7 +157,8 @@
       copy.title = "Copy this answer";
       answer.append(copy, body, caret);
       box.append(question, answer);
-      entry = { turn, attempt: 0, status: "queued", text: "", el: answer, body, cut: false, stopped: false, resumed: false };
+      // `end`: where in the answer what this page holds ends (the token frames say where each piece starts).
+      entry = { turn, attempt: 0, status: "queued", text: "", end: 0, el: answer, body, cut: false, stopped: false };
       copy.addEventListener("click", () => copyText(entry.text, copy));
       list.push(entry);
     }
@@ -168,12 +169,12 @@
     const entry = bubbleFor(label, t.turn, t.prompt);
     entry.attempt = t.attempt;
     entry.status = t.status;
+    // A turn still being written when the page (re)joins holds the start the server saved (about a second
+    // behind); the token frames that follow carry their offset and continue it.
     entry.text = t.text || "";
+    entry.end = entry.text.length;
     entry.cut = !!t.cut;
     entry.stopped = !!t.stopped;
-    // A turn still being written when the page (re)joins: what streamed before is not kept by the server until
-    // the answer is finished, so the page shows what streams from now and the whole answer once it is done.
-    entry.resumed = entry.status === "running";
     renderEntry(label, entry, t.html, t.error);
   }
 
@@ -202,7 +203,7 @@
       });
       entry.el.appendChild(retry);
     } else {
-      entry.body.textContent = (entry.resumed ? "… " : "") + entry.text;
+      entry.body.textContent = entry.text;
     }
     update();
   }
@@ -301,10 +302,14 @@
       case "token": {
         const entry = turns[frame.side] && turns[frame.side].find((t) => t.turn === frame.turn);
         if (!entry || frame.attempt !== entry.attempt || entry.status === "done" || entry.status === "failed") return;
-        if (entry.status === "queued") entry.resumed = false; // nothing was missed: this is the first piece
+        const offset = typeof frame.offset === "number" ? frame.offset : entry.end;
+        if (offset + frame.text.length <= entry.end) return; // already in the start this page read
+        // A piece that starts past what the page holds follows a gap (frames sent before the page joined):
+        // marked with an ellipsis until the finished answer replaces it all.
+        entry.text += offset > entry.end ? " … " + frame.text : frame.text.slice(entry.end - offset);
+        entry.end = offset + frame.text.length;
         entry.status = "running";
-        entry.text += frame.text;
-        entry.body.textContent = (entry.resumed ? "… " : "") + entry.text; // text, never HTML, while it streams
+        entry.body.textContent = entry.text; // text, never HTML, while it streams
         entry.el.classList.add("streaming");
         update();
         break;
@@ -316,9 +321,9 @@
         entry.attempt = frame.attempt;
         entry.status = frame.status;
         entry.text = frame.text;
+        entry.end = entry.text.length;
         entry.cut = !!frame.cut;
         entry.stopped = !!frame.stopped;
-        entry.resumed = false;
         if (!lastTurns().some((t) => t.status === "queued" || t.status === "running")) stopping = false;
         renderEntry(frame.side, entry, frame.html, frame.error);
         break;

@@ -196,8 +196,19 @@ def test_a_reload_mid_answer_and_after_the_vote_keeps_the_battle_and_gives_a_sha
     tab.page.wait_for_function(
         "() => [...document.querySelectorAll('.bubble.model.streaming')].some(b => b.textContent.includes('tick'))"
     )
+    shown = tab.page.evaluate(
+        "() => Math.min(...[...document.querySelectorAll('.bubble.model .markdown')].map(b => b.textContent.split('tick').length - 1))"
+    )
+    states_before = len(frames_of(tab, "state"))
     tab.page.reload()  # mid-answer: the slow stand-in writes 20 ticks over about 4 s
     tab.page.wait_for_function("() => document.querySelectorAll('.bubble.user').length === 2")
+    wait_frames(tab, "state", states_before + 1)
+    resumed = frames_of(tab, "state")[states_before]
+    for side, turns in resumed["sides"].items():
+        ticks = turns[0]["text"].count("tick")
+        assert ticks >= shown and (turns[0]["status"] == "done" or "…" not in turns[0]["text"]), (
+            f"side {side} resumed with {ticks} ticks after {shown} were shown: what streamed before is kept"
+        )
     assert tab.page.text_content("[data-conversation=A] .bubble.user") == "Count the ticks for me."
     tab.wait_votable()
     for side in "AB":

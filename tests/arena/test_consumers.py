@@ -44,7 +44,10 @@ async def test_it_plays_a_whole_battle_to_the_reveal_without_naming_models_befor
     assert {f["status"] for f in ended.values()} == {"done"}
     assert all(f["text"] == "You said: Hello there" for f in ended.values())
     tokens = [f for f in voter.frames if f["type"] == "token"]
-    assert tokens and all(set(f) == {"type", "side", "turn", "attempt", "text"} for f in tokens)
+    assert tokens and all(set(f) == {"type", "side", "turn", "attempt", "text", "offset"} for f in tokens)
+    for side in "AB":  # each batch says where it starts, so a page that joins late can fit it in
+        pieces = [f for f in tokens if f["side"] == side]
+        assert [f["offset"] for f in pieces] == [sum(len(p["text"]) for p in pieces[:i]) for i in range(len(pieces))]
     before_vote = "\n".join(voter.raw)
     for secret in identity_strings(echo_pair):
         assert secret not in before_vote, f"{secret!r} reached the voter before the vote"
@@ -381,3 +384,31 @@ async def test_it_answers_favicon_ico():
     response = await AsyncClient().get("/favicon.ico")
     assert response.status_code == 200 and response["Content-Type"] == "image/x-icon"
     assert response.content[:4] == b"\x00\x00\x01\x00", "an ICO file"
+
+
+async def test_a_page_that_joins_mid_answer_gets_the_start_and_every_piece_after(standin, inprocess):
+    await db(lambda: [standin_entry(standin, f"s{i}", "slow") for i in range(2)])
+    voter = await Voter.open()
+    await voter.send({"type": "start", "prompt": "count slowly"})
+    started = await voter.until(lambda f: f["type"] == "started")
+    await voter.until(lambda f: f["type"] == "token")
+    await voter.until(lambda f: f["type"] == "token")
+    reloaded = Voter(voter.session_key)  # the same tab after a reload: same session, a new websocket
+    assert (await reloaded.communicator.connect())[0]
+    await reloaded.send({"type": "resume", "battle": started["battle"]})
+    state = await reloaded.until(lambda f: f["type"] == "state")
+    held = {side: turns[0]["text"] for side, turns in state["sides"].items()}
+    assert any(text.count("tick") >= 1 for text in held.values()), "the start written so far came with the state"
+    ended: dict[str, dict] = {}
+    while len(ended) < 2:
+        frame = await reloaded.until(lambda f: f["type"] in ("token", "turn"))
+        if frame["type"] == "turn":
+            ended[frame["side"]] = frame
+            continue
+        text = held[frame["side"]]
+        assert frame["offset"] <= len(text), "no piece was lost between the saved start and the first frame"
+        held[frame["side"]] = text[: frame["offset"]] + frame["text"] if frame["offset"] + len(frame["text"]) > len(text) else text
+    for side, frame in ended.items():
+        assert held[side] == frame["text"] == "tick " * 20, "start plus pieces make the whole answer, once each"
+    await reloaded.close()
+    await voter.close()
