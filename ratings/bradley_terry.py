@@ -47,8 +47,7 @@ import math
 
 import numpy as np
 from scipy.sparse import csr_matrix
-from scipy.special import expit
-from scipy.stats import norm
+from scipy.special import expit, ndtri
 
 from .pairs import PairCounts
 
@@ -352,7 +351,7 @@ def z_value(level: float) -> float:
     """Two-sided normal quantile for a ``level`` interval (1.96 for 0.95)."""
     if not 0.0 < level < 1.0:
         raise ValueError("level must lie strictly between 0 and 1")
-    return float(norm.ppf(0.5 + level / 2.0))
+    return float(ndtri(0.5 + level / 2.0))
 
 
 def rank_upper_bound(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
