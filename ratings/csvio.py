@@ -419,12 +419,15 @@ def _no_scan(src, label: str, style: bool) -> None:
 
 def _read_parquet(src: str | io.BytesIO, label: str, style: bool) -> Battles:
     try:
-        pf = pq.ParquetFile(src, read_dictionary=list(BATTLE_COLUMNS))
+        schema = pq.read_schema(src)
     except (pa.ArrowInvalid, OSError) as exc:
         raise BattleFileError(f"{label}: not a Parquet file ({str(exc).splitlines()[0]})") from None
-    missing = _missing(pf.schema_arrow.names, style)
+    missing = _missing(schema.names, style)
     if missing:
         raise BattleFileError(f"{label}: missing column(s) {', '.join(missing)}")
+    if isinstance(src, io.BytesIO):
+        src.seek(0)
+    pf = pq.ParquetFile(src, read_dictionary=list(BATTLE_COLUMNS))
     for c in BATTLE_COLUMNS:
         t = pf.schema_arrow.field(c).type
         value_type = t.value_type if pa.types.is_dictionary(t) else t
