@@ -235,6 +235,16 @@ class _Collector:
         return Battles(names=tuple(self.names[i] for i in order), model_a=a, model_b=b, outcome=y, style=st)
 
 
+def _collect(reader: pa.RecordBatchReader, collector: _Collector) -> None:
+    """Feed every batch to ``collector``; the reader is closed whatever happens, since a streaming reader
+    left open on an error keeps its read-ahead thread, and the interpreter then aborts on exit."""
+    try:
+        for batch in reader:
+            collector.add(batch)
+    finally:
+        reader.close()
+
+
 def _needed(style: bool) -> tuple[str, ...]:
     return BATTLE_COLUMNS + (STYLE_COLUMNS if style else ())
 
@@ -258,6 +268,12 @@ def _decoded_lines(fh: BinaryIO, label: str) -> Iterator[str]:
             raise BattleFileError(
                 f"{label}: line {number}: not UTF-8 text (byte {raw[exc.start]:#04x} at column {exc.start + 1})"
             ) from None
+
+
+def _native(src: str | io.BytesIO) -> str | pa.BufferReader:
+    """What pyarrow reads: a path, or the bytes of a stream in Arrow's own buffer. Never a Python file
+    object: pyarrow's read-ahead threads would need the interpreter, and abort it at exit after an error."""
+    return src if isinstance(src, str) else pa.BufferReader(src.getvalue())
 
 
 def _open_binary(src: str | io.BytesIO) -> BinaryIO:
@@ -335,15 +351,14 @@ def _read_csv(src: str | io.BytesIO, label: str, style: bool) -> Battles:
     collector = _Collector(style, _scan_csv)
     try:
         reader = pa_csv.open_csv(
-            _open_binary(src) if isinstance(src, io.BytesIO) else src,
+            _native(src),
             read_options=pa_csv.ReadOptions(block_size=_BLOCK_BYTES),
             # Quoted fields may hold line breaks (answer texts do); model names and winners never do.
             parse_options=pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=_blank_row),
             convert_options=pa_csv.ConvertOptions(include_columns=needed, column_types=types, strings_can_be_null=False,
                                                   quoted_strings_can_be_null=False),
         )
-        for batch in reader:
-            collector.add(batch)
+        _collect(reader, collector)
     except pa.ArrowInvalid as exc:
         raise _BadRow(str(exc).splitlines()[0], None, _scan_csv) from None
     return collector.battles(label)
@@ -395,13 +410,12 @@ def _read_jsonl(src: str | io.BytesIO, label: str, style: bool) -> Battles:
     collector = _Collector(style, _scan_jsonl)
     try:
         reader = pa_json.open_json(
-            _open_binary(src) if isinstance(src, io.BytesIO) else src,
+            _native(src),
             read_options=pa_json.ReadOptions(block_size=_BLOCK_BYTES),
             parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore",
                                                newlines_in_values=False),
         )
-        for batch in reader:
-            collector.add(batch)
+        _collect(reader, collector)
     except pa.ArrowInvalid as exc:
         raise _BadRow(str(exc).splitlines()[0], None, _scan_jsonl) from None
     if not collector.rows:
@@ -419,15 +433,13 @@ def _no_scan(src, label: str, style: bool) -> None:
 
 def _read_parquet(src: str | io.BytesIO, label: str, style: bool) -> Battles:
     try:
-        schema = pq.read_schema(src)
+        schema = pq.read_schema(_native(src))
     except (pa.ArrowInvalid, OSError) as exc:
         raise BattleFileError(f"{label}: not a Parquet file ({str(exc).splitlines()[0]})") from None
     missing = _missing(schema.names, style)
     if missing:
         raise BattleFileError(f"{label}: missing column(s) {', '.join(missing)}")
-    if isinstance(src, io.BytesIO):
-        src.seek(0)
-    pf = pq.ParquetFile(src, read_dictionary=list(BATTLE_COLUMNS))
+    pf = pq.ParquetFile(_native(src), read_dictionary=list(BATTLE_COLUMNS))
     for c in BATTLE_COLUMNS:
         t = pf.schema_arrow.field(c).type
         value_type = t.value_type if pa.types.is_dictionary(t) else t
