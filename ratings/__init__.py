@@ -13,7 +13,7 @@ anchor=None, style=None, style_names=None, level=0.95, arena_rank_compatible=Fal
     and with ``style`` the style-controlled scores and coefficients. Scores as arena-rank 0.1.1's
     ``BradleyTerry`` defaults; sandwich intervals from the plain Hessian, where arena-rank adds 1e-5 x the
     number of battles to its diagonal and so narrows the intervals of rarely seen models
-    (``arena_rank_compatible=True`` reproduces arena-rank's to 0.5 points). A model that never won or
+    (``arena_rank_compatible=True`` reproduces arena-rank's interval widths to 0.5 points). A model that never won or
     never lost keeps a placeholder score (``Ranking.never_won()`` / ``never_lost()``,
     ``one_sided_warnings(ranking)``) and is left out of the centring.
 ``Ranking``
