@@ -149,9 +149,10 @@ def rate(
 
     Sandwich intervals are those of the plain sandwich (the Hessian as bread). arena-rank 0.1.1 adds 1e-5 x
     the number of battles to the bread's diagonal, which narrows the intervals of rarely seen models;
-    ``arena_rank_compatible=True`` does the same and reproduces its interval widths (to 0.5 points; see ``ratings.bradley_terry``). It changes
-    nothing with ``ci="bootstrap"``. A model that never won or never lost (``Ranking.one_sided``) keeps a
-    placeholder score and is left out of the centring, so the other scores still average 1000.
+    ``arena_rank_compatible=True`` does the same and reproduces its interval widths (to 0.5 points; see
+    ``ratings.bradley_terry``). It changes nothing with ``ci="bootstrap"``. A model that never won or never
+    lost (``Ranking.one_sided``) keeps a placeholder score and is left out of the centring, so the other
+    scores still average 1000.
 
     Raises :class:`DisconnectedGraphError` when the battles do not link all M models, ValueError on
     malformed input.
