@@ -345,14 +345,15 @@ def _blank_row(row: pa_csv.InvalidRow) -> str:
 
 
 def _read_csv(src: str | io.BytesIO, label: str, style: bool) -> Battles:
-    _csv_header(src, label, style)
+    header = _csv_header(src, label, style)
     needed = list(_needed(style))
     types = {c: (_TEXT if c in BATTLE_COLUMNS else pa.float64()) for c in needed}
     collector = _Collector(style, _scan_csv)
     try:
         reader = pa_csv.open_csv(
             _native(src),
-            read_options=pa_csv.ReadOptions(block_size=_BLOCK_BYTES),
+            # The header as read above, spaces stripped (" winner" is the winner column, as it always was).
+            read_options=pa_csv.ReadOptions(block_size=_BLOCK_BYTES, column_names=header, skip_rows=1),
             # Quoted fields may hold line breaks (answer texts do); model names and winners never do.
             parse_options=pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=_blank_row),
             convert_options=pa_csv.ConvertOptions(include_columns=needed, column_types=types, strings_can_be_null=False,

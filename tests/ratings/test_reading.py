@@ -64,9 +64,9 @@ def test_it_gives_the_same_battles_when_the_file_is_read_in_many_small_batches(l
     _assert_battles(read_battles(llmfao_path), expected)
 
 
-def test_it_strips_spaces_skips_blank_lines_and_keeps_quoted_line_breaks(tmp_path):
+def test_it_strips_spaces_in_header_and_cells_skips_blank_lines_and_keeps_quoted_line_breaks(tmp_path):
     path = tmp_path / "b.csv"
-    path.write_text('model_a,model_b,winner,prompt\n x ,y,model_a,"two\nlines"\n\n   \ny,x, tie (bothbad) ,p\n')
+    path.write_text('model_a, model_b ,winner,prompt\n x ,y,model_a,"two\nlines"\n\n   \ny,x, tie (bothbad) ,p\n')
     battles = read_battles(path)
     assert battles.names == ("x", "y")
     np.testing.assert_array_equal(battles.model_a, [0, 1])
