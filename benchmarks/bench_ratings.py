@@ -1,15 +1,29 @@
-"""Benchmark of ratings: accuracy against known truth, time and memory, beside FastChat and choix.
+"""Benchmark of ratings: the whole ``python -m ratings`` command from a CSV, beside arena-rank and FastChat.
 
-For each size (default 10k, 1M and 10M battles among 100 models) battles are drawn from Bradley-Terry with
-known true scores (seeded, no ties, so the half-win rule cannot blur the comparison), saved to .npy under
-/tmp and loaded back, then: aggregate to pair counts, fit, sandwich, 1,000 bootstrap rounds. Beside it,
-where installed: FastChat's ``compute_mle_elo`` fit (scikit-learn LogisticRegression on the N x M design
-matrix, unpenalised, no intercept; without ties it needs no row duplication) and ``choix.ilsr_pairwise``.
-A competitor is skipped at a size whose design matrix would not fit in memory or whose time, extrapolated
-linearly from the previous size, would pass 120 s.
+For each size (default 200k, 1M, 10M and 60M battles among 100 models) a battle CSV is written under a temporary
+folder (``model_a,model_b,winner``, names ``m00`` to ``m99``, ~17 bytes a row, so 60M rows are about 1 GB;
+drawn from Bradley-Terry with known scores, 10% ties and 5% both-bad, seeded; reused when already there).
+Then, interleaved (every command once, then every command again, ...), each as a whole process, timed from
+outside (wall time and peak RSS by ``/usr/bin/time``):
 
-    python benchmarks/bench_ratings.py                       # project venv: competitors "not installed"
-    python benchmarks/bench_ratings.py   # in a virtual environment with scikit-learn and choix added
+- ``pandas.read_csv(engine="pyarrow")`` of the file, nothing else: the speed of reading;
+- ``python -m ratings FILE``: fit and 95% sandwich intervals (the default);
+- ``python -m ratings FILE --ci bootstrap --rounds 1000``;
+- arena-rank 0.1.1: ``pandas.read_csv``, ``PairDataset.from_pandas``, ``BradleyTerry`` sandwich intervals;
+- FastChat's current ``compute_bt`` (no interval): ``pandas.read_csv``, then the algorithm of
+  ``fastchat/serve/monitor/rating_systems.py`` (lm-sys/FastChat, ``preprocess_for_bt`` + ``fit_bt``:
+  ``pd.factorize`` of the names, ``np.unique`` of (A, B, outcome) rows with counts, scipy L-BFGS-B with
+  gtol 1e-6 and at most 100 iterations), written out here in the same steps since FastChat's release on
+  PyPI predates that file.
+
+pandas, arena-rank (which needs jax) and FastChat's steps run in a separate virtual environment given by
+``--other-python`` (e.g. ``python -m venv /tmp/v && /tmp/v/bin/pip install arena-rank==0.1.1``; it brings
+pandas and scipy), never in the project's. Without it only our command is timed. arena-rank and FastChat are
+timed up to ``--others-max`` battles (default 10M). Medians are reported; scores of the others are compared
+with ours (largest difference of the centred scores).
+
+    python benchmarks/bench_ratings.py --other-python /tmp/v/bin/python
+    python benchmarks/bench_ratings.py --sizes 200000,1000000 --repeat 1 --out -
 
 Writes the report to benchmarks/results/ratings.md (``--out`` to change, ``--out -`` for stdout only).
 """
@@ -17,245 +31,224 @@ Writes the report to benchmarks/results/ratings.md (``--out`` to change, ``--out
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import os
 import platform
-import resource
+import statistics
+import subprocess
 import sys
-import time
-import tracemalloc
+import tempfile
 from pathlib import Path
 
 from machine import machine  # benchmarks/machine.py, beside this script
 
 import numpy as np
-from scipy.stats import spearmanr
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from tqdm import tqdm
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+MODELS = 100
+WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
 
-from ratings import aggregate  # noqa: E402
-from ratings.bradley_terry import (  # noqa: E402
-    INIT_SCORE,
-    SCALE,
-    bootstrap_thetas,
-    fit_bradley_terry,
-    sandwich_covariance,
-)
+ARENA_RANK = """
+import sys, pandas as pd
+from arena_rank.models.bradley_terry import BradleyTerry
+from arena_rank.utils.data_utils import PairDataset
+df = pd.read_csv(sys.argv[1], engine="pyarrow")
+data = PairDataset.from_pandas(df)
+out = BradleyTerry(n_competitors=len(data.competitors)).compute_ratings_and_cis(data, ci_method="sandwich")
+pd.DataFrame({"model": out["competitors"], "score": out["ratings"]}).to_csv(sys.argv[2], index=False)
+"""
 
-try:
-    from sklearn.linear_model import LogisticRegression
-except ImportError:
-    LogisticRegression = None
-try:
-    import choix
-except ImportError:
-    choix = None
+# The steps of FastChat's compute_bt (fastchat/serve/monitor/rating_systems.py, lm-sys/FastChat), in our words.
+FASTCHAT = """
+import math, sys, numpy as np, pandas as pd
+from scipy.optimize import minimize
+from scipy.special import expit
+df = pd.read_csv(sys.argv[1], engine="pyarrow")
+n = len(df)
+codes, models = pd.factorize(pd.concat([df["model_a"], df["model_b"]]))
+rows = np.ones((n, 3), dtype=np.int32)
+rows[:, 0], rows[:, 1] = codes[:n], codes[n:]
+rows[(df["winner"] == "model_a").to_numpy(), 2] = 2
+rows[(df["winner"] == "model_b").to_numpy(), 2] = 0
+cells, weights = np.unique(rows, return_counts=True, axis=0)
+pairs, outcomes, weights = cells[:, :2], cells[:, 2] / 2.0, weights.astype(np.float64)
+alpha = math.log(10.0)
 
-TIME_LIMIT_S = 120.0
-MEMORY_LIMIT_BYTES = 8 * 2**30
+def loss_and_grad(r):
+    p = expit(alpha * (r[pairs[:, 0]] - r[pairs[:, 1]]))
+    loss = -((np.log(p) * outcomes + np.log(1.0 - p) * (1.0 - outcomes)) * weights).sum()
+    g = -alpha * (outcomes - p) * weights
+    grad = np.zeros_like(r)
+    np.add.at(grad, pairs, g[:, None] * np.array([1.0, -1.0]))
+    return loss, grad
+
+x = minimize(loss_and_grad, np.zeros(len(models)), jac=True, method="L-BFGS-B",
+             options={"maxiter": 100, "gtol": 1e-6})["x"]
+pd.DataFrame({"model": list(models), "score": 1000 + 400 * x}).to_csv(sys.argv[2], index=False)
+"""
+
+READ_ONLY = """
+import sys, pandas as pd
+pd.read_csv(sys.argv[1], engine="pyarrow")
+"""
 
 
-def generate(n: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """True (M,) scores and (N,) int32 model_a, model_b and float32 outcomes drawn from Bradley-Terry."""
+def write_battles(path: Path, n: int, seed: int) -> None:
+    """A Bradley-Terry battle CSV of ``n`` rows, written in chunks so that 60M rows need little memory."""
     rng = np.random.default_rng(seed)
-    truth = rng.normal(0.0, 150.0, m)
-    truth += INIT_SCORE - truth.mean()
-    a = rng.integers(0, m, n, dtype=np.int32)
-    b = ((a + rng.integers(1, m, n, dtype=np.int32)) % m).astype(np.int32)
-    p = 1.0 / (1.0 + 10.0 ** ((truth[b] - truth[a]) / 400.0))
-    y = (rng.random(n) < p).astype(np.float32)
-    return truth, a, b, y
+    truth = rng.normal(0.0, 150.0, MODELS)
+    names = pa.array([f"m{i:02d}" for i in range(MODELS)])
+    winners = pa.array(WINNERS)
+    tmp = path.with_suffix(".partial")
+    writer = None
+    chunk = 2_000_000
+    for start in tqdm(range(0, n, chunk), desc=f"write {n:,} battles", unit="chunk", leave=False):
+        k = min(chunk, n - start)
+        a = rng.integers(0, MODELS, k)
+        b = (a + rng.integers(1, MODELS, k)) % MODELS
+        p = 1.0 / (1.0 + 10.0 ** ((truth[b] - truth[a]) / 400.0))
+        u = rng.random(k)
+        kind = np.where(u < 0.10, 2, np.where(u < 0.15, 3, np.where(rng.random(k) < p, 0, 1)))
+
+        def text(codes: np.ndarray, values: pa.Array) -> pa.Array:
+            return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), values).cast(pa.string())
+
+        table = pa.table({"model_a": text(a, names), "model_b": text(b, names), "winner": text(kind, winners)})
+        if writer is None:
+            writer = pa_csv.CSVWriter(tmp, table.schema, write_options=pa_csv.WriteOptions(quoting_style="none"))
+        writer.write_table(table)
+    writer.close()
+    tmp.rename(path)
 
 
-def accuracy(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    s = scores - scores.mean()
-    t = truth - truth.mean()
-    return float(np.sqrt(np.mean((s - t) ** 2))), float(spearmanr(s, t).statistic)
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall seconds, peak RSS in GiB, the finished process) of one whole command."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        done = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *cmd], cwd=cwd,
+                              capture_output=True, text=True)
+        wall, kib = tf.read().split()[-2:]
+    return float(wall), int(kib) / 2**20, done
 
 
-def ours(a, b, y, m: int, rounds: int) -> dict[str, float | np.ndarray]:
-    t0 = time.perf_counter()
-    counts = aggregate(a, b, y, m)
-    t1 = time.perf_counter()
-    counts.check_connected()
-    theta = fit_bradley_terry(counts)
-    sandwich_covariance(counts, theta)
-    t2 = time.perf_counter()
-    bootstrap_thetas(counts, theta, rounds=rounds, seed=0)
-    t3 = time.perf_counter()
-    return dict(aggregate=t1 - t0, fit=t2 - t1, bootstrap=t3 - t2, scores=INIT_SCORE + SCALE * theta, pairs=counts.first.size)
+def scores_of(path: Path, column: str = "score") -> dict[str, float]:
+    with open(path, newline="") as fh:
+        return {r["model"]: float(r[column]) for r in csv.DictReader(fh)}
 
 
-def peak_memory(a, b, y, m: int, rounds: int) -> float:
-    """Peak bytes Python and numpy allocate during aggregate + fit + bootstrap (inputs excluded)."""
-    tracemalloc.start()
-    ours(a, b, y, m, rounds)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak
-
-
-def fastchat_mle(a, b, y, m: int) -> np.ndarray:
-    """FastChat's compute_mle_elo on arrays: logistic regression on the dense N x M design matrix."""
-    n = a.size
-    x = np.zeros((n, m))
-    x[np.arange(n), a] = np.log(10.0)
-    x[np.arange(n), b] = -np.log(10.0)
-    lr = LogisticRegression(fit_intercept=False, C=np.inf, tol=1e-6)
-    lr.fit(x, y)
-    return INIT_SCORE + 400.0 * lr.coef_[0]
-
-
-def choix_ilsr(a, b, y, m: int) -> np.ndarray:
-    won = y == 1
-    winners = np.where(won, a, b)
-    losers = np.where(won, b, a)
-    data = list(zip(winners.tolist(), losers.tolist()))
-    theta = choix.ilsr_pairwise(m, data)
-    return INIT_SCORE + SCALE * (theta - theta.mean())
-
-
-def fmt_s(x: float | None) -> str:
-    return "-" if x is None else f"{x:.3f}"
+def max_diff(ours: dict[str, float], other: dict[str, float]) -> float:
+    names = sorted(ours)
+    x = np.array([ours[n] for n in names])
+    y = np.array([other[n] for n in names])
+    return float(np.abs((x - x.mean()) - (y - y.mean())).max())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,1000000,10000000")
-    parser.add_argument("--models", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=1000)
+    parser.add_argument("--sizes", default="200000,1000000,10000000,60000000")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of every command per size (median reported)")
+    parser.add_argument("--big-repeat", type=int, default=2, help="runs per command at sizes above --others-max")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of our pipeline per size; best is reported")
-    parser.add_argument("--tmp", default="/tmp/bench_ratings")
+    parser.add_argument("--other-python", help="python of a virtual environment with pandas and arena-rank")
+    parser.add_argument("--others-max", type=int, default=10_000_000)
+    parser.add_argument("--tmp", default=os.path.join(tempfile.gettempdir(), "bench_ratings"))
     parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "ratings.md"))
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    m = args.models
-    os.makedirs(args.tmp, exist_ok=True)
-
-    rows = []
-    notes: list[str] = []
-    last: dict[str, tuple[int, float]] = {}
+    tmp = Path(args.tmp)
+    tmp.mkdir(parents=True, exist_ok=True)
+    ours = [sys.executable, "-m", "ratings"]
     load_before = os.getloadavg()
-    progress = tqdm(total=len(sizes) * 5, desc="benchmark", unit="step")
+
+    results: dict[int, dict[str, list[tuple[float, float]]]] = {}
+    diffs: dict[int, dict[str, float]] = {}
+    failures: list[str] = []
     for n in sizes:
-        progress.set_postfix_str(f"{n:,} battles: generate")
-        t0 = time.perf_counter()
-        truth, a, b, y = generate(n, m, args.seed)
-        t_gen = time.perf_counter() - t0
-        path = Path(args.tmp) / f"battles_{n}.npz"
-        np.save(path.with_suffix(".a.npy"), a)
-        np.save(path.with_suffix(".b.npy"), b)
-        np.save(path.with_suffix(".y.npy"), y)
-        t0 = time.perf_counter()
-        a = np.load(path.with_suffix(".a.npy"))
-        b = np.load(path.with_suffix(".b.npy"))
-        y = np.load(path.with_suffix(".y.npy"))
-        t_load = time.perf_counter() - t0
-        progress.update()
+        path = tmp / f"battles_{n}_seed{args.seed}.csv"
+        if not path.exists():
+            write_battles(path, n, args.seed)
+        commands: dict[str, list[str]] = {}
+        if args.other_python:
+            commands["pandas.read_csv"] = [args.other_python, "-c", READ_ONLY, str(path)]
+        commands["ours, sandwich"] = [*ours, str(path)]
+        commands["ours, 1,000 bootstrap rounds"] = [*ours, str(path), "--ci", "bootstrap", "--rounds", "1000"]
+        if args.other_python and n <= args.others_max:
+            commands["arena-rank 0.1.1, sandwich"] = [args.other_python, "-c", ARENA_RANK, str(path), str(tmp / "arena_rank.csv")]
+            commands["FastChat compute_bt"] = [args.other_python, "-c", FASTCHAT, str(path), str(tmp / "fastchat.csv")]
+        repeat = args.repeat if n <= args.others_max else args.big_repeat
+        results[n] = {name: [] for name in commands}
+        diffs[n] = {}
+        progress = tqdm(total=repeat * len(commands), desc=f"{n:,} battles", unit="run")
+        for _ in range(repeat):
+            for name, cmd in commands.items():
+                progress.set_postfix_str(name)
+                wall, rss, done = timed(cmd, REPO_ROOT)
+                if done.returncode != 0:
+                    failures.append(f"{name} at {n:,} battles failed: {done.stderr.strip().splitlines()[-1:]}")
+                else:
+                    results[n][name].append((wall, rss))
+                    if name == "ours, sandwich":
+                        (tmp / "ours.csv").write_text(done.stdout)
+                progress.update()
+        progress.close()
+        if (tmp / "ours.csv").exists():
+            mine = scores_of(tmp / "ours.csv")
+            for name, file in (("arena-rank 0.1.1, sandwich", "arena_rank.csv"), ("FastChat compute_bt", "fastchat.csv")):
+                if name in commands and (tmp / file).exists():
+                    diffs[n][name] = max_diff(mine, scores_of(tmp / file))
+                    (tmp / file).unlink()
+        tqdm.write(f"{n:,}: " + "; ".join(
+            f"{k} {statistics.median(w for w, _ in v):.2f} s" for k, v in results[n].items() if v))
 
-        progress.set_postfix_str(f"{n:,} battles: ours")
-        # Best of --repeat runs per stage: the machine may be shared, and the minimum is the least disturbed.
-        runs = [ours(a, b, y, m, args.rounds) for _ in range(args.repeat)]
-        res = dict(runs[0])
-        for key in ("aggregate", "fit", "bootstrap"):
-            res[key] = min(r[key] for r in runs)
-        rmse, rho = accuracy(res["scores"], truth)
-        progress.update()
-        progress.set_postfix_str(f"{n:,} battles: peak memory")
-        peak = peak_memory(a, b, y, m, args.rounds)
-        progress.update()
-        our_fit = res["aggregate"] + res["fit"]
-        row = dict(
-            n=n, pairs=res["pairs"], gen=t_gen, load=t_load, agg=res["aggregate"], fit=res["fit"],
-            boot=res["bootstrap"], total=our_fit + res["bootstrap"], peak=peak, rmse=rmse, rho=rho,
-        )
-
-        for name, fn, available, memory in (
-            ("fastchat", fastchat_mle, LogisticRegression is not None, n * m * 8 * 2),
-            ("choix", choix_ilsr, choix is not None, n * 200),
-        ):
-            progress.set_postfix_str(f"{n:,} battles: {name}")
-            if not available:
-                row[name] = "not installed"
-            elif memory > MEMORY_LIMIT_BYTES:
-                row[name] = "skipped"
-                notes.append(f"{name} at {n:,} battles: skipped, needs about {memory / 2**30:.0f} GiB")
-            elif name in last and last[name][1] * n / last[name][0] > TIME_LIMIT_S:
-                row[name] = "skipped"
-                est = last[name][1] * n / last[name][0]
-                notes.append(f"{name} at {n:,} battles: skipped, extrapolated {est:.0f} s > {TIME_LIMIT_S:.0f} s")
-            else:
-                t0 = time.perf_counter()
-                scores = fn(a, b, y, m)
-                elapsed = time.perf_counter() - t0
-                last[name] = (n, elapsed)
-                c_rmse, c_rho = accuracy(scores, truth)
-                diff = float(np.abs((scores - scores.mean()) - (res["scores"] - res["scores"].mean())).max())
-                row[name] = f"{elapsed:.2f} s = {elapsed / our_fit:.0f}x ours; RMSE {c_rmse:.2f}, max diff to ours {diff:.2f}"
-            progress.update()
-        rows.append(row)
-        tqdm.write(
-            f"{n:>10,} battles: load {t_load:.3f}s aggregate {res['aggregate']:.3f}s fit {res['fit']:.3f}s "
-            f"bootstrap {res['bootstrap']:.3f}s peak {peak / 2**20:.0f} MiB RMSE {rmse:.2f} rho {rho:.4f}"
-        )
-        del a, b, y
-    progress.close()
-
-    date = datetime.date.today().isoformat()
+    names = list(dict.fromkeys(k for r in results.values() for k in r))
     lines = [
         "# ratings benchmark",
         "",
-        f"- Date: {date}",
+        f"- Date: {datetime.date.today().isoformat()}",
         f"- Machine: {machine()}",
-        f"- Python {platform.python_version()}, numpy {np.__version__}; 1-minute load average "
-        f"{load_before[0]:.2f} before the run, {os.getloadavg()[0]:.2f} after (other work may share the cores)",
+        f"- Python {platform.python_version()}, numpy {np.__version__}, pyarrow {pa.__version__}; 1-minute load "
+        f"average {load_before[0]:.2f} before the run, {os.getloadavg()[0]:.2f} after (other work shares the cores)",
         f"- Command: `python benchmarks/bench_ratings.py {' '.join(sys.argv[1:])}`".rstrip(),
-        f"- {m} models, true scores ~ N(1000, 150^2), pairs uniform, no ties, seed {args.seed}; "
-        f"{args.rounds} bootstrap rounds; times are wall-clock seconds, ours the best of {args.repeat} runs, "
-        "the others one run.",
-        "- load = np.load of the three battle arrays (int32, int32, float32) from .npy under /tmp (warm page "
-        "cache); fit = connectivity check + Newton fit + sandwich; total = aggregate + fit + bootstrap; "
-        "peak = tracemalloc peak of aggregate + fit + bootstrap, battle arrays excluded; RMSE and Spearman "
-        "rho of the fitted scores against the true scores (both centred).",
+        f"- {MODELS} models, true scores ~ N(1000, 150^2), pairs uniform, 10% ties and 5% both-bad, seed {args.seed}; "
+        "CSV `model_a,model_b,winner` with names m00..m99 (~17 bytes a row). Every cell: the whole process "
+        "(interpreter start, imports, reading the CSV, fitting, writing the output), wall seconds and peak RSS "
+        f"from /usr/bin/time, median of {args.repeat} interleaved runs ({args.big_repeat} above "
+        f"{args.others_max:,} battles).",
         "",
-        "| battles | pairs | generate | load | aggregate | fit | bootstrap | total | total / load | peak MiB "
-        "| RMSE | Spearman |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| battles | " + " | ".join(names) + " |",
+        "|---:|" + "---:|" * len(names),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['n']:,} | {r['pairs']:,} | {fmt_s(r['gen'])} | {fmt_s(r['load'])} | {fmt_s(r['agg'])} | "
-            f"{fmt_s(r['fit'])} | {fmt_s(r['boot'])} | {fmt_s(r['total'])} | {r['total'] / r['load']:.0f} | "
-            f"{r['peak'] / 2**20:.0f} | {r['rmse']:.2f} | {r['rho']:.4f} |"
-        )
-    lines += [
-        "",
-        "Other fits, same battles (time ratio against our aggregate + fit):",
-        "",
-        "| battles | FastChat compute_mle_elo (sklearn LogisticRegression) | choix.ilsr_pairwise |",
-        "|---:|---|---|",
-    ]
-    for r in rows:
-        lines.append(f"| {r['n']:,} | {r['fastchat']} | {r['choix']} |")
-    big = rows[-1]
-    verdict = "met" if big["total"] <= 2 * big["load"] else "not met"
-    notes.insert(
-        0,
-        f"Target at {big['n']:,} battles: aggregate + fit + {args.rounds} bootstrap rounds = {big['total']:.2f} s, "
-        f"{big['total'] / big['load']:.0f}x the {big['load']:.3f} s np.load of the arrays "
-        f"(within 2x: {verdict}); the bootstrap works on the {big['pairs']:,} pair counts, so its cost does "
-        "not grow with the number of battles.",
-    )
-    if notes:
-        lines += ["", *[f"- {note}" for note in notes]]
-    lines += ["", f"Process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB.", ""]
+    for n, res in results.items():
+        cells = []
+        for name in names:
+            runs = res.get(name) or []
+            cells.append("-" if not runs else
+                         f"{statistics.median(w for w, _ in runs):.2f} s, {statistics.median(r for _, r in runs):.2f} GiB")
+        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    lines += ["", "Ratios (median wall time):", ""]
+    for n, res in results.items():
+        med = {k: statistics.median(w for w, _ in v) for k, v in res.items() if v}
+        parts = []
+        boot = med.get("ours, 1,000 bootstrap rounds")
+        if boot and "pandas.read_csv" in med:
+            parts.append(f"ours with 1,000 bootstrap rounds = {boot / med['pandas.read_csv']:.1f}x pandas.read_csv")
+        sandwich = med.get("ours, sandwich")
+        for other in ("arena-rank 0.1.1, sandwich", "FastChat compute_bt"):
+            if sandwich and other in med:
+                parts.append(f"{other} = {med[other] / sandwich:.1f}x ours (sandwich)")
+        for other, d in diffs[n].items():
+            parts.append(f"{other}'s scores within {d:.2f} points of ours")
+        if parts:
+            lines.append(f"- {n:,} battles: " + "; ".join(parts) + ".")
+    if failures:
+        lines += ["", *[f"- {f}" for f in failures]]
+    lines.append("")
     report = "\n".join(lines)
     print(report)
     if args.out != "-":
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(report)
     return 0
 

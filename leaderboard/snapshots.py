@@ -97,6 +97,7 @@ class CategoryPayload(TypedDict):
     win_matrix: list[list[float | None]]  # (M, M) observed win fraction of row over column, None where never met
     style_coefficients: dict[str, float] | None
     left_out: list[dict[str, Any]]  # {"model_id", "votes", "reason": "few_votes" | "disconnected"}
+    one_sided: list[dict[str, Any]]  # {"model_id", "never": "won" | "lost"}: its score is a placeholder
 
 
 class Payload(TypedDict):
@@ -234,7 +235,7 @@ def category_fit(
     ids = np.unique(np.concatenate([left[keep], right[keep]]))
     empty: CategoryPayload = {
         "label": label, "battles": 0, "models": [], "covariance": [], "style_covariance": None,
-        "pair_battles": [], "win_matrix": [], "style_coefficients": None, "left_out": left_out,
+        "pair_battles": [], "win_matrix": [], "style_coefficients": None, "left_out": left_out, "one_sided": [],
     }
     if ids.size < 2:
         return empty
@@ -301,6 +302,9 @@ def category_fit(
             dict(zip(ranking.style_features, map(float, ranking.style_coefficients))) if styled else None
         ),
         "left_out": left_out,
+        # A model that never won (or never lost) has no finite score; the library names it, and the page says so.
+        "one_sided": [{"model_id": int(ids[i]), "never": "won" if ranking.one_sided[i] < 0 else "lost"}
+                      for i in order if ranking.one_sided[i]],
     }
 
 
@@ -445,6 +449,7 @@ class Board:
     ranking: Ranking | None
     left_out: list[dict[str, Any]]
     staff: bool
+    one_sided: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # {"model_id", "never", "name"}
 
 
 def _visible(entry: ModelEntry | None, staff: bool) -> bool:
@@ -477,8 +482,10 @@ def leaderboard_board(
     entries = [found[ids[i]] for i in shown]
     left_out = [o | {"name": model_label(found[o["model_id"]], staff)}
                 for o in cat["left_out"] if _visible(found.get(o["model_id"]), staff)]
+    one_sided = [o | {"name": model_label(found[o["model_id"]], staff)}
+                 for o in cat.get("one_sided", []) if _visible(found.get(o["model_id"]), staff)]
     if not shown:
-        return Board(snapshot, category, style, [], [], None, left_out, staff)
+        return Board(snapshot, category, style, [], [], None, left_out, staff, one_sided)
     sub = np.ix_(shown, shown)
     cov = np.array(cat["style_covariance" if style else "covariance"], dtype=np.float64)[sub]
     pair = np.array(cat["pair_battles"], dtype=np.float64)[sub]
@@ -500,7 +507,7 @@ def leaderboard_board(
             "win_rate": model["win_rate"], "organization": entry.organization, "license": entry.license,
             "is_inhouse": entry.is_inhouse, "is_preview": entry.is_preview, "preliminary": model["preliminary"],
         })
-    return Board(snapshot, category, style, entries, rows, ranking, left_out, staff)
+    return Board(snapshot, category, style, entries, rows, ranking, left_out, staff, one_sided)
 
 
 def board_plots(board: Board) -> dict[str, Any]:

@@ -1,6 +1,9 @@
-"""Command line: ``python -m ratings BATTLES.csv`` prints the ranking CSV; needs no database.
+"""Command line: ``python -m ratings BATTLES`` prints the ranking CSV; needs no database.
 
-With no option: plain Bradley-Terry, 95% sandwich intervals, no anchor (arena-rank's defaults).
+BATTLES is a CSV, Parquet or JSON Lines file (by its name, or ``--format``). With no option: plain
+Bradley-Terry, 95% sandwich intervals with the Hessian as bread, no anchor (arena-rank's defaults, except
+that arena-rank adds 1e-5 x the battles to the bread's diagonal: ``--arena-rank-compatible`` does that too).
+Warnings (a model that never won or never lost) go to standard error.
 """
 
 from __future__ import annotations
@@ -9,9 +12,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .csvio import STYLE_COLUMNS, BattleFileError, read_battles_csv
+from .csvio import FORMATS, STYLE_COLUMNS, BattleFileError, read_battles
 from .pairs import DisconnectedGraphError
-from .ranking import CI_METHODS, rate, ranking_to_csv
+from .ranking import CI_METHODS, one_sided_warnings, rate, ranking_to_csv
 
 
 def _anchor(text: str) -> tuple[str, float]:
@@ -31,8 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Bradley-Terry ranking (400 scale) of pairwise battles; writes rank,model,score,lower,"
         "upper,votes as CSV to standard output.",
     )
-    parser.add_argument("battles", help="CSV with columns model_a,model_b,winner ('-' for standard input); "
-                        "winner is model_a, model_b, tie or tie (bothbad)")
+    parser.add_argument("battles", help="CSV, Parquet or JSON Lines file with columns model_a,model_b,winner "
+                        "('-' for standard input); winner is model_a, model_b, tie or tie (bothbad)")
+    parser.add_argument("--format", choices=FORMATS, help="file format (default: from the file name's suffix, "
+                        ".parquet/.pq, .jsonl/.ndjson/.json, anything else CSV)")
     parser.add_argument("--ci", choices=CI_METHODS, default="sandwich", help="interval method (default sandwich)")
     parser.add_argument("--rounds", type=int, default=1000, help="bootstrap rounds (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -42,17 +47,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also fit style control; the CSV must carry " + ",".join(STYLE_COLUMNS)
                         + "; adds style_rank,style_score,style_lower,style_upper and prints the style "
                         "coefficients to standard error")
+    parser.add_argument("--arena-rank-compatible", action="store_true",
+                        help="sandwich intervals as arena-rank 0.1.1 computes them: 1e-5 x the number of battles "
+                        "added to the Hessian's diagonal, which narrows the intervals of rarely seen models "
+                        "(no effect with --ci bootstrap)")
     args = parser.parse_args(argv)
     try:
-        battles = read_battles_csv(sys.stdin if args.battles == "-" else args.battles, style=args.style)
+        battles = read_battles(sys.stdin if args.battles == "-" else args.battles, style=args.style,
+                               format=args.format)
         ranking = rate(
             battles.model_a, battles.model_b, battles.outcome, battles.names,
             ci=args.ci, rounds=args.rounds, seed=args.seed, anchor=args.anchor,
-            style=battles.style, level=args.level,
+            style=battles.style, level=args.level, arena_rank_compatible=args.arena_rank_compatible,
         )
     except (BattleFileError, DisconnectedGraphError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    for warning in one_sided_warnings(ranking):
+        print(f"warning: {warning}", file=sys.stderr)
     ranking_to_csv(ranking, sys.stdout)
     if ranking.style_coefficients is not None:
         for name, c, lo, hi in zip(ranking.style_features, ranking.style_coefficients,

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtr
 
 from .bradley_terry import SCALE, z_value
 from .ranking import Ranking
@@ -64,7 +64,7 @@ def head_to_head(
     diff = float(scores[i] - scores[j])
     var = max(float(cov[i, i] + cov[j, j] - 2.0 * cov[i, j]), 0.0)
     sd = math.sqrt(var)
-    prob = float(norm.cdf(diff / sd)) if sd > 0 else (1.0 if diff > 0 else 0.0 if diff < 0 else 0.5)
+    prob = float(ndtr(diff / sd)) if sd > 0 else (1.0 if diff > 0 else 0.0 if diff < 0 else 0.5)
     p_win = float(1.0 / (1.0 + np.exp(-diff / SCALE)))
     n = float(ranking.pair_battles[i, j])
 

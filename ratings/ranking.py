@@ -9,13 +9,18 @@ from dataclasses import dataclass
 from typing import TextIO
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .bradley_terry import (
     DEFAULT_RIDGE,
     INIT_SCORE,
     SCALE,
+    arena_rank_bread_ridge,
     bootstrap_thetas,
+    centre_covariance_on,
+    centre_on,
     fit_bradley_terry,
+    one_sided,
     rank_upper_bound,
     sandwich_covariance,
     z_value,
@@ -30,6 +35,9 @@ from .style import (
 )
 
 CI_METHODS = ("sandwich", "bootstrap")
+# Up to this many models the dense solves take milliseconds; BLAS threads only spin against each other (and
+# against whatever else shares the cores: a 2 ms fit took 0.46 s under load), so they run on one thread.
+_ONE_THREAD_MODELS = 2000
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +53,10 @@ class Ranking:
     With style control, the ``style_*`` fields hold the same for the style-controlled fit, and
     ``style_coefficients`` (K,) the style effects in log-odds per standard deviation of each feature
     (``style_coefficient_lower`` / ``_upper`` their interval); otherwise they are None.
+
+    ``one_sided``: (M,) int8, -1 for a model that never won (its score is a placeholder far below), +1 for
+    one that never lost, 0 otherwise (see :func:`~ratings.bradley_terry.one_sided`); unanchored scores are
+    centred on the models marked 0. ``arena_rank_compatible``: the sandwich used arena-rank's bread.
     """
 
     names: tuple[str, ...]
@@ -67,6 +79,16 @@ class Ranking:
     style_upper: np.ndarray | None = None
     style_rank: np.ndarray | None = None
     style_covariance: np.ndarray | None = None
+    one_sided: np.ndarray | None = None
+    arena_rank_compatible: bool = False
+
+    def never_won(self) -> list[str]:
+        """Models that lost every battle: their score is a placeholder far below the rest, not an estimate."""
+        return [] if self.one_sided is None else [self.names[i] for i in np.flatnonzero(self.one_sided < 0)]
+
+    def never_lost(self) -> list[str]:
+        """Models that won every battle: their score is a placeholder far above the rest, not an estimate."""
+        return [] if self.one_sided is None else [self.names[i] for i in np.flatnonzero(self.one_sided > 0)]
 
     def index(self, name: str) -> int:
         """Position of model ``name``; KeyError if unknown."""
@@ -114,6 +136,7 @@ def rate(
     level: float = 0.95,
     ridge: float = DEFAULT_RIDGE,
     style_reg: float = DEFAULT_STYLE_REG,
+    arena_rank_compatible: bool = False,
 ) -> Ranking:
     """Fit a Bradley-Terry leaderboard with intervals, optionally anchored and style-controlled.
 
@@ -123,6 +146,13 @@ def rate(
     interval's coverage. ``anchor``: (model name, score) to pin that model at that score instead of centring
     the scores on 1000. ``style``: (N, 2, K) raw per-side style counts (see :func:`style_counts`; K = 4 in
     the order of ``STYLE_FEATURES`` unless ``style_names`` says otherwise) to add a style-controlled fit.
+
+    Sandwich intervals are those of the plain sandwich (the Hessian as bread). arena-rank 0.1.1 adds 1e-5 x
+    the number of battles to the bread's diagonal, which narrows the intervals of rarely seen models;
+    ``arena_rank_compatible=True`` does the same and reproduces its interval widths (to 0.5 points; see
+    ``ratings.bradley_terry``). It changes nothing with ``ci="bootstrap"``. A model that never won or never
+    lost (``Ranking.one_sided``) keeps a placeholder score and is left out of the centring, so the other
+    scores still average 1000.
 
     Raises :class:`DisconnectedGraphError` when the battles do not link all M models, ValueError on
     malformed input.
@@ -147,26 +177,42 @@ def rate(
 
     a = np.asarray(model_a_idx)
     b = np.asarray(model_b_idx)
-    y = np.asarray(outcome, dtype=np.float64)
+    y = np.asarray(outcome)
+    if not np.issubdtype(y.dtype, np.floating):
+        y = y.astype(np.float64)
+    with threadpool_limits(limits=1 if m <= _ONE_THREAD_MODELS else None, user_api="blas"):
+        return _rate(a, b, y, names, weights=weights, ci=ci, rounds=rounds, seed=seed, k_anchor=k_anchor,
+                     anchor_value=anchor_value, style=style, style_names=style_names, level=level, z=z, ridge=ridge,
+                     style_reg=style_reg, arena_rank_compatible=arena_rank_compatible)
+
+
+def _rate(a, b, y, names, *, weights, ci, rounds, seed, k_anchor, anchor_value, style, style_names, level, z, ridge,
+          style_reg, arena_rank_compatible) -> Ranking:
+    m = len(names)
     counts = aggregate(a, b, y, m, weights)
     counts.check_connected(list(names))
-    theta = fit_bradley_terry(counts, ridge=ridge)
+    sided = one_sided(counts)
+    regular = sided == 0
+    theta = centre_on(fit_bradley_terry(counts, ridge=ridge), regular)
     scores = _shift(INIT_SCORE + SCALE * theta, k_anchor, anchor_value)
     alpha = 1.0 - level
+    bread_ridge = arena_rank_bread_ridge(counts) if arena_rank_compatible else None
 
     if ci == "sandwich":
-        cov = SCALE**2 * sandwich_covariance(counts, theta, ridge)
+        cov = SCALE**2 * centre_covariance_on(sandwich_covariance(counts, theta, ridge, bread_ridge=bread_ridge), regular)
         if k_anchor is not None:
             cov = _anchor_matrix(cov, k_anchor)
         se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
         lower, upper = scores - z * se, scores + z * se
     else:
-        samples = _shift(INIT_SCORE + SCALE * bootstrap_thetas(counts, theta, rounds=rounds, seed=seed, ridge=ridge), k_anchor, anchor_value)
+        thetas = centre_on(bootstrap_thetas(counts, theta, rounds=rounds, seed=seed, ridge=ridge), regular)
+        samples = _shift(INIT_SCORE + SCALE * thetas, k_anchor, anchor_value)
         lower, upper = np.quantile(samples, [alpha / 2, 1 - alpha / 2], axis=0)
         cov = np.cov(samples, rowvar=False)
 
     extra: dict[str, object] = {}
     if style is not None:
+        y = y.astype(np.float64, copy=False)
         style_arr = np.asarray(style, dtype=np.float64)
         if style_arr.ndim != 3 or style_arr.shape[:2] != (a.size, 2):
             raise ValueError("style must have shape (N, 2, K): per battle, the counts of side A and side B")
@@ -178,9 +224,9 @@ def rate(
             raise ValueError("style_names must name every style feature")
         feats = style_features(style_arr)
         fit = fit_style_controlled(a, b, y, m, feats, weights, ridge=ridge, style_reg=style_reg)
-        s_scores = _shift(INIT_SCORE + SCALE * fit.theta, k_anchor, anchor_value)
+        s_scores = _shift(INIT_SCORE + SCALE * centre_on(fit.theta, regular), k_anchor, anchor_value)
         if ci == "sandwich":
-            s_cov = SCALE**2 * fit.covariance[:m, :m]
+            s_cov = SCALE**2 * centre_covariance_on(fit.covariance[:m, :m], regular)
             if k_anchor is not None:
                 s_cov = _anchor_matrix(s_cov, k_anchor)
             s_se = np.sqrt(np.clip(np.diag(s_cov), 0.0, None))
@@ -189,7 +235,7 @@ def rate(
             b_lower, b_upper = fit.beta - z * b_se, fit.beta + z * b_se
         else:
             boot = bootstrap_style(a, b, y, m, feats, fit, weights, rounds=rounds, seed=seed, ridge=ridge, style_reg=style_reg)
-            s_samples = _shift(INIT_SCORE + SCALE * boot[:, :m], k_anchor, anchor_value)
+            s_samples = _shift(INIT_SCORE + SCALE * centre_on(boot[:, :m], regular), k_anchor, anchor_value)
             s_lower, s_upper = np.quantile(s_samples, [alpha / 2, 1 - alpha / 2], axis=0)
             s_cov = np.cov(s_samples, rowvar=False)
             b_lower, b_upper = np.quantile(boot[:, m:], [alpha / 2, 1 - alpha / 2], axis=0)
@@ -217,8 +263,23 @@ def rate(
         ci=ci,
         level=level,
         anchor=None if k_anchor is None else (names[k_anchor], anchor_value),
+        one_sided=sided,
+        arena_rank_compatible=bool(arena_rank_compatible and ci == "sandwich"),
         **extra,
     )
+
+
+def one_sided_warnings(ranking: Ranking) -> list[str]:
+    """One sentence per model that never won or never lost, for standard error or a page."""
+    out = []
+    for names, what, where in ((ranking.never_won(), "never won", "below"), (ranking.never_lost(), "never lost", "above")):
+        for name in names:
+            votes = ranking.votes[ranking.index(name)]
+            out.append(
+                f"{name} {what} a battle ({votes:g} battles): its score is a placeholder far {where} the others, "
+                "not an estimate, and the other scores are centred without it"
+            )
+    return out
 
 
 RANKING_COLUMNS = ("rank", "model", "score", "lower", "upper", "votes")

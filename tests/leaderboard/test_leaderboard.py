@@ -392,3 +392,26 @@ async def test_a_new_snapshot_reaches_an_open_page_over_the_websocket(settings):
     assert frame == {"type": "snapshot", "id": snapshot.pk, "created_at": snapshot.created_at.isoformat(),
                      "votes_used": 30}
     await page.disconnect()
+
+
+def test_a_model_that_never_won_is_named_on_the_page_and_leaves_the_others_centred(db, client):
+    models = [model(f"fair-{i}") for i in range(4)]
+    loser = model("always-loses", display_name="Always Loses")
+    for spec in simulate(models, 120, seed=5):
+        record(spec)
+    for k in range(12):
+        # It loses every battle it is in, from either side.
+        rival = models[k % 4]
+        record(Spec(loser, rival, "right", ["hi"], ["a"], ["b"]) if k % 2 else
+               Spec(rival, loser, "left", ["hi"], ["a"], ["b"]))
+    snapshot = leaderboard_snapshot_create()
+    overall = snapshot.payload["categories"]["overall"]
+    assert overall["one_sided"] == [{"model_id": loser.pk, "never": "won"}]
+    scores = scores_by_id(snapshot)
+    # Without the centring fix the others averaged far above 1000 to make up for the placeholder.
+    assert np.mean([scores[m.pk] for m in models]) == pytest.approx(1000.0, abs=1e-6)
+    assert scores[loser.pk] < min(scores[m.pk] for m in models) - 500
+    html = client.get("/leaderboard/").content.decode()
+    assert "Always Loses has never won a battle" in html and "placeholder" in html
+    table = client.get("/leaderboard/data/").json()["table_html"]
+    assert "Always Loses has never won a battle" in table
