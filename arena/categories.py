@@ -88,7 +88,7 @@ def is_coding(text: str) -> bool:
 LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl", "ru", "zh", "ja", "ko", "ar", "pl", "tr", "uk", "sv",
              "cs", "vi", "id", "hi", "fa", "he", "el", "ro", "hu", "da", "fi", "no", "th")
 MIN_LANGUAGE_LETTERS = 12  # "Tell me a joke" has 11: too few letters for any identifier to be trusted
-MIN_LANGUAGE_CONFIDENCE = 0.75
+MIN_LANGUAGE_CONFIDENCE = 0.6
 _ideographs = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 
 

@@ -8,8 +8,9 @@ What was measured, on this machine's py3langid 0.4.0, with the rules of arena/ca
   more language names. So every figure here is now in-sample: a floor that catches regressions, not a promise
   about unseen prompts.
   The one-keyword rule it replaced scored precision 0.65 and recall 0.73 on the same 131 prompts.
-- language: 117 of 131 prompts tagged, every tag right; the 14 left untagged are the short ones ("hi", "Tell me
-  a joke.", "Danke") and three where the identifier was unsure. The stop-word count it replaced tagged 7 wrong.
+- language (confidence at least 0.6): 120 of 131 prompts tagged, every tag right; the 11 left untagged are the
+  short ones ("hi", "Tell me a joke.", "Danke") and two where the identifier was unsure ("Implement Dijkstra's
+  algorithm." leaned Dutch, "Can a parrot talk?" Hungarian, both below the bar). The stop-word count it replaced tagged 7 wrong.
 """
 
 from __future__ import annotations
