@@ -639,8 +639,17 @@ def board_rankings_for_csv(
     styled = leaderboard_board(snapshot, category=category, style=True, staff=staff)
     if styled is None or not styled.style or styled.ranking is None:
         return plain.ranking
-    s = styled.ranking
+    s, base = styled.ranking, plain.ranking
+    if s.names != base.names:
+        # Style control was fitted on the battles with answer text: list only the models it could score.
+        keep = [base.index(name) for name in s.names]
+        sub = np.ix_(keep, keep)
+        base = dataclasses.replace(
+            base, names=s.names, scores=base.scores[keep], lower=base.lower[keep], upper=base.upper[keep],
+            rank=rank_upper_bound(base.lower[keep], base.upper[keep]), votes=base.votes[keep],
+            covariance=base.covariance[sub], pair_battles=base.pair_battles[sub],
+        )
     return dataclasses.replace(
-        plain.ranking, style_scores=s.scores, style_lower=s.lower, style_upper=s.upper, style_rank=s.rank,
+        base, style_scores=s.scores, style_lower=s.lower, style_upper=s.upper, style_rank=s.rank,
         style_covariance=s.covariance,
     )
