@@ -99,7 +99,7 @@ class CategoryPayload(TypedDict):
     covariance: list[list[float]]  # (M, M) in the order of models
     style_covariance: list[list[float | None]] | None  # None where a model has no style-controlled score
     pair_battles: list[list[float]]  # (M, M) battle counts per pair
-    style_pair_battles: list[list[float | None]] | None  # the same over the battles of the style fit
+    style_pair_battles: list[list[float | None]] | None  # over the style fit's battles, where fewer (else None)
     win_matrix: list[list[float | None]]  # (M, M) observed win fraction of row over column, None where never met
     style_coefficients: dict[str, float] | None
     left_out: list[dict[str, Any]]  # {"model_id", "votes", "reason": "few_votes" | "disconnected"}
@@ -318,7 +318,7 @@ def category_fit(
         "covariance": ranking.covariance[sub].tolist(),
         "style_covariance": ranking.style_covariance[sub].tolist() if styled else None,
         "pair_battles": battles[sub].tolist(),
-        "style_pair_battles": battles[sub].tolist() if styled else None,
+        "style_pair_battles": None,  # the style fit used these same battles
         "win_matrix": [[_finite(x) for x in row] for row in wins[sub]],
         "style_coefficients": (
             dict(zip(ranking.style_features, map(float, ranking.style_coefficients))) if styled else None
