@@ -1,69 +1,122 @@
-"""Categories of a battle, read from its prompts: what the leaderboard can be sliced by."""
+"""Categories of a battle, read from its prompts: what the leaderboard can be sliced by.
+
+Coding is decided by weighing evidence, not by one keyword: code itself (a fenced block, a line of code, a
+traceback) settles it; a programming language, library or tool that means nothing else ("javascript", "sql",
+"numpy", "git") counts for a lot; a word that is also everyday English ("class", "bug", "swift", "react",
+"python", "function", "loop") counts only beside other evidence. ``tests/arena/test_categories.py`` measures it
+on the labelled prompts of ``tests/fixtures/prompts``.
+
+The language comes from py3langid (langid.py's model, shipped inside the package: no download). A prompt too
+short to tell, or one the model is unsure of, gets no language tag rather than a wrong one.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 
 LONG_PROMPT_CHARS = 500
 
-_code_words = re.compile(
-    r"\b(python|javascript|typescript|java|c\+\+|rust|golang|sql|regex|function|def|class|compile|bug|debug|"
-    r"stack ?trace|api|json|html|css|bash|shell|algorithm|recursion|array|loop|variable|git|docker|"
-    r"exception|segfault|kotlin|swift|haskell|django|react|numpy|pandas)\b",
+# Code on the page: any of these settles it.
+_code_marks = re.compile(
+    r"```"  # a fenced block
+    r"|^(?: {4}|\t)\S.*[(){}\[\]=;:]"  # an indented line with code punctuation
+    r"|[{};]\s*$"  # a line ending the way C-family code does
+    r"|^\s*(?:def|class|fn|func|function|import|from \S+ import|#include|public|private|const|let|var|return)\b.*[(){}=:;<]"
+    r"|^\s*(?:SELECT|INSERT INTO|UPDATE|DELETE FROM|CREATE TABLE)\b.*\b(?:FROM|VALUES|SET|WHERE|\()"
+    r"|\bTraceback \(most recent call last\)|\b[A-Z]\w*(?:Error|Exception)\b(?::|\s+when|\s+in\b)?"
+    r"|=>|\(\)\s*\{|\w+\[\w*\]\s*[+\-*/]?=|\b(?:for|while|if)\s*\(.*\)\s*\{"
+    r"|`[^`\n]*[()=._/\\][^`\n]*`"  # inline code with code punctuation in it
+    r"|(?<![=!<>])(?:===?|!==?|&&|\|\||<=|>=|\+\+|->|::)(?![=])"  # operators no prose uses
+    r"|\bin (?:python|java|ruby|swift|rust|go|golang|js|node|c|r|lua|perl|php|scala|kotlin|dart|elixir|julia|matlab)"
+    r"(?:\s*\d+(?:\.\d+)*)?\s*[?.!,]?\s*$"  # "... in Ruby?": a task asked in a programming language
+    r"|\b(?:keyword|syntax|operator|dependency injection|design pattern|todo app|web app)\b",
+    re.MULTILINE,
+)
+# Words that mean programming and little else: two points each.
+_code_terms = re.compile(
+    r"\b(?:javascript|typescript|c\+\+|c#|golang|sql|postgres(?:ql)?|mysql|sqlite|regex|regexp|django|flask|"
+    r"fastapi|numpy|pandas|pytorch|tensorflow|kubernetes|docker(?:file)?|git|github|npm|pip|json|yaml|html|css|"
+    r"flexbox|bash|powershell|haskell|kotlin|scala|perl|php|ruby on rails|c\b(?=\s*(?:code|program|pointer))|"
+    r"recursion|recursive|algorithm|big-o|time complexity|compile[rsd]?|compilation|segfault|"
+    r"segmentation fault|stack ?trace|null ?pointer|runtime error|syntax error|debugg(?:er|ing)|refactor|"
+    r"unit tests?|api endpoint|endpoint|http request|rest api|graphql|frontend|backend|linux kernel|"
+    r"programming|programmer|source code|codebase|coding|code review|pull request|"
+    r"list comprehension|dictionar(?:y|ies) in python|hash ?map|linked list|binary (?:search )?tree|"
+    r"dijkstra|quicksort|mergesort|async|await|closure|struct|enum|pointer|mutex|thread-safe|"
+    r"virtual environment|gunicorn|nginx|webpack|node\.js|nodejs|jquery|vue\.js|angular|swiftui|"
+    r"rust(?=\s+(?:code|program|crate|compiler|function|struct|with|trait|borrow))|"
+    r"[a-z_]+\.(?:py|js|ts|java|cpp|rs|go|rb|php|sh|sql|html|css|json|yaml|yml)\b)",
     re.IGNORECASE,
 )
-_code_marks = re.compile(r"```|^\s{4}\S|[{};]\s*$|\bimport \w+|#include\s*<|=>|\(\)\s*\{", re.MULTILINE)
+# Words that are also everyday English: one point each; alone they decide nothing.
+_code_words = re.compile(
+    r"\b(?:python|java|ruby|node|vue|js|swift|react|rust|go|class|classes|bug|bugs|debug|function|functions|method|variable|"
+    r"variables|loop|loops|array|arrays|string|strings|integer|object|objects|shell|script|scripts|library|"
+    r"framework|api|code|program|query|queries|database|server|error|exception|hook|component|"
+    r"implement|compile|install|parse|parses|parser|type|types|test|tests|data ?frame|csv|file|files|"
+    r"constant|decode|encode|dependency|package|module|commit|repository|repo|terminal|command line|cli|"
+    r"process|thread|lazily|fibonacci|prime)\b",
+    re.IGNORECASE,
+)
+# Everyday phrases that hold those words: they count for nothing.
+_not_code = re.compile(
+    r"\b(?:taylor swift|monty python|python snake|rust belt|world[- ]class|middle class|working class|"
+    r"(?:yoga|dance|art|fitness|cooking|school) class|class of (?:ship|car|train|people|\d)|stomach bug|"
+    r"bed ?bugs?|swiss roll|function of the)\b",
+    re.IGNORECASE,
+)
+CODING_THRESHOLD = 2
 
-# A few very common words per language; enough to tell the big languages apart in a prompt of a sentence or two.
-_stopwords = {
-    "en": "the and is are you what how to of in it for that this with can please write",
-    "de": "der die das und ist nicht ich sie wie was ein eine zu mit bitte schreibe",
-    "fr": "le la les et est une un des pas vous que qui pour avec dans écris",
-    "es": "el la los las y es una un que por para con como qué escribe",
-    "it": "il lo la gli e è una un che per con come non scrivi",
-    "pt": "o a os as e é uma um que para com como não você escreva",
-    "nl": "de het een en is niet ik je wat hoe van voor met schrijf",
-    "ru": "и в не на что как это я ты он она мы вы они с по для",
-}
-_stopword_sets = {lang: set(words.split()) for lang, words in _stopwords.items()}
-_word = re.compile(r"[^\W\d_]+", re.UNICODE)
 
-
-def prompt_language(text: str) -> str:
-    """An ISO 639-1 code for the prompt's language, "und" when it cannot tell."""
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
-        return "und"
-    counts = {"zh": 0, "ja": 0, "ko": 0, "ru": 0, "ar": 0}
-    for c in letters:
-        o = ord(c)
-        if 0x3040 <= o <= 0x30FF:
-            counts["ja"] += 1
-        elif 0xAC00 <= o <= 0xD7AF:
-            counts["ko"] += 1
-        elif 0x4E00 <= o <= 0x9FFF:
-            counts["zh"] += 1
-        elif 0x0400 <= o <= 0x04FF:
-            counts["ru"] += 1
-        elif 0x0600 <= o <= 0x06FF:
-            counts["ar"] += 1
-    script, hits = max(counts.items(), key=lambda kv: kv[1])
-    if hits > len(letters) / 3:
-        if script == "zh" and counts["ja"]:
-            return "ja"
-        return script
-    words = [w.lower() for w in _word.findall(text)]
-    scores = {lang: sum(w in stop for w in words) for lang, stop in _stopword_sets.items() if lang != "ru"}
-    lang, best = max(scores.items(), key=lambda kv: kv[1])
-    return lang if best > 0 else "und"
+def coding_score(text: str) -> int:
+    """Points of evidence that ``text`` is about programming: a code mark is worth the threshold on its own,
+    a programming term 2, an ambiguous word 1 (each distinct word counted once)."""
+    if _code_marks.search(text):
+        return CODING_THRESHOLD
+    plain = _not_code.sub(" ", text)
+    terms = {m.lower() for m in _code_terms.findall(plain)}
+    words = {m.lower() for m in _code_words.findall(plain)}
+    return 2 * len(terms) + len(words)
 
 
 def is_coding(text: str) -> bool:
-    return bool(_code_marks.search(text)) or len(_code_words.findall(text)) >= 1
+    return coding_score(text) >= CODING_THRESHOLD
+
+
+# The languages the arena names; py3langid knows 97 and is restricted to these, which makes it surer of them.
+LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl", "ru", "zh", "ja", "ko", "ar", "pl", "tr", "uk", "sv",
+             "cs", "vi", "id", "hi", "fa", "he", "el", "ro", "hu", "da", "fi", "no", "th")
+MIN_LANGUAGE_LETTERS = 12  # "Tell me a joke" has 11: too few letters for any identifier to be trusted
+MIN_LANGUAGE_CONFIDENCE = 0.6
+_ideographs = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+
+
+@functools.cache
+def _identifier():
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    identifier.set_languages(list(LANGUAGES))
+    return identifier
+
+
+def prompt_language(text: str) -> str:
+    """An ISO 639-1 code for the prompt's language, "und" when the prompt is too short or the identifier unsure.
+
+    Code blocks are left out before identifying: they are written in no human language."""
+    prose = re.sub(r"```.*?(?:```|\Z)", " ", text, flags=re.DOTALL)
+    letters = sum(c.isalpha() for c in prose)
+    # One CJK character carries about a word: a short prompt in those scripts is already long enough.
+    if letters < MIN_LANGUAGE_LETTERS and len(_ideographs.findall(prose)) < 3:
+        return "und"
+    language, confidence = _identifier().classify(prose)
+    return language if confidence >= MIN_LANGUAGE_CONFIDENCE else "und"
 
 
 def battle_categories(prompts: list[str]) -> list[str]:
-    """Category tags for a conversation given its user prompts in order: overall is implied and not stored."""
+    """Category tags for a conversation given its user prompts in order: overall is implied and not stored; a
+    conversation whose language cannot be told gets no language tag."""
     first = prompts[0] if prompts else ""
     tags = []
     if any(is_coding(p) for p in prompts):
@@ -72,5 +125,7 @@ def battle_categories(prompts: list[str]) -> list[str]:
         tags.append("long_prompt")
     if len(prompts) > 1:
         tags.append("multi_turn")
-    tags.append(f"lang:{prompt_language(first)}")
+    language = prompt_language(first)
+    if language != "und":
+        tags.append(f"lang:{language}")
     return tags

@@ -138,7 +138,7 @@ def _finish(turn: Turn, attempt: int, *, stopped: bool = False, **fields) -> boo
     return saved
 
 
-def turn_generate(*, turn_id: int, attempt: int) -> None:
+def turn_run(*, turn_id: int, attempt: int) -> None:
     claimed = Turn.objects.filter(pk=turn_id, attempt=attempt, status=Turn.Status.QUEUED).update(
         status=Turn.Status.RUNNING, started_at=timezone.now()
     )

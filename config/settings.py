@@ -7,9 +7,10 @@ stack: the real database, Redis as channel layer and Celery broker, jobs on Cele
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -41,14 +42,21 @@ def envint(name: str, default: int, *, minimum: int | None = None) -> int:
     return number
 
 
-def envfloat(name: str, default: float) -> float:
+def envfloat(name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
     value = os.environ.get(name)
     if value is None or value == "":
         return default
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and number < minimum or maximum is not None and number > maximum:
+        low = "" if minimum is None else f"at least {minimum:g}"
+        high = "" if maximum is None else f"at most {maximum:g}"
+        raise ImproperlyConfigured(f"{name} must be {' and '.join(filter(None, (low, high)))}, got {value!r}")
+    return number
 
 
 def envlist(name: str, default: list[str]) -> list[str]:
@@ -56,6 +64,26 @@ def envlist(name: str, default: list[str]) -> list[str]:
     if value is None or value.strip() == "":
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def envfactors(name: str) -> dict[str, float]:
+    """Read `slug:factor,slug:factor` as {slug: factor}, every factor a number of 0 or more; anything else stops the start."""
+    factors: dict[str, float] = {}
+    for item in envlist(name, []):
+        slug, colon, factor = (part.strip() for part in item.partition(":"))
+        try:
+            number = float(factor) if slug and colon else math.nan
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number >= 0):
+            raise ImproperlyConfigured(
+                f"{name} must be slug:factor pairs separated by commas, each factor a number of 0 or more "
+                f"(e.g. qwen3-8b:3,llama-3-8b:2), got {item!r}"
+            )
+        if slug in factors:
+            raise ImproperlyConfigured(f"{name} names {slug!r} twice")
+        factors[slug] = number
+    return factors
 
 
 def parse_database_url(url: str) -> dict:
@@ -79,7 +107,8 @@ def parse_database_url(url: str) -> dict:
             "HOST": parts.hostname,
             "PORT": str(port or ""),
             "CONN_MAX_AGE": 0,
-            "OPTIONS": {"connect_timeout": 5},
+            # Query options are libpq's connection parameters (sslmode, sslrootcert, options, ...), kept as given.
+            "OPTIONS": {"connect_timeout": 5, **database_url_options(parts.query, url)},
         }
     if parts.scheme == "sqlite":
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
@@ -89,6 +118,19 @@ def parse_database_url(url: str) -> dict:
     raise ImproperlyConfigured(
         f"DATABASE_URL is malformed: the scheme must be postgres:// or sqlite:///, got {url!r}"
     )
+
+
+def database_url_options(query: str, url: str) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise ImproperlyConfigured(f"DATABASE_URL is malformed: cannot read the options after '?' in {url!r}") from None
+    options = {}
+    for key, value in pairs:
+        if not key or key in options:
+            raise ImproperlyConfigured(f"DATABASE_URL is malformed: option {key!r} is empty or repeated in {url!r}")
+        options[key] = value
+    return options
 
 
 def check_redis_url(url: str) -> str:
@@ -264,12 +306,8 @@ ARENA_MODEL_CACHE_BYTES = envint("ARENA_MODEL_CACHE_BYTES", 6 * 1024**3, minimum
 ARENA_VOTER_SALT = os.environ.get("ARENA_VOTER_SALT", SECRET_KEY)
 # Share of anonymous battles that include the in-house model, and rivals it should meet more often
 # ("slug:factor,slug:factor" multiplies those rivals' sampling weights in its battles).
-ARENA_INHOUSE_SHARE = envfloat("ARENA_INHOUSE_SHARE", 0.5)
-ARENA_INHOUSE_RIVALS = {
-    slug.strip(): float(factor)
-    for slug, _, factor in (item.partition(":") for item in envlist("ARENA_INHOUSE_RIVALS", []))
-    if slug.strip() and factor
-}
+ARENA_INHOUSE_SHARE = envfloat("ARENA_INHOUSE_SHARE", 0.5, minimum=0.0, maximum=1.0)
+ARENA_INHOUSE_RIVALS = envfactors("ARENA_INHOUSE_RIVALS")
 ARENA_PREVIEWS_MEET = envbool("ARENA_PREVIEWS_MEET", False)
 ARENA_RATE_LIMIT_BATTLES = envint("ARENA_RATE_LIMIT_BATTLES", 30, minimum=0)
 ARENA_RATE_LIMIT_VOTES = envint("ARENA_RATE_LIMIT_VOTES", 60, minimum=0)

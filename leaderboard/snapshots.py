@@ -47,11 +47,14 @@ from .models import LeaderboardSnapshot
 
 logger = logging.getLogger(__name__)
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2  # 2: per-category vote counts; style control fitted on the battles that have answer text
 OUTCOME = {"left": 1.0, "right": 0.0, "tie": 0.5, "bothbad": 0.5}
 GROUP = "leaderboard"
 _LOCK_KEY = 0x6C656164  # "lead": the advisory lock every snapshot job takes
 _thread_lock = threading.Lock()
+
+# Votes still needed on a pair are given up to this many; beyond it the page says "more than" the cap.
+VOTES_NEEDED_CAP = 10_000
 
 CATEGORY_LABELS = {
     "overall": "Overall",
@@ -89,15 +92,19 @@ class ModelRow(TypedDict):
 
 class CategoryPayload(TypedDict):
     label: str
-    battles: int
+    votes: int  # every counted vote tagged with the category, fitted or left out
+    battles: int  # the battles fitted (the largest connected group of models with enough votes)
+    style_battles: int  # the battles the style-controlled fit used: those with both answers' text
     models: list[ModelRow]  # best first
     covariance: list[list[float]]  # (M, M) in the order of models
-    style_covariance: list[list[float]] | None
+    style_covariance: list[list[float | None]] | None  # None where a model has no style-controlled score
     pair_battles: list[list[float]]  # (M, M) battle counts per pair
+    style_pair_battles: list[list[float | None]] | None  # over the style fit's battles, where fewer (else None)
     win_matrix: list[list[float | None]]  # (M, M) observed win fraction of row over column, None where never met
     style_coefficients: dict[str, float] | None
     left_out: list[dict[str, Any]]  # {"model_id", "votes", "reason": "few_votes" | "disconnected"}
     one_sided: list[dict[str, Any]]  # {"model_id", "never": "won" | "lost"}: its score is a placeholder
+    style_left_out: list[dict[str, Any]]  # models ranked but without a style-controlled score: reason "no_text"
 
 
 class Payload(TypedDict):
@@ -215,13 +222,24 @@ def category_fit(
     min_votes: int,
     preliminary_votes: int,
     label: str,
+    has_text: np.ndarray | None = None,
 ) -> CategoryPayload:
     """Fit one category's battles ((N,) model entry ids per side, (N,) outcomes, (N, 2, 4) or None style).
 
     Models with fewer than ``min_votes`` battles are left out (their battles with them, repeated until every
     model left has enough). Bradley-Terry scores are only comparable within a connected comparison graph, so
     only the largest connected component is fitted; the rest are listed in ``left_out`` as disconnected.
+
+    ``has_text`` ((N,) bool) marks the battles whose style counts mean something (both answers' text is
+    known; imported battles may have none). Where some lack it, the plain fit uses every battle and the style
+    fit only those with text, by the same rules; a model without enough of them has no style-controlled score.
     """
+    if style is not None and has_text is not None and not has_text.all():
+        plain = category_fit(left, right, outcome, None, min_votes=min_votes, preliminary_votes=preliminary_votes,
+                             label=label)
+        styled = category_fit(left[has_text], right[has_text], outcome[has_text], style[has_text],
+                              min_votes=min_votes, preliminary_votes=preliminary_votes, label=label)
+        return _style_merged(plain, styled)
     left_out: list[dict[str, Any]] = []
     keep = np.ones(left.size, dtype=bool)
     while True:
@@ -234,8 +252,9 @@ def category_fit(
         keep &= ~(np.isin(left, list(few)) | np.isin(right, list(few)))
     ids = np.unique(np.concatenate([left[keep], right[keep]]))
     empty: CategoryPayload = {
-        "label": label, "battles": 0, "models": [], "covariance": [], "style_covariance": None,
-        "pair_battles": [], "win_matrix": [], "style_coefficients": None, "left_out": left_out, "one_sided": [],
+        "label": label, "votes": int(left.size), "battles": 0, "style_battles": 0, "models": [], "covariance": [],
+        "style_covariance": None, "pair_battles": [], "style_pair_battles": None, "win_matrix": [],
+        "style_coefficients": None, "left_out": left_out, "style_left_out": [], "one_sided": [],
     }
     if ids.size < 2:
         return empty
@@ -257,6 +276,7 @@ def category_fit(
             min_votes=min_votes, preliminary_votes=preliminary_votes, label=label,
         )
         fitted["left_out"] = left_out + fitted["left_out"]
+        fitted["votes"] = int(left.size)
         return fitted
     names = [str(int(m)) for m in ids]
     st = None if style is None else style[keep]
@@ -292,11 +312,14 @@ def category_fit(
     sub = np.ix_(order, order)
     return {
         "label": label,
+        "votes": int(left.size),
         "battles": int(y.size),
+        "style_battles": int(y.size) if styled else 0,
         "models": rows,
         "covariance": ranking.covariance[sub].tolist(),
         "style_covariance": ranking.style_covariance[sub].tolist() if styled else None,
         "pair_battles": battles[sub].tolist(),
+        "style_pair_battles": None,  # the style fit used these same battles
         "win_matrix": [[_finite(x) for x in row] for row in wins[sub]],
         "style_coefficients": (
             dict(zip(ranking.style_features, map(float, ranking.style_coefficients))) if styled else None
@@ -305,6 +328,32 @@ def category_fit(
         # A model that never won (or never lost) has no finite score; the library names it, and the page says so.
         "one_sided": [{"model_id": int(ids[i]), "never": "won" if ranking.one_sided[i] < 0 else "lost"}
                       for i in order if ranking.one_sided[i]],
+        "style_left_out": [],
+    }
+
+
+def _style_merged(plain: CategoryPayload, styled: CategoryPayload) -> CategoryPayload:
+    """The plain fit of every battle with the style-controlled fields of the fit on the battles with text."""
+    style_fields = ("style_score", "style_lower", "style_upper", "style_rank")
+    if styled["style_covariance"] is None:  # too few battles with text: no style control in this category
+        return plain
+    where = {r["model_id"]: i for i, r in enumerate(styled["models"])}
+    index = [where.get(r["model_id"]) for r in plain["models"]]
+
+    def spread(matrix: list[list[float]]) -> list[list[float | None]]:
+        return [[None if i is None or j is None else matrix[i][j] for j in index] for i in index]
+
+    rows = [r | {f: None if i is None else styled["models"][i][f] for f in style_fields}
+            for r, i in zip(plain["models"], index)]
+    counts = {o["model_id"]: o["votes"] for o in styled["left_out"]}  # its battles with text, if it had any
+    return plain | {
+        "models": rows,
+        "style_battles": styled["battles"],
+        "style_covariance": spread(styled["style_covariance"]),
+        "style_pair_battles": spread(styled["pair_battles"]),
+        "style_coefficients": styled["style_coefficients"],
+        "style_left_out": [{"model_id": r["model_id"], "votes": counts.get(r["model_id"], 0), "reason": "no_text"}
+                           for r, i in zip(plain["models"], index) if i is None],
     }
 
 
@@ -315,8 +364,9 @@ def leaderboard_payload(votes: LeaderboardVotes, *, progress: Progress = no_prog
     keys = ["overall"] + [k for k in ("coding", "long_prompt", "multi_turn") if tags[k]] + sorted(
         (k for k in tags if k.startswith("lang:")), key=lambda k: -tags[k]
     )
-    # Style counts need both answers; imported battles without text would only add zeros that mean nothing.
-    styled = len(votes) > 0 and bool(votes.has_text.all())
+    # Style counts need both answers; imported battles without text would only add zeros that mean nothing, so
+    # the style-controlled fit uses the battles with text (category_fit), and there is none without any.
+    styled = len(votes) > 0 and bool(votes.has_text.any())
     categories: dict[str, CategoryPayload] = {}
     for key in progress(keys, desc="categories", unit="category"):
         if key == "overall":
@@ -326,6 +376,7 @@ def leaderboard_payload(votes: LeaderboardVotes, *, progress: Progress = no_prog
         categories[key] = category_fit(
             votes.left[mask], votes.right[mask], votes.outcome[mask], votes.style[mask] if styled else None,
             min_votes=1 if key == "overall" else min_votes, preliminary_votes=preliminary, label=category_label(key),
+            has_text=votes.has_text[mask],
         )
     return {
         "version": PAYLOAD_VERSION,
@@ -450,6 +501,12 @@ class Board:
     left_out: list[dict[str, Any]]
     staff: bool
     one_sided: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # {"model_id", "never", "name"}
+    votes: int = 0  # the category's counted votes, fitted or not (the snapshot's votes for overall)
+    battles: int = 0  # the battles behind the scores shown (with style control: those with answer text)
+
+
+def category_votes(category: dict[str, Any]) -> int:
+    return category.get("votes", category["battles"])  # snapshots before payload version 2 had no count
 
 
 def _visible(entry: ModelEntry | None, staff: bool) -> bool:
@@ -473,24 +530,33 @@ def leaderboard_board(
         return None
     style = bool(style and cat["style_covariance"] is not None)
     ids = [r["model_id"] for r in cat["models"]]
-    found = ModelEntry.objects.in_bulk(ids + [o["model_id"] for o in cat["left_out"]])
+    style_left_out = cat.get("style_left_out", []) if style else []
+    found = ModelEntry.objects.in_bulk(ids + [o["model_id"] for o in cat["left_out"] + style_left_out])
     shown = [i for i, m in enumerate(ids) if _visible(found.get(m), staff)]
+    if style:  # a model without battles that have answer text has no style-controlled score
+        shown = [i for i in shown if cat["models"][i]["style_score"] is not None]
     prefix = "style_" if style else ""
+    votes_in, battles = category_votes(cat), (cat.get("style_battles", cat["battles"]) if style else cat["battles"])
     score = np.array([cat["models"][i][f"{prefix}score"] for i in shown], dtype=np.float64)
     lower = np.array([cat["models"][i][f"{prefix}lower"] for i in shown], dtype=np.float64)
     upper = np.array([cat["models"][i][f"{prefix}upper"] for i in shown], dtype=np.float64)
     entries = [found[ids[i]] for i in shown]
     left_out = [o | {"name": model_label(found[o["model_id"]], staff)}
-                for o in cat["left_out"] if _visible(found.get(o["model_id"]), staff)]
+                for o in cat["left_out"] + style_left_out if _visible(found.get(o["model_id"]), staff)]
     one_sided = [o | {"name": model_label(found[o["model_id"]], staff)}
                  for o in cat.get("one_sided", []) if _visible(found.get(o["model_id"]), staff)]
     if not shown:
-        return Board(snapshot, category, style, [], [], None, left_out, staff, one_sided)
+        return Board(snapshot, category, style, [], [], None, left_out, staff, one_sided, votes_in, battles)
     sub = np.ix_(shown, shown)
     cov = np.array(cat["style_covariance" if style else "covariance"], dtype=np.float64)[sub]
-    pair = np.array(cat["pair_battles"], dtype=np.float64)[sub]
+    pairs = cat.get("style_pair_battles") if style else None
+    all_pairs = np.array(pairs if pairs is not None else cat["pair_battles"], dtype=np.float64)  # None -> nan
+    pair = all_pairs[sub]
     rank = rank_upper_bound(lower, upper)
-    votes = np.array([cat["models"][i]["votes"] for i in shown], dtype=np.float64)
+    if pairs is not None:  # the votes behind the style-controlled score: its battles with text
+        votes = np.nansum(all_pairs, axis=1)[shown]
+    else:
+        votes = np.array([cat["models"][i]["votes"] for i in shown], dtype=np.float64)
     ranking = Ranking(
         names=tuple(e.display_name for e in entries), scores=score, lower=lower, upper=upper, rank=rank,
         votes=votes, covariance=cov, pair_battles=pair,
@@ -507,7 +573,7 @@ def leaderboard_board(
             "win_rate": model["win_rate"], "organization": entry.organization, "license": entry.license,
             "is_inhouse": entry.is_inhouse, "is_preview": entry.is_preview, "preliminary": model["preliminary"],
         })
-    return Board(snapshot, category, style, entries, rows, ranking, left_out, staff, one_sided)
+    return Board(snapshot, category, style, entries, rows, ranking, left_out, staff, one_sided, votes_in, battles)
 
 
 def board_plots(board: Board) -> dict[str, Any]:
@@ -533,8 +599,9 @@ def board_plots(board: Board) -> dict[str, Any]:
 
 
 def board_categories(snapshot: LeaderboardSnapshot) -> list[tuple[str, str, int]]:
-    """(key, label, battles) of every category the snapshot holds, overall first."""
-    return [(k, c["label"], c["battles"]) for k, c in snapshot.payload["categories"].items()]
+    """(key, label, votes) of every category the snapshot holds, overall first: every counted vote of the
+    category, as the page's header counts them, whether or not its models could be fitted."""
+    return [(k, c["label"], category_votes(c)) for k, c in snapshot.payload["categories"].items()]
 
 
 def board_head_to_head(board: Board) -> list[dict[str, Any]]:
@@ -552,10 +619,14 @@ def board_head_to_head(board: Board) -> list[dict[str, Any]]:
             if j == i:
                 continue
             h = head_to_head(board.ranking, board.ranking.names[i], board.ranking.names[j])
+            needed = h.more_votes_needed
             rivals.append({
                 "name": row["name"], "organization": row["organization"], "rank": row["rank"],
                 "probability_better": h.probability_better, "difference": h.difference, "lower": h.lower,
-                "upper": h.upper, "battles": int(round(h.battles)), "more_votes_needed": h.more_votes_needed,
+                "upper": h.upper, "battles": int(round(h.battles)),
+                # Past the cap the estimate says only "not at this rate": 329048512545575 votes is no plan.
+                "more_votes_needed": None if needed is None or needed > VOTES_NEEDED_CAP else needed,
+                "votes_needed_beyond_cap": needed is not None and needed > VOTES_NEEDED_CAP,
                 "predicted_win_rate": h.predicted_win_rate,
             })
         out.append({"name": model_label(entry, board.staff), "score": float(board.ranking.scores[i]), "rivals": rivals})
@@ -575,8 +646,17 @@ def board_rankings_for_csv(
     styled = leaderboard_board(snapshot, category=category, style=True, staff=staff)
     if styled is None or not styled.style or styled.ranking is None:
         return plain.ranking
-    s = styled.ranking
+    s, base = styled.ranking, plain.ranking
+    if s.names != base.names:
+        # Style control was fitted on the battles with answer text: list only the models it could score.
+        keep = [base.index(name) for name in s.names]
+        sub = np.ix_(keep, keep)
+        base = dataclasses.replace(
+            base, names=s.names, scores=base.scores[keep], lower=base.lower[keep], upper=base.upper[keep],
+            rank=rank_upper_bound(base.lower[keep], base.upper[keep]), votes=base.votes[keep],
+            covariance=base.covariance[sub], pair_battles=base.pair_battles[sub],
+        )
     return dataclasses.replace(
-        plain.ranking, style_scores=s.scores, style_lower=s.lower, style_upper=s.upper, style_rank=s.rank,
+        base, style_scores=s.scores, style_lower=s.lower, style_upper=s.upper, style_rank=s.rank,
         style_covariance=s.covariance,
     )

@@ -21,6 +21,7 @@ from .exports import (
     rankings_filename,
 )
 from .snapshots import (
+    VOTES_NEEDED_CAP,
     Board,
     board_categories,
     board_head_to_head,
@@ -99,6 +100,7 @@ def leaderboard_data(request: HttpRequest) -> JsonResponse:
 def head_to_head_page(request: HttpRequest) -> HttpResponse:
     board, context = _board(request)
     context["comparisons"] = board_head_to_head(board) if board is not None else []
+    context["votes_needed_cap"] = f"{VOTES_NEEDED_CAP:,}"
     return render(request, "leaderboard/head_to_head.html", context)
 
 

@@ -65,7 +65,7 @@ _CHUNK_DOUBLES = 20_000_000
 _MAX_CHUNK = 100
 # Newton steps on theta are clipped to this size per iteration so a bootstrap round whose resample lost
 # all of a model's losses (or wins) walks out along the logistic tail instead of overshooting.
-_MAX_STEP = 4.0
+MAX_NEWTON_STEP = 4.0
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
@@ -144,7 +144,7 @@ def fit_bradley_terry(
     return theta - theta.mean()
 
 
-def _centre(cov: np.ndarray) -> np.ndarray:
+def covariance_centre(cov: np.ndarray) -> np.ndarray:
     """Project an (M, M) covariance onto sum-zero parameters: P cov P with P = I - 11^T / M."""
     c = cov - cov.mean(axis=0, keepdims=True)
     return c - c.mean(axis=1, keepdims=True)
@@ -174,9 +174,9 @@ def sandwich_covariance(
         counts.wins * (1.0 - p) ** 2 + counts.losses * p**2 + counts.ties * (0.5 - p) ** 2,
     )
     inv = np.linalg.inv(bread)
-    inv = _centre(inv)
+    inv = covariance_centre(inv)
     cov = inv @ meat @ inv
-    return _centre(0.5 * (cov + cov.T))
+    return covariance_centre(0.5 * (cov + cov.T))
 
 
 def one_sided(counts: PairCounts) -> np.ndarray:
@@ -224,7 +224,7 @@ def centre_covariance_on(cov: np.ndarray, regular: np.ndarray) -> np.ndarray:
 
 def model_covariance(counts: PairCounts, theta: np.ndarray, ridge: float = DEFAULT_RIDGE) -> np.ndarray:
     """(M, M) inverse-Hessian (Fisher) covariance of the centred ``theta``, natural units."""
-    return _centre(np.linalg.inv(hessian(counts, theta, ridge)))
+    return covariance_centre(np.linalg.inv(hessian(counts, theta, ridge)))
 
 
 def _incidence(counts: PairCounts) -> csr_matrix:
@@ -302,7 +302,7 @@ def _fit_batch(
         hs[:, idx, idx] = (abs_t @ h.T).T + ridge
         step = np.linalg.solve(hs, grad[:, :, None])[:, :, 0]
         big = np.max(np.abs(step), axis=1)
-        step *= np.minimum(1.0, _MAX_STEP / np.maximum(big, 1e-300))[:, None]
+        step *= np.minimum(1.0, MAX_NEWTON_STEP / np.maximum(big, 1e-300))[:, None]
         theta[active] = th - step
         # Converged rounds drop out so that a few slow ones do not keep the whole chunk iterating.
         active = active[big >= tol]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pairs import _as_outcome
+from .pairs import outcome_masks
 
 
 def online_elo(
@@ -28,7 +28,7 @@ def online_elo(
     ``model_a``, ``model_b``: (N,) model indices; ``outcome``: (N,) 1 if A won, 0 if B won, 0.5 for a tie.
     Both sides move by the same amount in opposite directions, so the mean rating stays at ``init``.
     """
-    _as_outcome(outcome)
+    outcome_masks(outcome)
     rating = [float(init)] * int(n_models)
     # A plain Python loop: every update depends on the previous one, and floats in a list beat numpy
     # scalar indexing by an order of magnitude here.

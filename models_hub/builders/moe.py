@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .gguf import _offline
+from .gguf import hub_offline
 from .store import BuildError, BuildResult, Log, checkpoint_build, marker_read
 
 # Bump when the upcycling recipe changes: built MoE checkpoints are then rebuilt.
@@ -229,7 +229,7 @@ def inhouse_moe_build(
     source = inhouse_moe_source(Path(dense_dir), recipe)
 
     def build(out: Path) -> dict[str, Any]:
-        _offline()
+        hub_offline()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -57,15 +57,24 @@
     return axis;
   }
 
+  // Counts take whole-number ticks: a step of 1, 2 or 5 times a power of ten giving about five ticks.
+  function countAxis(max, extra) {
+    const raw = Math.max(1, max) / 5;
+    const power = 10 ** Math.floor(Math.log10(raw));
+    const step = Math.max(1, [1, 2, 5, 10].map(m => m * power).find(s => s >= raw));
+    return Object.assign({ rangemode: "tozero", tickmode: "linear", tick0: 0, dtick: step, tickformat: ",d" }, extra);
+  }
+
   function draw(p) {
     if (!window.Plotly || !p) return;
     const names = p.names;
+    const totals = p.votes_per_day.reduce((acc, n) => (acc.push((acc.at(-1) || 0) + n), acc), []);
     Plotly.react("plot-scores", [{
       type: "scatter", mode: "markers", x: names, y: p.scores,
       error_y: { type: "data", symmetric: false, array: p.plus, arrayminus: p.minus, color: "#9aa0b4", thickness: 1.5, width: 4 },
       marker: { size: 9, color: p.inhouse.map(h => h ? accent : "#1b1d23") },
       hovertemplate: "%{x}<br>score %{y:.0f}<extra></extra>",
-    }], layout({ yaxis: { title: "score", gridcolor: "#eceef4", zeroline: false }, xaxis: { tickangle: -35 } }), config);
+    }], layout({ yaxis: { title: "score", gridcolor: "#eceef4", zeroline: false }, xaxis: { tickangle: -35, automargin: true } }), config);
     // A matrix of one model says nothing: say so instead of drawing an empty grid.
     const alone = names.length < 2 ? {
       annotations: [{ text: "Needs votes between at least two models", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { color: "#6b7080" } }],
@@ -75,7 +84,12 @@
       type: "heatmap", x: names, y: names, z, colorscale, zmin, zmax, xgap: 1, ygap: 1,
       texttemplate: names.length <= 14 ? fmt : "", hovertemplate: "%{y} vs %{x}: " + fmt + "<extra></extra>",
       hoverongaps: false,
-    }], layout(Object.assign({ margin: { l: 130, r: 10, t: 10, b: 110 }, xaxis: { tickangle: -35, side: "bottom" }, yaxis: { autorange: "reversed" } }, alone)), config);
+    }], layout(Object.assign({
+      // automargin grows the margins to fit the longest model name instead of clipping it.
+      margin: { l: 20, r: 10, t: 10, b: 20 },
+      xaxis: { tickangle: -35, side: "bottom", automargin: true },
+      yaxis: { autorange: "reversed", automargin: true },
+    }, alone)), config);
     heat("plot-winrate", p.win_matrix, "RdBu", "%{z:.2f}", 0, 1);
     heat("plot-battles", p.battle_matrix, [[0, "#f6f7fb"], [1, accent]], "%{z:.0f}");
     Plotly.react("plot-votes", [{
@@ -83,13 +97,13 @@
       width: p.days.map(() => 0.8 * 86400000),  // a date axis sizes bars in milliseconds
       hovertemplate: "%{x}: %{y} votes<extra></extra>",
     }, {
-      type: "scatter", mode: "lines+markers", x: p.days, y: p.votes_per_day.reduce((acc, n) => (acc.push((acc.at(-1) || 0) + n), acc), []),
+      type: "scatter", mode: "lines+markers", x: p.days, y: totals,
       yaxis: "y2", line: { color: "#0f9d58", width: 2 }, name: "total",
     }], layout({
       margin: { l: 50, r: 60, t: 10, b: 50 }, showlegend: true, legend: { orientation: "h", y: 1.12 }, bargap: 0.15,
       xaxis: dayAxis(p.days),
-      yaxis: { title: "per day", gridcolor: "#eceef4", rangemode: "tozero" },
-      yaxis2: { title: "total", overlaying: "y", side: "right", showgrid: false, rangemode: "tozero" },
+      yaxis: countAxis(Math.max(0, ...p.votes_per_day), { title: "per day", gridcolor: "#eceef4" }),
+      yaxis2: countAxis(totals.at(-1) || 0, { title: "total", overlaying: "y", side: "right", showgrid: false }),
     }), config);
   }
 

@@ -8,6 +8,7 @@ import signal
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
@@ -44,6 +45,14 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.2):
             return value
         time.sleep(interval)
     raise AssertionError("condition not reached in time")
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, killed and not yet reaped, runs no code)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 @database_sync_to_async
@@ -106,7 +115,8 @@ def test_it_ends_a_turn_whose_worker_process_died_mid_job_without_generating_twi
     assert failed.attempt == running.attempt
     # The other side still gets its answer from the restarted pool process.
     other = Turn.objects.filter(side__battle=battle).exclude(pk=running.pk).get()
-    wait_for(lambda: Turn.objects.get(pk=other.pk).status in ("done", "failed"), timeout=90)
+    ended = wait_for(lambda: (t := Turn.objects.get(pk=other.pk)).status in ("done", "failed") and t, timeout=90)
+    assert ended.status == "done" and ended.response and not ended.error, ended.error
 
 
 def test_it_reaps_a_turn_left_running_by_a_worker_host_that_vanished(standin, worker, pool_name):
@@ -116,8 +126,10 @@ def test_it_reaps_a_turn_left_running_by_a_worker_host_that_vanished(standin, wo
     standin_entry(standin, "slow-d", "slow", pool=pool_name)
     battle = battle_create(session_key="s", ip="1.2.3.4", mode="anonymous", prompt="hi")
     running = wait_for(lambda: Turn.objects.filter(side__battle=battle, status="running").first())
+    processes = [worker.process.pid, *worker.pool_children()]
     worker.kill()
-    time.sleep(1)
+    # Every process of the worker is gone (waited for, not slept on): nothing is left that could end the turn.
+    wait_for(lambda: not any(alive(pid) for pid in processes), timeout=30)
     assert Turn.objects.get(pk=running.pk).status == "running"
     # Nothing else will ever finish it: past the time limit, the reaper does.
     Turn.objects.filter(pk=running.pk).update(started_at=timezone.now() - timedelta(hours=1))

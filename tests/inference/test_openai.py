@@ -1,130 +1,33 @@
-"""The openai provider against a real streaming HTTP server on loopback, started by the tests."""
+"""The openai provider against a real streaming HTTP server on loopback: the suite's stand-in endpoint."""
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
-import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 
 import pytest
 
 from inference import GenerationError, generate
 from inference.openai_compat import sse_events
 from models_hub.models import ModelEntry
+from tests.standin import StandinEndpoint
 
 QUESTION = [{"role": "user", "content": "Say hello."}]
 
 
-def chunk(content: str | None = None, finish: str | None = None) -> str:
-    delta = {} if content is None else {"content": content}
-    return json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-
-
-class Arena(BaseHTTPRequestHandler):
-    """Plays a different OpenAI-compatible server depending on the first path segment of the base URL."""
-
-    requests: list[dict] = []
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        Arena.requests.append({"path": self.path, "body": body, "authorization": self.headers.get("Authorization")})
-        behaviour = self.path.split("/")[1]
-        getattr(self, f"serve_{behaviour}")()
-
-    def start_stream(self, length: int | None = None) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        if length is not None:
-            self.send_header("Content-Length", str(length))
-        self.end_headers()
-
-    def send(self, text: str) -> None:
-        self.wfile.write(text.encode())
-        self.wfile.flush()
-
-    def serve_ok(self) -> None:
-        self.start_stream()
-        self.send(": keep-alive comment\n\n")
-        for piece in ("Hel", "lo", ", vot", "er!"):
-            self.send(f"data: {chunk(piece)}\n\n")
-        self.send(f"data: {chunk(finish='stop')}\n\n")
-        usage = {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}}
-        self.send(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n")
-
-    def serve_multiline(self) -> None:
-        self.start_stream()
-        # One event split over two data lines (joined by a newline, still valid JSON), CRLF line endings.
-        self.send('event: message\r\ndata: {"choices": [{"delta":\r\ndata: {"content": "two lines"}}]}\r\n\r\n')
-        self.send("data: [DONE]\r\n\r\n")
-
-    def serve_auth(self) -> None:
-        self.start_stream()
-        self.send(f"data: {chunk(self.headers.get('Authorization', 'none'), 'stop')}\n\ndata: [DONE]\n\n")
-
-    def serve_error500(self) -> None:
-        self.send_response(500)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.send('{"error": {"message": "model secret-remote exploded"}}')
-
-    def serve_garbage(self) -> None:
-        self.start_stream()
-        self.send(f"data: {chunk('fine so far')}\n\n")
-        self.send("data: <html>surprise</html>\n\n")
-
-    def serve_cut(self) -> None:
-        # The server promised more bytes than it sends, then hangs up: a broken transfer.
-        self.start_stream(length=100_000)
-        self.send(f"data: {chunk('half an ans')}\n\n")
-        self.close_connection = True
-
-    def serve_unfinished(self) -> None:
-        # The body ends cleanly but the answer never does: no finish reason, no [DONE].
-        self.start_stream()
-        self.send(f"data: {chunk('and then')}\n\n")
-
-    def serve_slow(self) -> None:
-        self.start_stream()
-        self.send(f"data: {chunk('thinking')}\n\n")
-        time.sleep(2)
-        self.send("data: [DONE]\n\n")
-
-    def serve_inerror(self) -> None:
-        self.start_stream()
-        self.send('data: {"error": {"message": "secret-remote is overloaded"}}\n\n')
-
-    def serve_long(self) -> None:
-        self.start_stream()
-        try:
-            for i in range(1000):
-                self.send(f"data: {chunk(f'w{i} ')}\n\n")
-                time.sleep(0.005)
-            self.send("data: [DONE]\n\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Arena)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+@pytest.fixture
+def server(standin: StandinEndpoint) -> Callable[[str], str]:
+    """The suite's stand-in endpoint (tests/standin.py), with the behaviour named in the base URL's path so the
+    entry keeps its secret model name; its record of requests starts empty for each test."""
+    standin.requests.clear()
+    return standin.behaviour_url
 
 
 @pytest.fixture(autouse=True)
-def quick_timeouts(settings) -> None:
-    settings.ARENA_OPENAI_CONNECT_TIMEOUT = 2.0
-    settings.ARENA_OPENAI_READ_TIMEOUT = 0.5
-    Arena.requests.clear()
+def timeouts(settings) -> None:
+    # Generous on purpose: on a loaded machine a healthy stream may pause; only the timeout test shortens it.
+    settings.ARENA_OPENAI_CONNECT_TIMEOUT = 5.0
+    settings.ARENA_OPENAI_READ_TIMEOUT = 30.0
 
 
 def remote(base_url: str, **fields: object) -> ModelEntry:
@@ -148,17 +51,17 @@ def failure(entry: ModelEntry) -> str:
     return reason
 
 
-def test_it_streams_the_text_in_order_with_the_usage_figures(server: str) -> None:
+def test_it_streams_the_text_in_order_with_the_usage_figures(server, standin) -> None:
     pieces: list[str] = []
 
-    result = generate(remote(f"{server}/ok/v1", system_prompt="Be kind."), QUESTION, on_text=pieces.append)
+    result = generate(remote(server("hello"), system_prompt="Be kind."), QUESTION, on_text=pieces.append)
 
     assert pieces == ["Hel", "lo", ", vot", "er!"]
     assert result.text == "Hello, voter!"
     assert (result.prompt_tokens, result.output_tokens) == (9, 4)
     assert result.time_to_first_token is not None and result.tokens_per_second is not None
-    sent = Arena.requests[0]
-    assert sent["path"] == "/ok/v1/chat/completions"
+    sent = standin.requests[0]
+    assert sent["path"] == "/hello/v1/chat/completions"
     assert sent["body"]["model"] == "secret-remote"
     assert sent["body"]["stream"] is True
     assert sent["body"]["max_tokens"] == 32
@@ -166,53 +69,56 @@ def test_it_streams_the_text_in_order_with_the_usage_figures(server: str) -> Non
     assert sent["authorization"] is None
 
 
-def test_it_joins_the_data_lines_of_one_event(server: str) -> None:
-    assert generate(remote(f"{server}/multiline/v1"), QUESTION).text == "two lines"
+def test_it_joins_the_data_lines_of_one_event(server) -> None:
+    assert generate(remote(server("multiline")), QUESTION).text == "two lines"
 
 
-def test_it_sends_the_key_from_the_named_environment_variable(server: str, monkeypatch) -> None:
+def test_it_sends_the_key_from_the_named_environment_variable(server, monkeypatch) -> None:
     monkeypatch.setenv("ARENA_TEST_REMOTE_KEY", "sk-test-123")
 
-    result = generate(remote(f"{server}/auth/v1", api_key_env="ARENA_TEST_REMOTE_KEY"), QUESTION)
+    result = generate(remote(server("auth"), api_key_env="ARENA_TEST_REMOTE_KEY"), QUESTION)
 
     assert result.text == "Bearer sk-test-123"
 
 
-def test_it_fails_clearly_when_the_key_variable_is_missing(server: str, monkeypatch) -> None:
+def test_it_fails_clearly_when_the_key_variable_is_missing(server, standin, monkeypatch) -> None:
     monkeypatch.delenv("ARENA_TEST_REMOTE_KEY", raising=False)
 
-    reason = failure(remote(f"{server}/auth/v1", api_key_env="ARENA_TEST_REMOTE_KEY"))
+    reason = failure(remote(server("auth"), api_key_env="ARENA_TEST_REMOTE_KEY"))
 
     assert reason == "The model's API key is not configured on the server."
-    assert Arena.requests == []
+    assert list(standin.requests) == []
 
 
-def test_it_fails_clearly_on_an_http_error(server: str) -> None:
-    assert failure(remote(f"{server}/error500/v1")) == "The model's server answered with an error (HTTP 500)."
+def test_it_fails_clearly_on_an_http_error(server) -> None:
+    assert failure(remote(server("fail"))) == "The model's server answered with an error (HTTP 500)."
 
 
-def test_it_fails_clearly_on_an_error_inside_the_stream(server: str) -> None:
-    assert failure(remote(f"{server}/inerror/v1")) == "The model's server reported an error."
+def test_it_fails_clearly_on_an_error_inside_the_stream(server) -> None:
+    assert failure(remote(server("inerror"))) == "The model's server reported an error."
 
 
-def test_it_fails_clearly_on_garbage(server: str) -> None:
-    assert failure(remote(f"{server}/garbage/v1")) == "The model's server sent a reply that could not be understood."
+def test_it_fails_clearly_on_garbage(server) -> None:
+    # A data line that is not JSON after a good one.
+    assert failure(remote(server("badevent"))) == "The model's server sent a reply that could not be understood."
 
 
-def test_it_fails_clearly_when_the_transfer_breaks(server: str) -> None:
-    reason = failure(remote(f"{server}/cut/v1"))
-
-    assert reason == "The connection to the model's server broke before the answer was complete."
-
-
-def test_it_fails_clearly_when_the_stream_ends_before_the_answer(server: str) -> None:
-    reason = failure(remote(f"{server}/unfinished/v1"))
+def test_it_fails_clearly_when_the_transfer_breaks(server) -> None:
+    reason = failure(remote(server("cut")))
 
     assert reason == "The connection to the model's server broke before the answer was complete."
 
 
-def test_it_fails_clearly_on_a_timeout(server: str) -> None:
-    assert failure(remote(f"{server}/slow/v1")) == "The model's server took too long to answer."
+def test_it_fails_clearly_when_the_stream_ends_before_the_answer(server) -> None:
+    reason = failure(remote(server("unfinished")))
+
+    assert reason == "The connection to the model's server broke before the answer was complete."
+
+
+def test_it_fails_clearly_on_a_timeout(server, settings) -> None:
+    # The stand-in sends one piece and then nothing for 30 s: any read timeout well below that must fire.
+    settings.ARENA_OPENAI_READ_TIMEOUT = 0.5
+    assert failure(remote(server("stall"))) == "The model's server took too long to answer."
 
 
 def test_it_fails_clearly_when_nothing_listens() -> None:
@@ -223,10 +129,10 @@ def test_it_fails_clearly_when_nothing_listens() -> None:
     assert failure(remote(f"http://127.0.0.1:{port}/v1")) == "The model's server could not be reached."
 
 
-def test_it_stops_reading_when_asked_to(server: str) -> None:
+def test_it_stops_reading_when_asked_to(server) -> None:
     pieces: list[str] = []
 
-    result = generate(remote(f"{server}/long/v1"), QUESTION, on_text=pieces.append, should_stop=lambda: len(pieces) >= 3)
+    result = generate(remote(server("long")), QUESTION, on_text=pieces.append, should_stop=lambda: len(pieces) >= 3)
 
     assert pieces == ["w0 ", "w1 ", "w2 "]
     assert result.text == "w0 w1 w2 "

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
 from django.contrib.auth.models import User
 
@@ -94,8 +95,23 @@ def test_the_rankings_csv_has_the_ratings_command_lines_columns_and_names_the_sn
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert tuple(rows[0]) == RANKING_COLUMNS + STYLE_COLUMNS
     assert {r[1] for r in rows[1:]} == {"Alpha", "Beta", "Gamma", "Delta"}
-    plain = client.get("/leaderboard/rankings.csv?category=coding").content.decode()
-    assert plain.splitlines()[0] == ",".join(RANKING_COLUMNS)
+    # Every row carries the snapshot's numbers, not only the right header.
+    overall = {r["model_id"]: r for r in snapshot.payload["categories"]["overall"]["models"]}
+    by_name = {m.display_name: overall[m.pk] for m in ModelEntry.objects.filter(pk__in=overall)}
+    for row in rows[1:]:
+        fields = dict(zip(RANKING_COLUMNS + STYLE_COLUMNS, row))
+        stored = by_name[fields["model"]]
+        assert float(fields["score"]) == pytest.approx(stored["score"], abs=1e-3)
+        assert float(fields["lower"]) == pytest.approx(stored["lower"], abs=1e-3)
+        assert float(fields["upper"]) == pytest.approx(stored["upper"], abs=1e-3)
+        assert float(fields["votes"]) == stored["votes"]
+    plain = list(csv.DictReader(io.StringIO(client.get("/leaderboard/rankings.csv?category=coding").content.decode())))
+    assert list(plain[0]) == list(RANKING_COLUMNS)
+    coding = {r["model_id"]: r for r in snapshot.payload["categories"]["coding"]["models"]}
+    names = dict(ModelEntry.objects.values_list("pk", "display_name"))
+    assert {r["model"]: float(r["score"]) for r in plain} == pytest.approx(
+        {names[pk]: r["score"] for pk, r in coding.items()}, abs=1e-3)
+    assert [r["model"] for r in plain] == [names[pk] for pk in sorted(coding, key=lambda pk: -coding[pk]["score"])]
     assert client.get("/leaderboard/rankings.csv?category=klingon").status_code == 404
 
 
@@ -140,4 +156,16 @@ def test_an_export_reads_with_the_ratings_library_unchanged(staff_client, voted,
     battles = read_battles_csv(path)
     assert len(battles.outcome) == 261
     ranking = rate(battles.model_a, battles.model_b, battles.outcome, battles.names)
-    assert ranking_to_csv(ranking).startswith("rank,model,score,lower,upper,votes\n")
+    # The same fit as the library on the recorded battles themselves (the named one counts here too: the file
+    # holds it, marked anony false, and this reader keeps every line).
+    alpha, beta = ModelEntry.objects.get(slug="alpha"), ModelEntry.objects.get(slug="beta")
+    recorded = voted + [Spec(alpha, beta, "left", ["hi"], ["a"], ["b"], mode="named")]
+    names = sorted({s.left.display_name for s in recorded} | {s.right.display_name for s in recorded})
+    index = {n: i for i, n in enumerate(names)}
+    outcome = {"left": 1.0, "right": 0.0, "tie": 0.5, "bothbad": 0.5}
+    direct = rate(np.array([index[s.left.display_name] for s in recorded]),
+                  np.array([index[s.right.display_name] for s in recorded]),
+                  np.array([outcome[s.choice] for s in recorded]), names)
+    assert dict(zip(ranking.names, ranking.scores)) == pytest.approx(dict(zip(direct.names, direct.scores)), abs=1e-6)
+    text = ranking_to_csv(ranking)
+    assert text.startswith("rank,model,score,lower,upper,votes\n") and len(text.splitlines()) == 1 + 4

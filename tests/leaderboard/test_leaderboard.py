@@ -364,7 +364,7 @@ def test_the_compute_leaderboard_command_stores_a_snapshot(five, capsys):
 def test_the_timer_starts_only_where_it_is_enabled(settings, monkeypatch):
     settings.ARENA_SNAPSHOT_TIMER = False
     assert leaderboard.leaderboard_timer_start() is False
-    assert leaderboard._timer is None
+    assert "leaderboard-snapshots" not in {thread.name for thread in threading.enumerate()}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -415,3 +415,120 @@ def test_a_model_that_never_won_is_named_on_the_page_and_leaves_the_others_centr
     assert "Always Loses has never won a battle" in html and "placeholder" in html
     table = client.get("/leaderboard/data/").json()["table_html"]
     assert "Always Loses has never won a battle" in table
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The board after an import of battles without answer text (LMArena's public shape, LLMFAO's file)
+
+
+def import_csv(tmp_path, rows: list[tuple[str, str, str]], name: str = "imported.csv"):
+    from leaderboard.imports import battles_import
+
+    path = tmp_path / name
+    path.write_text("model_a,model_b,winner\n" + "".join(f"{a},{b},{w}\n" for a, b, w in rows))
+    return battles_import(path)
+
+
+def imported_rows(a: str, b: str, n: int, *, seed: int = 1, p_a: float = 0.5) -> list[tuple[str, str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        u = rng.random()
+        winner = "tie" if u < 0.1 else "model_a" if rng.random() < p_a else "model_b"
+        rows.append((a, b, winner) if rng.random() < 0.5 else (b, a, {"model_a": "model_b", "model_b": "model_a"}.get(winner, winner)))
+    return rows
+
+
+def test_after_an_import_the_category_menu_counts_the_votes_the_header_counts(db, client, tmp_path):
+    # The playtest's board: 16 votes cast here, 60 imported between two models that never met the others. The
+    # fit keeps the largest connected group (the three models of the 16); the menu used to count those 16.
+    live = [model("live-a", display_name="Live A"), model("live-b", display_name="Live B"),
+            model("live-c", display_name="Live C")]
+    for spec in simulate(live, 16, seed=2):
+        record(spec)
+    import_csv(tmp_path, imported_rows("Imported X", "Imported Y", 60))
+    snapshot = leaderboard_snapshot_create()
+    assert snapshot.votes_used == 76
+    overall = snapshot.payload["categories"]["overall"]
+    assert (overall["votes"], overall["battles"]) == (76, 16)
+    html = client.get("/leaderboard/").content.decode()
+    assert "Overall (76)" in html and "Overall (16)" not in html
+    assert "· 76 votes ·" in " ".join(html.split())
+    assert "Imported X (not linked to the others by any battle)" in html
+    for key, label, votes in leaderboard.board_categories(snapshot):
+        # Every category's count is the votes tagged with it, as the header of that category says.
+        page = " ".join(client.get(f"/leaderboard/?category={key}").content.decode().split())
+        assert f"{label} ({votes})" in page
+        if leaderboard_board(snapshot, category=key).rows:
+            assert f"· {votes} vote{'s' if votes != 1 else ''}" in page, key
+
+
+def test_style_control_is_fitted_on_the_battles_that_have_answer_text(db, client, tmp_path):
+    models = [model(f"text-{c}", display_name=f"Text {c.upper()}") for c in "abcd"]
+    specs = simulate(models, 240, seed=4, strengths=[0.0, 0.5, 1.0, 1.5])
+    for spec in specs:
+        record(spec)
+    # Imported on top: the same models by display name, and one model that only ever met them in imports.
+    rows = imported_rows("Text A", "Text D", 80, seed=8, p_a=0.3) + imported_rows("Text B", "Text C", 60, seed=9)
+    rows += imported_rows("Only Imported", "Text A", 40, seed=10, p_a=0.6)
+    import_csv(tmp_path, rows)
+    snapshot = leaderboard_snapshot_create()
+    overall = snapshot.payload["categories"]["overall"]
+    assert overall["votes"] == overall["battles"] == 240 + 180
+    assert overall["style_battles"] == 240, "the style fit uses only the battles with both answers"
+    # Its scores are the ratings library's style-controlled fit of exactly those battles.
+    expected = library_ranking(specs, models)
+    styled = {r["model_id"]: r for r in overall["models"]}
+    for i, m in enumerate(models):
+        assert styled[m.pk]["style_score"] == pytest.approx(expected.style_scores[i], abs=1e-6)
+        assert styled[m.pk]["style_lower"] == pytest.approx(expected.style_lower[i], abs=1e-6)
+    only = ModelEntry.objects.get(display_name="Only Imported")
+    assert styled[only.pk]["style_score"] is None and styled[only.pk]["score"] is not None
+    # The plain board ranks every model on every battle; the styled board leaves out the one without text.
+    plain = leaderboard_board(snapshot, style=False)
+    board = leaderboard_board(snapshot, style=True)
+    assert board.style and len(plain.rows) == 5 and len(board.rows) == 4
+    assert {r["name"]: r["votes"] for r in board.rows} == {
+        m.display_name: int(expected.votes[i]) for i, m in enumerate(models)}
+    html = " ".join(client.get("/leaderboard/?style=1").content.decode().split())
+    assert "style-controlled (fitted on the 240 battles with both answers' text)" in html
+    assert "Only Imported (too few battles with answer text to control style on)" in html
+    # The CSV with style columns lists the models style control could score; the plain one every model.
+    styled_csv = client.get("/leaderboard/rankings.csv?style=1").content.decode().splitlines()
+    assert len(styled_csv) == 1 + 4 and "Only Imported" not in "".join(styled_csv)
+    assert "Only Imported" in client.get("/leaderboard/rankings.csv").content.decode()
+
+
+def test_an_import_without_any_answer_text_leaves_the_board_without_style_control(db, client, tmp_path):
+    import_csv(tmp_path, imported_rows("P", "Q", 30, seed=3) + imported_rows("Q", "R", 30, seed=4))
+    snapshot = leaderboard_snapshot_create()
+    overall = snapshot.payload["categories"]["overall"]
+    assert overall["style_covariance"] is None and overall["style_battles"] == 0
+    board = leaderboard_board(snapshot, style=True)
+    assert not board.style and len(board.rows) == 3
+    assert "style-controlled" not in client.get("/leaderboard/?style=1").content.decode()
+
+
+def test_votes_still_needed_is_capped_where_two_models_are_all_but_equal(db, client, tmp_path):
+    ours = model("ours-even", display_name="Ours Even", is_inhouse=True)
+    model("rival-even", display_name="Rival Even")
+    model("rival-far", display_name="Rival Far")
+    # 51 to 50 with a few ties: about 3 points apart with an interval of about +-70, which the estimate turned
+    # into tens of thousands of votes; and a rival far behind, settled already.
+    rows = [("Ours Even", "Rival Even", "model_a")] * 51 + [("Ours Even", "Rival Even", "model_b")] * 50
+    rows += [("Ours Even", "Rival Far", "model_a")] * 60 + [("Ours Even", "Rival Far", "model_b")] * 5
+    import_csv(tmp_path, rows)
+    snapshot = leaderboard_snapshot_create()
+    board = leaderboard_board(snapshot)
+    from ratings import head_to_head
+
+    exact = head_to_head(board.ranking, "Ours Even", "Rival Even").more_votes_needed
+    assert exact > leaderboard.VOTES_NEEDED_CAP, "the pair is close enough that the raw estimate runs past the cap"
+    [comparison] = leaderboard.board_head_to_head(board)
+    assert comparison["name"] == ours.display_name
+    rivals = {r["name"]: r for r in comparison["rivals"]}
+    assert rivals["Rival Even"]["votes_needed_beyond_cap"] and rivals["Rival Even"]["more_votes_needed"] is None
+    assert rivals["Rival Far"]["more_votes_needed"] == 0 and not rivals["Rival Far"]["votes_needed_beyond_cap"]
+    html = " ".join(client.get("/leaderboard/head-to-head/").content.decode().split())
+    assert "more than 10,000" in html and str(exact) not in html
+    assert "settled" in html

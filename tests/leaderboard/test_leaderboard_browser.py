@@ -105,3 +105,39 @@ def test_the_head_to_head_page_renders(chromium, arena, board):
     assert page.locator(".h2h tbody tr").count() == 6
     page.screenshot(path=str(SCREENSHOTS / "head-to-head.png"), full_page=True)
     context.close()
+
+
+def test_the_plots_of_an_imported_board_show_whole_labels_and_whole_vote_counts(chromium, arena, db, tmp_path):
+    from leaderboard.imports import battles_import
+
+    # Long names as public battle files have them, and few votes: where plotly picked ticks such as 4.06.
+    names = ["Meta-Llama-3.1-405B-Instruct-Turbo", "Qwen2.5-72B-Instruct (2024-09-19)", "gemma-2-27b-it", "phi-3"]
+    lines = ["model_a,model_b,winner"]
+    for k in range(7):
+        a, b = names[k % 4], names[(k + 1 + k // 4) % 4]
+        lines.append(f'"{a}","{b}",{"model_a" if k % 3 else "tie"}')
+    path = tmp_path / "few.csv"
+    path.write_text("\n".join(lines) + "\n")
+    battles_import(path)
+    snapshot_elsewhere()
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{arena.url}/leaderboard/")
+    for plot in ("plot-winrate", "plot-battles", "plot-votes"):
+        page.wait_for_selector(f"#{plot} .main-svg", timeout=20_000)
+    for plot in ("plot-winrate", "plot-battles"):
+        box = page.locator(f"#{plot}").bounding_box()
+        labels = page.locator(f"#{plot} .ytick text, #{plot} .xtick text")
+        assert labels.count() == 2 * len(names)
+        assert sorted(set(labels.all_text_contents())) == sorted(names), "no label is cut short"
+        for i in range(labels.count()):
+            label = labels.nth(i).bounding_box()
+            assert label["x"] >= box["x"] - 1 and label["y"] + label["height"] <= box["y"] + box["height"] + 1, (
+                plot, labels.nth(i).text_content(), label, box)
+    for axis in ("ytick", "y2tick"):
+        ticks = page.locator(f"#plot-votes .{axis} text").all_text_contents()
+        assert ticks and all(t.replace(",", "").isdigit() for t in ticks), (axis, ticks)
+        assert len(set(ticks)) == len(ticks), (axis, ticks)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "leaderboard-imported.png"), full_page=True)
+    context.close()
