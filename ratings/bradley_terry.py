@@ -216,7 +216,7 @@ def centre_covariance_on(cov: np.ndarray, regular: np.ndarray) -> np.ndarray:
     """(M, M) covariance of the values :func:`centre_on` gives: P cov P^T with P = I - 1 w^T, w the mean over
     the ``regular`` models."""
     if regular.all() or not regular.any():
-        return _centre(cov)
+        return covariance_centre(cov)
     w = regular / regular.sum()
     c = cov - (cov @ w)[:, None]
     return c - (w @ c)[None, :]
