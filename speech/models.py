@@ -14,7 +14,8 @@ from arena.models import Turn
 
 
 def clip_storage() -> Storage:
-    """The file storage clips live in: STORAGES["speech"] (a directory under var/ by default)."""
+    """The file storage clips live in: STORAGES["speech"] (a directory under var/ by default). Looked up on each
+    use (the field's own storage is bound once, at import), so reads and deletes follow the settings."""
     return storages["speech"]
 
 
@@ -56,7 +57,7 @@ class SpeechClip(models.Model):
 def _clip_file_delete(sender, instance: SpeechClip, **kwargs) -> None:
     # Deleting a battle cascades to its clips; their files go with them.
     if instance.audio.name:
-        instance.audio.storage.delete(instance.audio.name)
+        clip_storage().delete(instance.audio.name)
 
 
 class SpeechLeaderboardSnapshot(models.Model):

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from arena.services import BattleError
 
 from .leaderboard import speech_board, speech_snapshot_latest
+from .models import clip_storage
 from .selectors import speech_battle_state
 from .services import EXAMPLE_TEXTS, clip_serve, speech_battle_create, speech_battle_owned, speech_vote_record
 
@@ -84,7 +85,7 @@ def battle_state(request: HttpRequest, public_id: str) -> JsonResponse:
 @_answers_battle_errors
 def clip_audio(request: HttpRequest, public_id: str, side: str) -> HttpResponse:
     clip = clip_serve(public_id=public_id, session_key=_session_key(request), side=side)
-    with clip.audio.open("rb") as audio:
+    with clip_storage().open(clip.audio.name, "rb") as audio:
         data = audio.read()
     response = HttpResponse(data, content_type="audio/wav")
     # Named by the side only: neither the stored name nor anything of the model reaches the voter.
