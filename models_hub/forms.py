@@ -69,6 +69,15 @@ class ModelEntryForm(forms.ModelForm):
         model = ModelEntry
         fields = "__all__"
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # A form that leaves the modality out (written before voices existed) registers a text model.
+        if "modality" in self.fields:
+            self.fields["modality"].required = False
+
+    def clean_modality(self) -> str:
+        return self.cleaned_data.get("modality") or ModelEntry.Modality.TEXT
+
     def clean(self) -> dict:
         cleaned = super().clean()
         for field, message in check_model_entry_fields(cleaned).items():

@@ -220,3 +220,18 @@ def test_deleting_a_battle_deletes_its_clip_files(voices, clip_dir):
     assert len(list(clip_dir.glob("clips/*.wav"))) == 2
     Battle.objects.filter(public_id=state["battle"]).delete()
     assert list(clip_dir.glob("clips/*.wav")) == []
+
+
+def test_voice_battles_are_exported_with_their_modality_and_make_no_preference_pairs(voices, standin):
+    from leaderboard.exports import battle_records, preference_pairs
+
+    client = voter()
+    _, state = post(client, "/speech/battles/", {"text": TEXT})
+    state = finished(client, state["battle"])
+    for label in "AB":
+        client.get(state["sides"][label]["audio"])
+    assert post(client, f"/speech/battles/{state['battle']}/vote/", {"choice": "left"})[0] == 200
+    records = list(battle_records())
+    assert [(r["question_id"], r["modality"]) for r in records] == [(state["battle"], "speech")]
+    assert records[0]["conversation_a"][0] == {"role": "user", "content": TEXT}
+    assert list(preference_pairs(iter(records))) == [], "a voice vote is no text preference"
