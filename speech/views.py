@@ -99,7 +99,7 @@ def clip_audio(request: HttpRequest, public_id: str, side: str) -> HttpResponse:
 def battle_vote(request: HttpRequest, public_id: str) -> JsonResponse:
     body = _json_body(request)
     session_key = _session_key(request)
-    vote, _names = speech_vote_record(public_id=public_id, session_key=session_key, ip=_ip(request), choice=body.get("choice"))
+    speech_vote_record(public_id=public_id, session_key=session_key, ip=_ip(request), choice=body.get("choice"))
     battle = speech_battle_owned(public_id=public_id, session_key=session_key)
     return JsonResponse(speech_battle_state(battle))
 
