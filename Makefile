@@ -34,6 +34,7 @@ run: $(STAMP)
 	@scripts/system-packages run
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py migrate --noinput
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py seed_models
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py seed_speech_models
 	@echo "Serving the arena on http://$(HOST):$(PORT)/ (admin at /admin/; create a user with: $(PY) manage.py createsuperuser)"
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m daphne -b $(HOST) -p $(PORT) config.asgi:application
 
@@ -50,6 +51,7 @@ serve: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py seed_models --skip-build
+	$(PY) manage.py seed_speech_models
 	trap 'kill 0' EXIT; \
 	$(PY) -m celery -A config worker -Q $(POOL) --concurrency 1 --loglevel INFO -n $(POOL)@%h & \
 	$(PY) -m celery -A config beat --loglevel INFO & \

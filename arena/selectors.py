@@ -41,7 +41,7 @@ def models_choosable() -> list[dict[str, str]]:
     """Models a voter may pick by name (named side-by-side, direct chat): active and public only."""
     return [
         {"slug": e.slug, "name": e.display_name, "organization": e.organization}
-        for e in ModelEntry.objects.filter(is_active=True, visibility="public").order_by("display_name")
+        for e in ModelEntry.objects.filter(is_active=True, visibility="public", modality="text").order_by("display_name")
     ]
 
 

@@ -65,7 +65,7 @@ def _rate_limit(action: str, *, session_key: str, ip: str, limit: int) -> None:
 
 
 def _drawable_entries() -> list[ModelEntry]:
-    entries = list(ModelEntry.objects.filter(is_active=True, sampling_weight__gt=0))
+    entries = list(ModelEntry.objects.filter(is_active=True, sampling_weight__gt=0, modality="text"))
     live = live_pools({e.pool for e in entries})
     return breaker_closed([e for e in entries if e.pool in live], now=timezone.now())
 
@@ -75,7 +75,7 @@ def _chosen_entries(slugs: object, count: int) -> list[ModelEntry]:
         raise BattleError(f"Choose {count} model{'s' if count > 1 else ''}.", code="invalid_models")
     if len(set(slugs)) != len(slugs):
         raise BattleError("Choose two different models.", code="invalid_models")
-    found = {e.slug: e for e in ModelEntry.objects.filter(slug__in=slugs, is_active=True, visibility="public")}
+    found = {e.slug: e for e in ModelEntry.objects.filter(slug__in=slugs, is_active=True, visibility="public", modality="text")}
     missing = [s for s in slugs if s not in found]
     if missing:
         raise BattleError("That model is not available.", code="unknown_model", status=404)

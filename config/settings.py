@@ -172,6 +172,7 @@ INSTALLED_APPS = [
     "inference",
     "arena",
     "leaderboard",
+    "speech",
 ]
 
 MIDDLEWARE = [
@@ -316,6 +317,18 @@ ARENA_RATE_LIMIT_WINDOW = envint("ARENA_RATE_LIMIT_WINDOW", 60, minimum=1)
 ARENA_OPENAI_CONNECT_TIMEOUT = envfloat("ARENA_OPENAI_CONNECT_TIMEOUT", 5.0)
 ARENA_OPENAI_READ_TIMEOUT = envfloat("ARENA_OPENAI_READ_TIMEOUT", 60.0)
 ARENA_POOL_HEARTBEAT_SECONDS = envint("ARENA_POOL_HEARTBEAT_SECONDS", 10, minimum=1)
+# Voice battles (speech/): the longest text a voter may have read, the engine's time limit, and where clips are
+# stored (Django file storage: a directory under var/ by default; any storage backend class in production).
+ARENA_SPEECH_MAX_CHARS = envint("ARENA_SPEECH_MAX_CHARS", 500, minimum=1)
+ARENA_SPEECH_ENGINE_TIMEOUT = envfloat("ARENA_SPEECH_ENGINE_TIMEOUT", 60.0)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "speech": {
+        "BACKEND": os.environ.get("ARENA_SPEECH_STORAGE", "django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": {"location": os.environ.get("ARENA_SPEECH_MEDIA_DIR", str(VAR_DIR / "speech"))},
+    },
+}
 
 
 # Leaderboard snapshots: Celery beat fits one every ARENA_SNAPSHOT_SECONDS in production (on ARENA_SNAPSHOT_QUEUE,

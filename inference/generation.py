@@ -47,6 +47,9 @@ def generate(
     far is returned. The entry's system prompt and sampling settings are applied here (temperature 0 is greedy).
     """
     check_messages(messages)
+    if getattr(entry, "modality", "text") != "text":  # a voice cannot answer a chat (inference.speech speaks)
+        logger.error("model %s is a %s model, asked for text", entry.slug, entry.modality)
+        raise GenerationError("This model is misconfigured on the server.")
     try:
         if entry.provider == "transformers":
             from .local import generate_local

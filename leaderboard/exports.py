@@ -5,7 +5,7 @@ Battle records (JSON lines or CSV) carry LMArena's / FastChat's columns, so ``ar
 
     question_id, model_a, model_b, winner ("model_a" | "model_b" | "tie" | "tie (bothbad)"), judge,
     conversation_a, conversation_b ([{"role": "user"|"assistant", "content": str}, ...]), turn, anony,
-    language, tstamp (Unix seconds of the vote)
+    language, tstamp (Unix seconds of the vote), modality ("text" or "speech", the arena's own column)
 
 ``judge`` is "arena_user_" + an HMAC-SHA256 of the voter's session keyed with ``settings.ARENA_VOTER_SALT``:
 stable per voter, not reversible without the salt. In CSV the conversations are JSON text. Battles whose vote
@@ -44,7 +44,7 @@ from .snapshots import LANGUAGE_NAMES, board_rankings_for_csv
 
 BATTLE_COLUMNS = (
     "question_id", "model_a", "model_b", "winner", "judge", "conversation_a", "conversation_b", "turn", "anony",
-    "language", "tstamp",
+    "language", "tstamp", "modality",
 )
 WINNER = {"left": "model_a", "right": "model_b", "tie": "tie", "bothbad": "tie (bothbad)"}
 
@@ -66,6 +66,7 @@ class BattleRecord(TypedDict):
     anony: bool
     language: str
     tstamp: float
+    modality: str
 
 
 def voter_hash(session_key: str) -> str:
@@ -124,6 +125,7 @@ def battle_records() -> Iterator[BattleRecord]:
             "anony": battle.mode == Battle.Mode.ANONYMOUS,
             "language": _language(battle.categories),
             "tstamp": round(vote.created_at.timestamp(), 3),
+            "modality": sides["left"].model.modality,  # "text" or "speech" (voice battles: prompt is the text read)
         }
 
 
@@ -152,7 +154,7 @@ def battles_csv(records: Iterator[BattleRecord]) -> Iterator[str]:
 def preference_pairs(records: Iterator[BattleRecord], *, style: Literal["messages", "plain"] = "messages") -> Iterator[str]:
     """DPO pairs (see the module notes) from decisive single-turn battles."""
     for record in records:
-        if record["winner"] not in ("model_a", "model_b") or record["turn"] != 1:
+        if record["winner"] not in ("model_a", "model_b") or record["turn"] != 1 or record["modality"] != "text":
             continue
         a, b = record["conversation_a"], record["conversation_b"]
         chosen, rejected = (a, b) if record["winner"] == "model_a" else (b, a)

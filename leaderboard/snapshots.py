@@ -143,11 +143,12 @@ class LeaderboardVotes:
 
 
 def leaderboard_battles() -> Any:
-    """The battles whose votes count: anonymous, voted, no identity leak, no failed side."""
+    """The battles whose votes count: anonymous, voted, no identity leak, no failed side, text models only
+    (voice battles have their own board, speech.leaderboard)."""
     failed = Turn.objects.filter(status=Turn.Status.FAILED).values("side__battle_id")
     return Battle.objects.filter(
         mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False
-    ).exclude(id__in=failed)
+    ).exclude(id__in=failed).exclude(sides__model__modality="speech")
 
 
 def leaderboard_votes(*, progress: Progress = no_progress) -> LeaderboardVotes:

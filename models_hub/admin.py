@@ -40,17 +40,19 @@ def model_entry_test(entry: ModelEntry) -> tuple[bool, str]:
 class ModelEntryAdmin(admin.ModelAdmin):
     form = ModelEntryForm
     list_display = (
-        "display_name", "slug", "organization", "provider", "pool", "sampling_weight",
+        "display_name", "slug", "organization", "modality", "provider", "pool", "sampling_weight",
         "is_active", "is_inhouse", "visibility", "codename", "breaker",
     )
-    list_filter = ("provider", "pool", "is_active", "is_inhouse", "visibility", "organization")
+    list_filter = ("modality", "provider", "pool", "is_active", "is_inhouse", "visibility", "organization")
     search_fields = ("display_name", "slug", "organization", "codename", "remote_model")
     prepopulated_fields = {"slug": ("display_name",)}
     readonly_fields = ("breaker",)
     actions = ("activate", "deactivate", "publish_preview", "test_models")
     fieldsets = (
         (None, {"fields": ("display_name", "slug", "organization", "license")}),
-        ("Where it runs", {"fields": ("provider", "checkpoint_path", "base_url", "remote_model", "api_key_env", "pool")}),
+        ("Where it runs", {"fields": (
+            "modality", "provider", "checkpoint_path", "base_url", "remote_model", "voice", "api_key_env", "pool",
+        )}),
         ("Generation", {"fields": ("prompt_format", "max_new_tokens", "temperature", "top_p", "system_prompt")}),
         ("In the arena", {"fields": ("is_active", "sampling_weight", "is_inhouse", "visibility", "codename", "breaker")}),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,6 +33,7 @@ def check_model_entry_fields(data: dict) -> dict[str, str]:
             errors["base_url"] = "The base URL must start with http:// or https:// and name a host."
         if not (data.get("remote_model") or "").strip():
             errors["remote_model"] = "An OpenAI-compatible entry needs the model name the endpoint serves."
+    errors.update(check_speech_fields(data))
     if data.get("visibility") == ModelEntry.Visibility.PREVIEW and not (data.get("codename") or "").strip():
         errors["codename"] = "A preview model needs a codename: voters see it instead of the real name."
     return errors
@@ -42,6 +44,27 @@ PROVIDER_FIELDS = {
     ModelEntry.Provider.TRANSFORMERS: ("checkpoint_path", "prompt_format"),
     ModelEntry.Provider.OPENAI: ("base_url", "remote_model", "api_key_env"),
 }
+# `voice` belongs to speech models of either provider that speaks, so it is always shown.
+
+
+ESPEAK_VOICE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})*(\+[a-z0-9]{1,16})?$")
+
+
+def check_speech_fields(data: dict) -> dict[str, str]:
+    """Modality against provider and voice: transformers answer in text, espeak-ng speaks, an endpoint does either."""
+    errors: dict[str, str] = {}
+    provider, modality = data.get("provider"), data.get("modality") or ModelEntry.Modality.TEXT
+    voice = (data.get("voice") or "").strip()
+    if provider == ModelEntry.Provider.TRANSFORMERS and modality != ModelEntry.Modality.TEXT:
+        errors["modality"] = "A local transformers checkpoint answers in text: set the modality to text."
+    if provider == ModelEntry.Provider.ESPEAK:
+        if modality != ModelEntry.Modality.SPEECH:
+            errors["modality"] = "An espeak-ng voice is a speech model: set the modality to speech."
+        if not ESPEAK_VOICE.match(voice):
+            errors["voice"] = "Give an espeak-ng voice such as en-us, en-gb-x-rp or en-us+m3 (espeak-ng --voices)."
+    elif modality == ModelEntry.Modality.SPEECH and provider == ModelEntry.Provider.OPENAI and not voice:
+        errors["voice"] = "A speech endpoint needs the voice to ask for, e.g. alloy."
+    return errors
 
 
 class ModelEntryForm(forms.ModelForm):
@@ -68,6 +91,15 @@ class ModelEntryForm(forms.ModelForm):
             "is_active": "Active",
             "is_inhouse": "In-house model",
         }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # A form that leaves the modality out (written before voices existed) registers a text model.
+        if "modality" in self.fields:
+            self.fields["modality"].required = False
+
+    def clean_modality(self) -> str:
+        return self.cleaned_data.get("modality") or ModelEntry.Modality.TEXT
 
     def clean(self) -> dict:
         cleaned = super().clean()

@@ -28,6 +28,11 @@ class ModelEntry(models.Model):
     class Provider(models.TextChoices):
         TRANSFORMERS = "transformers", "Local transformers checkpoint"
         OPENAI = "openai", "OpenAI-compatible endpoint"
+        ESPEAK = "espeak", "Local espeak-ng voice"
+
+    class Modality(models.TextChoices):
+        TEXT = "text", "Text"
+        SPEECH = "speech", "Speech"
 
     class PromptFormat(models.TextChoices):
         CHAT_TEMPLATE = "chat", "The tokenizer's chat template"
@@ -43,6 +48,12 @@ class ModelEntry(models.Model):
     license = models.CharField(max_length=100, blank=True)
 
     provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.TRANSFORMERS)
+    # What the model answers with: text battles and voice battles each draw only their own modality.
+    modality = models.CharField(max_length=10, choices=Modality.choices, default=Modality.TEXT, db_index=True)
+    voice = models.CharField(
+        max_length=100, blank=True,
+        help_text="Speech: the voice, e.g. en-us+m3 for espeak-ng or alloy for an OpenAI-compatible endpoint.",
+    )
     checkpoint_path = models.CharField(
         max_length=500, blank=True, help_text="Transformers: a local checkpoint directory holding config.json."
     )
@@ -92,11 +103,12 @@ class ModelEntry(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(sampling_weight__gte=0), name="model_entry_weight_non_negative"),
             models.CheckConstraint(
-                condition=Q(provider__in=["transformers", "openai"]), name="model_entry_known_provider"
+                condition=Q(provider__in=["transformers", "openai", "espeak"]), name="model_entry_known_provider"
             ),
             models.CheckConstraint(
                 condition=~Q(visibility="preview") | ~Q(codename=""), name="model_entry_preview_has_codename"
             ),
+            models.CheckConstraint(condition=Q(modality__in=["text", "speech"]), name="model_entry_known_modality"),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,125 @@
+"""The voice leaderboard: the votes of voice battles fitted with the same statistics as the text board.
+
+Reading and fitting reuse the text leaderboard's own pieces (``leaderboard.snapshots.category_fit`` for the
+Bradley-Terry fit, intervals and Rank (UB); ``leaderboard_board`` to hide preview models and re-rank), so the two
+boards cannot drift apart. A fit is stored insert-only as a ``SpeechLeaderboardSnapshot`` after each vote (a job
+through ``inference.dispatch``) or by ``manage.py compute_speech_leaderboard``; the page reads the newest one.
+Beside the scores: per model, mean generation seconds, mean audio seconds and the real-time factor (total audio
+seconds over total generation seconds) of every clip it spoke.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError
+from django.db.models import Avg, Count, Sum
+
+from arena.models import Battle, Side, Turn, Vote
+from leaderboard.snapshots import OUTCOME, Board, category_fit, leaderboard_board
+
+from .models import SpeechClip, SpeechLeaderboardSnapshot
+
+_lock = threading.Lock()
+
+
+def speech_battles() -> Any:
+    """The voice battles whose votes count: anonymous, voted, no identity leak, no failed side, speech models."""
+    failed = Turn.objects.filter(status=Turn.Status.FAILED).values("side__battle_id")
+    return (
+        Battle.objects.filter(mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False)
+        .filter(sides__model__modality="speech").exclude(id__in=failed).distinct()
+    )
+
+
+@dataclass
+class SpeechVotes:
+    vote_ids: np.ndarray  # (N,)
+    left: np.ndarray  # (N,) model entry ids
+    right: np.ndarray
+    outcome: np.ndarray  # (N,) 1 left won, 0 right won, 0.5 tie or both bad
+
+
+def speech_votes() -> SpeechVotes:
+    battles = speech_battles()
+    votes = list(Vote.objects.filter(battle__in=battles).order_by("id").values_list("id", "battle_id", "choice"))
+    sides: dict[int, dict[str, int]] = {}
+    for battle_id, position, model_id in Side.objects.filter(battle__in=battles).values_list(
+        "battle_id", "position", "model_id"
+    ):
+        sides.setdefault(battle_id, {})[position] = model_id
+    kept = [v for v in votes if len(sides.get(v[1], {})) == 2 and sides[v[1]]["left"] != sides[v[1]]["right"]]
+    return SpeechVotes(
+        vote_ids=np.array([v[0] for v in kept], dtype=np.int64),
+        left=np.array([sides[v[1]]["left"] for v in kept], dtype=np.int64),
+        right=np.array([sides[v[1]]["right"] for v in kept], dtype=np.int64),
+        outcome=np.array([OUTCOME[v[2]] for v in kept], dtype=np.float64),
+    )
+
+
+def _vote_hash(votes: SpeechVotes) -> str:
+    digest = hashlib.sha256(f"speech;{settings.ARENA_LEADERBOARD_PRELIMINARY_VOTES}\n".encode())
+    table = np.stack([votes.vote_ids, votes.left, votes.right, (votes.outcome * 2).astype(np.int64)], axis=1)
+    digest.update(np.ascontiguousarray(table, dtype="<i8").tobytes())
+    return digest.hexdigest()
+
+
+def clip_figures() -> dict[str, dict[str, float | int | None]]:
+    """{model entry id (as text): {"clips", "generation_seconds", "audio_seconds", "real_time_factor"}} over every
+    clip each voice spoke (means per clip; the factor is total audio over total generation time)."""
+    rows = (
+        SpeechClip.objects.values("turn__side__model_id")
+        .annotate(
+            clips=Count("id"), gen=Avg("generation_seconds"), audio=Avg("audio_seconds"),
+            gen_total=Sum("generation_seconds"), audio_total=Sum("audio_seconds"),
+        )
+    )
+    return {
+        str(r["turn__side__model_id"]): {
+            "clips": r["clips"], "generation_seconds": r["gen"], "audio_seconds": r["audio"],
+            "real_time_factor": r["audio_total"] / r["gen_total"] if r["gen_total"] else None,
+        }
+        for r in rows
+    }
+
+
+def speech_snapshot_create() -> SpeechLeaderboardSnapshot | None:
+    """Fit the voice votes and store a snapshot, unless the newest one already used exactly these votes."""
+    with _lock:
+        votes = speech_votes()
+        digest = _vote_hash(votes)
+        latest = speech_snapshot_latest()
+        if latest is not None and latest.vote_hash == digest:
+            return None
+        overall = category_fit(
+            votes.left, votes.right, votes.outcome, None,
+            min_votes=1, preliminary_votes=settings.ARENA_LEADERBOARD_PRELIMINARY_VOTES, label="Overall",
+        )
+        payload = {"categories": {"overall": overall}, "figures": clip_figures()}
+        try:
+            return SpeechLeaderboardSnapshot.objects.create(
+                votes_used=int(votes.vote_ids.size), vote_hash=digest, payload=payload
+            )
+        except IntegrityError:  # another process stored the same fit first
+            return None
+
+
+def speech_snapshot_latest() -> SpeechLeaderboardSnapshot | None:
+    return SpeechLeaderboardSnapshot.objects.order_by("-id").first()
+
+
+def speech_board(snapshot: SpeechLeaderboardSnapshot, *, staff: bool = False) -> Board | None:
+    """The overall voice board as this viewer may see it, each row with its generation figures."""
+    board = leaderboard_board(snapshot, category="overall", staff=staff)  # reads only the payload
+    if board is None:
+        return None
+    figures = snapshot.payload.get("figures", {})
+    by_slug = {e.slug: e for e in board.entries}
+    for row in board.rows:
+        row.update(figures.get(str(by_slug[row["slug"]].pk), {}))
+    return board

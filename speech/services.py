@@ -1,0 +1,156 @@
+"""Writes for voice battles: create one (two anonymous voices read the same text), serve a clip, record the vote.
+
+A voice battle is an arena Battle in anonymous mode whose sides are speech models, with one Turn per side holding
+the text; votes are arena Votes, recorded by ``arena.services.vote_record`` once both clips were played. Errors a
+voter can cause raise the arena's BattleError (a message for the voter and an HTTP status).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from arena.categories import battle_categories
+from arena.events import LABEL_POSITION
+from arena.models import Battle, Side, Turn, Vote
+from arena.ratelimit import RateLimited, ip_hash, rate_limit_hit
+from arena.sampling import NoPairAvailable, pair_sample
+from arena.services import QUEUE_FAILED, BattleError, battle_resume, vote_record
+from inference.dispatch import dispatch
+from inference.pools import live_pools
+from models_hub.models import ModelEntry
+
+from .models import SpeechClip
+from .tasks import speech_leaderboard_snapshot, synthesize_clip
+
+_rng = random.SystemRandom()
+logger = logging.getLogger(__name__)
+
+# Texts a voter may pick instead of typing one, as TTS Arena offers.
+EXAMPLE_TEXTS: tuple[str, ...] = (
+    "The quick brown fox jumps over the lazy dog, and the dog does not seem to mind at all.",
+    "Please remember to bring your umbrella tomorrow; the forecast says it will rain after lunch.",
+    "In 1969, two astronauts walked on the Moon while millions of people watched on television.",
+    "Could you tell me the way to the nearest train station? I think I took a wrong turn.",
+    "Wow! I can't believe we actually won the match. What a finish!",
+)
+
+
+def check_speech_text(text: object) -> str:
+    if not isinstance(text, str):
+        raise BattleError("The text must be text.", code="invalid_text")
+    text = " ".join(text.split())  # newlines and runs of spaces read the same; one line goes to every engine
+    if not text:
+        raise BattleError("Type a text for the voices to read, or pick an example.", code="empty_text")
+    limit = settings.ARENA_SPEECH_MAX_CHARS
+    if len(text) > limit:
+        raise BattleError(
+            f"The text is {len(text)} characters long; the limit for voices is {limit}.", code="text_too_long",
+            status=413,
+        )
+    if "\x00" in text:
+        raise BattleError("The text contains a NUL character.", code="invalid_text")
+    return text
+
+
+def _rate_limit(action: str, *, session_key: str, ip: str, limit: int) -> None:
+    try:
+        rate_limit_hit(action, session_key=session_key, ip=ip, limit=limit)
+    except RateLimited as exc:
+        raise BattleError(str(exc), code="rate_limited", status=429) from None
+
+
+def speech_entries_drawable() -> list[ModelEntry]:
+    """Speech models that may be drawn now: active, weighted, and with a live worker for their pool."""
+    entries = list(ModelEntry.objects.filter(is_active=True, sampling_weight__gt=0, modality="speech"))
+    live = live_pools({e.pool for e in entries})
+    return [e for e in entries if e.pool in live]
+
+
+def clip_dispatch(turn: Turn, pool: str) -> None:
+    """Hand the side's synthesis to its pool; if the broker refuses, end the turn failed so nothing waits."""
+    try:
+        dispatch(synthesize_clip, args=(turn.pk, turn.attempt), pool=pool)
+    except Exception:
+        logger.exception("could not queue speech turn %s", turn.pk)
+        Turn.objects.filter(pk=turn.pk, attempt=turn.attempt, status=Turn.Status.QUEUED).update(
+            status=Turn.Status.FAILED, error=QUEUE_FAILED, finished_at=timezone.now()
+        )
+
+
+def speech_battle_create(*, session_key: str, ip: str, text: object) -> Battle:
+    """Draw two voices, create the battle with one side and one turn each, and queue both syntheses."""
+    text = check_speech_text(text)
+    _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
+    try:
+        left, right = pair_sample(
+            speech_entries_drawable(), rng=_rng, inhouse_share=settings.ARENA_INHOUSE_SHARE,
+            rivals=settings.ARENA_INHOUSE_RIVALS, previews_meet=settings.ARENA_PREVIEWS_MEET,
+        )
+    except NoPairAvailable:
+        raise BattleError(
+            "Not enough voices are available for a battle right now. Please try again later.",
+            code="no_models", status=503,
+        ) from None
+    with transaction.atomic():
+        battle = Battle.objects.create(
+            mode=Battle.Mode.ANONYMOUS, session_key=session_key, ip_hash=ip_hash(ip),
+            categories=battle_categories([text]),
+        )
+        for position, entry in (("left", left), ("right", right)):
+            side = Side.objects.create(battle=battle, position=position, model=entry)
+            turn = Turn.objects.create(side=side, index=0, prompt=text)
+            transaction.on_commit(lambda turn=turn, pool=entry.pool: clip_dispatch(turn, pool))
+    return battle
+
+
+def speech_battle_owned(*, public_id: object, session_key: str) -> Battle:
+    """The voter's own voice battle, stale turns failed first (arena.services.battle_resume); a text battle, another
+    session's battle and a missing one all answer the same 404."""
+    battle = battle_resume(public_id=public_id, session_key=session_key)
+    if not Side.objects.filter(battle=battle, model__modality="speech").exists():
+        raise BattleError("Unknown battle.", code="not_found", status=404)
+    return battle
+
+
+def clip_serve(*, public_id: object, session_key: str, side: object) -> SpeechClip:
+    """The clip of side A or B for its owner, marked as served (the vote waits for both)."""
+    if side not in LABEL_POSITION:
+        raise BattleError("Unknown side: use A or B.", code="invalid_side", status=404)
+    battle = speech_battle_owned(public_id=public_id, session_key=session_key)
+    clip = SpeechClip.objects.filter(
+        turn__side__battle=battle, turn__side__position=LABEL_POSITION[side], turn__status=Turn.Status.DONE
+    ).first()
+    if clip is None:
+        raise BattleError("This voice has not spoken yet.", code="not_ready", status=404)
+    if clip.served_at is None:
+        SpeechClip.objects.filter(pk=clip.pk, served_at__isnull=True).update(served_at=timezone.now())
+    return clip
+
+
+def speech_vote_record(*, public_id: object, session_key: str, ip: str, choice: object) -> tuple[Vote, dict[str, str]]:
+    """Record the vote on a voice battle once both clips were played; returns the vote and the names to reveal."""
+    battle = speech_battle_owned(public_id=public_id, session_key=session_key)
+    if Vote.objects.filter(battle=battle).exists():
+        raise BattleError("You already voted on this battle.", code="already_voted", status=409)
+    turns = list(Turn.objects.filter(side__battle=battle))
+    if any(t.status == Turn.Status.FAILED for t in turns):
+        raise BattleError("A voice failed to speak, so this battle cannot be voted on.", code="side_failed", status=409)
+    played = SpeechClip.objects.filter(turn__side__battle=battle, served_at__isnull=False).count()
+    if len(turns) != 2 or played < 2:
+        raise BattleError("Listen to both voices before voting.", code="not_played", status=409)
+    vote, names = vote_record(public_id=public_id, session_key=session_key, ip=ip, choice=choice)
+    transaction.on_commit(_leaderboard_refit_soon)
+    return vote, names
+
+
+def _leaderboard_refit_soon() -> None:
+    # The vote is stored; a refit that cannot be queued now happens with the next vote or the command.
+    try:
+        dispatch(speech_leaderboard_snapshot, args=(), pool=settings.ARENA_SNAPSHOT_QUEUE)
+    except Exception:
+        logger.warning("could not queue a voice leaderboard fit", exc_info=True)

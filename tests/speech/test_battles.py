@@ -1,0 +1,237 @@
+"""Voice battles over HTTP, with real espeak-ng voices and jobs on the embedded dispatcher's threads: the flow to
+the reveal, what an audio URL and its headers give away before the vote, modalities kept apart, and bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import wave
+
+import pytest
+from django.test import Client
+
+from arena.models import Battle, Side, Turn, Vote
+from arena.services import BattleError, battle_create
+from inference.dispatch import inprocess_idle
+from inference.speech import NOT_AUDIO, SAMPLE_RATE
+from leaderboard.snapshots import leaderboard_battles
+from models_hub.models import ModelEntry
+from models_hub.speech_defaults import default_voices_seed
+from speech.leaderboard import speech_board, speech_snapshot_create
+from speech.models import SpeechClip
+from speech.services import speech_battle_create
+from tests.voters import standin_entry
+
+from .conftest import endpoint_voice
+
+pytestmark = pytest.mark.django_db(transaction=True)
+TEXT = "Please remember to bring your umbrella tomorrow."
+
+
+@pytest.fixture
+def voices(db, inprocess, clip_dir):
+    inprocess.ARENA_RATE_LIMIT_BATTLES = 0
+    return [entry for entry, _ in default_voices_seed(log=lambda _: None)]
+
+
+def voter() -> Client:
+    client = Client()
+    client.get("/speech/")  # the page gives the voter a session and a CSRF cookie
+    return client
+
+
+def post(client: Client, url: str, body: object) -> tuple[int, dict]:
+    response = client.post(url, data=json.dumps(body), content_type="application/json")
+    return response.status_code, response.json()
+
+
+def finished(client: Client, battle_id: str) -> dict:
+    assert inprocess_idle(60), "the synthesis jobs did not finish"
+    return client.get(f"/speech/battles/{battle_id}/").json()
+
+
+def secrets_of(entries) -> list[str]:
+    names = []
+    for e in entries:
+        names += [e.display_name, e.slug, e.voice, e.organization, e.remote_model]
+    return [n for n in names if n] + ["espeak"]
+
+
+def test_a_voter_listens_to_both_voices_votes_and_sees_the_names(voices):
+    client = voter()
+    status, state = post(client, "/speech/battles/", {"text": TEXT})
+    assert status == 201 and state["models"] is None and state["text"] == TEXT
+    battle_id = state["battle"]
+    state = finished(client, battle_id)
+    assert {s["status"] for s in state["sides"].values()} == {"done"}
+    assert state["sides"]["A"]["audio"] == f"/speech/battles/{battle_id}/A.wav"
+
+    status, refused = post(client, f"/speech/battles/{battle_id}/vote/", {"choice": "left"})
+    assert status == 409 and refused["error"]["code"] == "not_played", "no vote before both voices were played"
+    client.get(state["sides"]["A"]["audio"])
+    status, refused = post(client, f"/speech/battles/{battle_id}/vote/", {"choice": "left"})
+    assert status == 409 and refused["error"]["code"] == "not_played", "one voice played is not enough"
+    client.get(state["sides"]["B"]["audio"])
+
+    status, state = post(client, f"/speech/battles/{battle_id}/vote/", {"choice": "right"})
+    assert status == 200 and state["voted"] == "right"
+    drawn = {s.model.display_name for s in Side.objects.filter(battle__public_id=battle_id).select_related("model")}
+    assert set(state["models"].values()) == drawn and drawn <= {v.display_name for v in voices}
+    for label in "AB":
+        figures = state["figures"][label]
+        assert figures["audio_seconds"] > 1 and figures["generation_seconds"] > 0 and figures["real_time_factor"] > 0
+    status, again = post(client, f"/speech/battles/{battle_id}/vote/", {"choice": "left"})
+    assert status == 409 and again["error"]["code"] == "already_voted"
+    assert Vote.objects.get(battle__public_id=battle_id).choice == "right"
+
+
+def test_an_audio_file_its_url_and_headers_reveal_no_model_before_the_vote(voices):
+    client = voter()
+    _, state = post(client, "/speech/battles/", {"text": TEXT})
+    state = finished(client, state["battle"])
+    drawn = [s.model for s in Side.objects.filter(battle__public_id=state["battle"]).select_related("model")]
+    formats = set()
+    for label in "AB":
+        url = state["sides"][label]["audio"]
+        response = client.get(url)
+        assert response.status_code == 200 and response["Content-Type"] == "audio/wav"
+        assert response["Content-Disposition"] == f'inline; filename="{label}.wav"'
+        seen = "\n".join([url, json.dumps(state), *(f"{k}: {v}" for k, v in response.headers.items())]).lower()
+        body = response.content.lower()
+        for secret in secrets_of(drawn):
+            assert secret.lower() not in seen, f"{secret} is in the URL, state or headers"
+            assert secret.lower().encode() not in body, f"{secret} is in the audio file"
+        with wave.open(io.BytesIO(response.content)) as reader:
+            formats.add((reader.getnchannels(), reader.getsampwidth(), reader.getframerate()))
+    assert formats == {(1, 2, SAMPLE_RATE)}, "both clips in one format"
+    for clip in SpeechClip.objects.all():
+        for secret in secrets_of(drawn):
+            assert secret.lower() not in clip.audio.name.lower(), "the stored file name names no model"
+
+
+def test_only_the_owner_hears_a_battle_and_text_battles_are_not_voice_battles(voices, standin):
+    owner, stranger = voter(), voter()
+    _, state = post(owner, "/speech/battles/", {"text": TEXT})
+    finished(owner, state["battle"])
+    assert stranger.get(f"/speech/battles/{state['battle']}/A.wav").status_code == 404
+    assert stranger.get(f"/speech/battles/{state['battle']}/").status_code == 404
+    assert owner.get(f"/speech/battles/{state['battle']}/C.wav").status_code == 404
+    standin_entry(standin, "text-a", "echo")
+    standin_entry(standin, "text-b", "echo")
+    text_battle = battle_create(session_key=owner.session.session_key, ip="127.0.0.1", mode="anonymous", prompt="hi")
+    assert owner.get(f"/speech/battles/{text_battle.public_id}/").status_code == 404
+    status, answer = post(owner, f"/speech/battles/{text_battle.public_id}/vote/", {"choice": "left"})
+    assert status == 404 and answer["error"]["code"] == "not_found"
+
+
+def test_a_text_battle_and_a_voice_battle_never_mix_modalities(voices, standin):
+    text_models = [standin_entry(standin, f"text-{i}", "echo") for i in range(3)]
+    # Tried: 40 anonymous battles of each kind with three text models and four voices all active and weighted.
+    for _ in range(40):
+        text = battle_create(session_key="s1", ip="10.0.0.1", mode="anonymous", prompt="Hello")
+        assert {s.model.modality for s in text.sides.select_related("model")} == {"text"}
+        voice = speech_battle_create(session_key="s1", ip="10.0.0.1", text=TEXT)
+        assert {s.model.modality for s in voice.sides.select_related("model")} == {"speech"}
+    with pytest.raises(BattleError) as caught:
+        battle_create(session_key="s1", ip="10.0.0.1", mode="named", prompt="Hi", models=[voices[0].slug, text_models[0].slug])
+    assert caught.value.code == "unknown_model", "a voice cannot be picked by name for a text battle"
+    ModelEntry.objects.filter(modality="speech").exclude(pk=voices[0].pk).update(is_active=False)
+    with pytest.raises(BattleError) as caught:
+        speech_battle_create(session_key="s1", ip="10.0.0.1", text=TEXT)
+    assert caught.value.code == "no_models", "one voice and many text models make no voice battle"
+    assert inprocess_idle(120)
+
+
+def test_voice_votes_make_their_own_board_and_stay_off_the_text_board(voices):
+    client = voter()
+    for choice in ("left", "right", "tie"):
+        _, state = post(client, "/speech/battles/", {"text": TEXT})
+        state = finished(client, state["battle"])
+        for label in "AB":
+            client.get(state["sides"][label]["audio"])
+        assert post(client, f"/speech/battles/{state['battle']}/vote/", {"choice": choice})[0] == 200
+    assert inprocess_idle(60)
+    assert not leaderboard_battles().exists(), "the text leaderboard reads no voice battle"
+    speech_snapshot_create()  # after the jobs the votes queued: nothing new to fit
+    from speech.leaderboard import speech_snapshot_latest
+
+    snapshot = speech_snapshot_latest()
+    assert snapshot is not None and snapshot.votes_used == 3
+    board = speech_board(snapshot)
+    drawn = set(Side.objects.filter(battle__vote__isnull=False).values_list("model__slug", flat=True))
+    assert {row["slug"] for row in board.rows} == drawn
+    for row in board.rows:
+        assert row["clips"] >= 1 and row["audio_seconds"] > 1 and row["real_time_factor"] > 0
+    page = client.get("/speech/leaderboard/").content.decode()
+    assert "Real-time factor" in page and board.rows[0]["name"] in page
+
+
+@pytest.mark.parametrize("body,status,code", [
+    ({"text": ""}, 400, "empty_text"),
+    ({"text": "   \n  "}, 400, "empty_text"),
+    ({"text": "x" * 501}, 413, "text_too_long"),
+    ({"text": 42}, 400, "invalid_text"),
+    ({}, 400, "invalid_text"),
+])
+def test_bad_text_gets_a_clear_message_and_saves_nothing(voices, body, status, code):
+    client = voter()
+    got_status, answer = post(client, "/speech/battles/", body)
+    assert (got_status, answer["error"]["code"]) == (status, code)
+    assert answer["error"]["message"]
+    assert not Battle.objects.exists() and not Turn.objects.exists()
+
+
+def test_a_request_that_is_not_json_is_refused(voices):
+    client = voter()
+    response = client.post("/speech/battles/", data="text=hello", content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+    assert not Battle.objects.exists()
+
+
+@pytest.mark.parametrize("behaviour,reason", [
+    ("html", NOT_AUDIO),
+    ("hang", "The model's server took too long to answer."),
+])
+def test_an_endpoint_sending_no_audio_fails_its_side_and_keeps_nothing(speech_standin, inprocess, clip_dir, behaviour, reason):
+    inprocess.ARENA_OPENAI_READ_TIMEOUT = 1.0
+    endpoint_voice(speech_standin, "broken-tts", behaviour, display_name="Broken TTS")
+    endpoint_voice(speech_standin, "good-tts", "wav", display_name="Good TTS")
+    client = voter()
+    _, state = post(client, "/speech/battles/", {"text": TEXT})
+    state = finished(client, state["battle"])
+    sides = list(state["sides"].values())
+    failed = [s for s in sides if s["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["error"] == reason and failed[0]["audio"] is None
+    assert [s["status"] for s in sides if s not in failed] == ["done"]
+    broken = Turn.objects.get(side__model__slug="broken-tts")
+    assert not SpeechClip.objects.filter(turn=broken).exists(), "a failed side has no clip"
+    assert len(list(clip_dir.glob("clips/*.wav"))) == 1, "only the good side's file was stored"
+    for label in "AB":
+        client.get(f"/speech/battles/{state['battle']}/{label}.wav")
+    status, answer = post(client, f"/speech/battles/{state['battle']}/vote/", {"choice": "left"})
+    assert status == 409 and answer["error"]["code"] == "side_failed"
+    assert not Vote.objects.exists()
+
+
+def test_deleting_a_battle_deletes_its_clip_files(voices, clip_dir):
+    client = voter()
+    _, state = post(client, "/speech/battles/", {"text": TEXT})
+    finished(client, state["battle"])
+    assert len(list(clip_dir.glob("clips/*.wav"))) == 2
+    Battle.objects.filter(public_id=state["battle"]).delete()
+    assert list(clip_dir.glob("clips/*.wav")) == []
+
+
+def test_voice_battles_are_exported_with_their_modality_and_make_no_preference_pairs(voices, standin):
+    from leaderboard.exports import battle_records, preference_pairs
+
+    client = voter()
+    _, state = post(client, "/speech/battles/", {"text": TEXT})
+    state = finished(client, state["battle"])
+    for label in "AB":
+        client.get(state["sides"][label]["audio"])
+    assert post(client, f"/speech/battles/{state['battle']}/vote/", {"choice": "left"})[0] == 200
+    records = list(battle_records())
+    assert [(r["question_id"], r["modality"]) for r in records] == [(state["battle"], "speech")]
+    assert records[0]["conversation_a"][0] == {"role": "user", "content": TEXT}
+    assert list(preference_pairs(iter(records))) == [], "a voice vote is no text preference"
