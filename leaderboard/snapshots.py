@@ -31,7 +31,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
-from arena.models import Battle, Side, Turn, Vote
+from arena.models import STYLE_FIELDS, Battle, Side, Turn, Vote
 from models_hub.models import ModelEntry
 from ratings import (
     Ranking,
@@ -135,10 +135,11 @@ class LeaderboardVotes:
 
 
 def leaderboard_battles() -> Any:
-    """The battles whose votes count: anonymous, voted, no identity leak, no failed side."""
+    """The battles whose votes count: anonymous, voted, no identity leak, no failed side, and no side that failed
+    and was asked again before the vote (the voter saw it fail)."""
     failed = Turn.objects.filter(status=Turn.Status.FAILED).values("side__battle_id")
     return Battle.objects.filter(
-        mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False
+        mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False, retried_failure=False
     ).exclude(id__in=failed)
 
 
@@ -161,18 +162,28 @@ def leaderboard_votes(*, progress: Progress = no_progress) -> LeaderboardVotes:
     row_of = {v[1]: i for i, v in enumerate(kept)}
     style = np.zeros((len(kept), 2, 4))
     answered = np.zeros((len(kept), 2), dtype=bool)
+    # The style counts were stored with each answer; only a turn saved before they were (null) is re-read.
     turns = (
         Turn.objects.filter(side__battle__in=battles, status=Turn.Status.DONE)
-        .values_list("side__battle_id", "side__position", "response")
-        .iterator(chunk_size=2000)
+        .values_list("side__battle_id", "side__position", "pk", *STYLE_FIELDS)
+        .iterator(chunk_size=20000)
     )
-    for battle_id, position, response in progress(turns, desc="answers", unit="turn"):
+    unstored: list[tuple[int, int, int]] = []
+    for battle_id, position, pk, *counts in progress(turns, desc="answers", unit="turn"):
         i = row_of.get(battle_id)
         if i is None:
             continue
         j = 0 if position == "left" else 1
-        style[i, j] += style_counts(response)
+        if counts[0] is None:
+            unstored.append((pk, i, j))
+        else:
+            style[i, j] += counts
         answered[i, j] = True
+    for chunk_start in range(0, len(unstored), 2000):
+        chunk = unstored[chunk_start:chunk_start + 2000]
+        responses = dict(Turn.objects.filter(pk__in=[pk for pk, _, _ in chunk]).values_list("pk", "response"))
+        for pk, i, j in chunk:
+            style[i, j] += style_counts(responses[pk])
     return LeaderboardVotes(
         vote_ids=np.array([v[0] for v in kept], dtype=np.int64),
         left=np.array([sides[v[1]]["left"] for v in kept], dtype=np.int64),
