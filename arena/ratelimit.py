@@ -62,9 +62,16 @@ def _redis_script():
     with _script_lock:
         if _script is None:
             import redis
+            from redis.backoff import ExponentialBackoff
+            from redis.retry import Retry
 
             # One client (and connection pool) per process, shared by every thread.
-            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+            client = redis.Redis.from_url(
+                settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2,
+                # a pooled connection that a Redis restart broke reconnects and the script runs again
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            )
             _script = client.register_script(_SLIDING_WINDOW)
         return _script
 

@@ -32,10 +32,19 @@ _client = None
 
 
 def _shared_redis():
-    # One client (and its connection pool) per process for the read on every battle start.
+    # One client (and its connection pool) per process for the read on every battle start; a connection that
+    # a Redis restart broke reconnects and the read is tried again.
     global _client
     if _client is None:
-        _client = _redis()
+        import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+
+        _client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        )
     return _client
 
 

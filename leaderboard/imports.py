@@ -50,6 +50,7 @@ class BattleImportError(ValueError):
 class ParsedBattle:
     line: int
     key: str
+    legacy_key: str  # the key earlier versions stored (line number and content), so their imports are known too
     model_a: str
     model_b: str
     choice: str
@@ -99,19 +100,34 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     raise BattleImportError(f"{path.name}: line {i}: expected a JSON object")
                 yield i, record
         else:
+            # Blank lines before the header are skipped, and counted, so that line numbers stay the file's.
+            blank = 0
+            while True:
+                start = fh.tell()
+                text = fh.readline()
+                if text.strip() or not text:
+                    fh.seek(start)
+                    break
+                blank += 1
             reader = csv.DictReader(fh)
-            missing = [c for c in ("model_a", "model_b", "winner") if c not in (reader.fieldnames or [])]
+            try:
+                fieldnames = reader.fieldnames or []
+            except csv.Error as exc:
+                raise BattleImportError(f"{path.name}: line {blank + 1}: {exc}") from None
+            missing = [c for c in ("model_a", "model_b", "winner") if c not in fieldnames]
             if missing:
-                raise BattleImportError(f"{path.name}: line 1: missing column(s) {', '.join(missing)}")
+                raise BattleImportError(f"{path.name}: line {blank + 1}: missing column(s) {', '.join(missing)}")
             try:
                 for row in reader:
                     if None in row:
-                        raise BattleImportError(f"{path.name}: line {reader.line_num}: more fields than the header")
+                        raise BattleImportError(
+                            f"{path.name}: line {blank + reader.line_num}: more fields than the header"
+                        )
                     if all(not (v or "").strip() for v in row.values()):
                         continue
-                    yield reader.line_num, row
+                    yield blank + reader.line_num, row
             except csv.Error as exc:
-                raise BattleImportError(f"{path.name}: line {reader.line_num}: {exc}") from None
+                raise BattleImportError(f"{path.name}: line {blank + reader.line_num}: {exc}") from None
 
 
 def _text(value: Any) -> str:
@@ -218,6 +234,9 @@ def _parse(line: int, raw: dict[str, Any], occurrence: int = 0) -> ParsedBattle:
     canonical = record_canonical(raw)
     return ParsedBattle(
         line=line, key=record_key(canonical, occurrence), model_a=a, model_b=b,
+        legacy_key=hashlib.sha256(
+            f"{line}\n{json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)}".encode()
+        ).hexdigest(),
         choice=CHOICE[winner], turns_a=turns_a, turns_b=turns_b, anony=_bool(raw.get("anony")),
         created_at=created_at, judge=str(raw.get("judge") or ""), categories=categories,
         question_id=str(raw.get("question_id") or "").strip(),
@@ -282,9 +301,9 @@ def battles_import(path: str | Path, *, progress: Progress = no_progress) -> Imp
     now = timezone.now()
     with transaction.atomic():
         known: set[str] = set()
-        for chunk in _chunks([p.key for p in parsed], 5000):
+        for chunk in _chunks([k for p in parsed for k in (p.key, p.legacy_key)], 5000):
             known.update(ImportedBattle.objects.filter(key__in=chunk).values_list("key", flat=True))
-        todo = [p for p in parsed if p.key not in known]
+        todo = [p for p in parsed if p.key not in known and p.legacy_key not in known]
         result.skipped = len(parsed) - len(todo)
         if not todo:
             return result

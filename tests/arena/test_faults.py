@@ -71,99 +71,6 @@ async def test_it_refuses_battles_clearly_while_postgres_is_down_and_serves_agai
     await voter.close()
 
 
-def test_an_open_battle_survives_a_redis_restart_and_new_ones_work_after(chromium, arena, standin, redis_server):
-    standin_entry(standin, "steady-a", "slow")
-    standin_entry(standin, "steady-b", "slow")
-    tab = Page(chromium, arena.url)
-    tab.ask("Keep going")
-    tab.page.wait_for_function("() => document.querySelectorAll('.bubble.model.streaming').length === 2")
-    redis_server.stop()
-    try:
-        # The socket stays open through the outage (before, it closed with 1011 and the page had to reconnect).
-        tab.page.wait_for_timeout(2000)
-        assert "Connection lost" not in tab.page.locator("#notice").text_content()
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        tab.page.screenshot(path=str(SCREENSHOTS / "battle-redis-down.png"))
-    finally:
-        redis_server.start()
-    # Once Redis is back the socket gets the battle as saved meanwhile, answers included.
-    tab.wait_votable(timeout=60_000)
-    assert tab.page.locator(".bubble.model:not(.streaming)").count() == 2
-    tab.page.click(".vote[data-vote='tie']")
-    tab.page.wait_for_function("() => document.querySelector('[data-name=A]').textContent.length > 0")
-    assert Vote.objects.get().choice == "tie"
-    tab.ask("A new round after the restart")
-    tab.wait_votable(timeout=60_000)
-    assert Battle.objects.count() == 2
-    tab.close()
-
-
-def test_a_snapshot_job_killed_while_writing_leaves_the_previous_snapshot_shown(client):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import psycopg
-
-    from leaderboard.snapshots import leaderboard_snapshot_create
-    from arena.models import Side
-    from leaderboard.models import LeaderboardSnapshot
-    from models_hub.models import ModelEntry
-    from tests.workers import ROOT, test_database_url
-
-    models = [ModelEntry.objects.create(slug=f"m{i}", display_name=f"Model {i}") for i in range(3)]
-
-    def vote(n: int) -> None:
-        for i in range(n):
-            battle = Battle.objects.create(session_key="s")
-            for position, entry in (("left", models[i % 3]), ("right", models[(i + 1) % 3])):
-                side = Side.objects.create(battle=battle, position=position, model=entry)
-                Turn.objects.create(side=side, index=0, prompt="p", response="an answer", status="done")
-            Vote.objects.create(battle=battle, choice=["left", "right", "tie"][i % 3], session_key="s")
-
-    vote(30)
-    shown = leaderboard_snapshot_create()
-    vote(30)
-    # Hold the snapshot table so the job blocks inside its transaction, half-way through writing.
-    url = test_database_url().replace("postgres://", "postgresql://")
-    blocker = psycopg.connect(url, autocommit=False)
-    watcher = psycopg.connect(url, autocommit=True)  # its own statements, so each poll reads fresh activity
-    # EXCLUSIVE lets the job read the table but not insert into it.
-    blocker.execute(f"LOCK TABLE {LeaderboardSnapshot._meta.db_table} IN EXCLUSIVE MODE")
-    job = subprocess.Popen(
-        [sys.executable, "manage.py", "compute_leaderboard", "--quiet"], cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": test_database_url()},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            waiting = watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO%'"
-            ).fetchone()[0]
-            if waiting:
-                break
-            assert job.poll() is None, job.stdout.read().decode()
-            time.sleep(0.1)
-        else:
-            job.kill()
-            raise AssertionError(f"the snapshot job never reached its write: {job.communicate()[0][-2000:]!r}")
-        job.send_signal(signal.SIGKILL)
-        job.wait(10)
-    finally:
-        blocker.rollback()
-        blocker.close()
-        watcher.close()
-    assert list(LeaderboardSnapshot.objects.values_list("pk", flat=True)) == [shown.pk]
-    page = client.get("/leaderboard/").content.decode()
-    assert f"{shown.votes_used} votes" in page
-    # The killed job left no lock behind: the next one stores the new votes.
-    fresh = leaderboard_snapshot_create()
-    assert fresh is not None and fresh.votes_used == 60
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # What a failed side tells the voter, and what its retry does to the ratings.
 
@@ -367,7 +274,13 @@ def test_open_sockets_on_daphne_survive_a_redis_restart_and_get_the_saved_answer
             await ws.send(json.dumps({"type": "vote", "choice": "tie"}))
             while (frame := json.loads(await asyncio.wait_for(ws.recv(), 30)))["type"] not in ("voted", "error"):
                 pass
-            return frame["type"]
+            if frame["type"] != "voted":
+                return f"vote: {frame}"
+            # And a new round on the same socket.
+            await ws.send(json.dumps({"type": "start", "prompt": "again"}))
+            while (frame := json.loads(await asyncio.wait_for(ws.recv(), 30)))["type"] not in ("started", "error"):
+                pass
+            return "voted" if frame["type"] == "started" else f"new round: {frame}"
 
     async def run() -> list:
         restarted = asyncio.Event()
@@ -383,3 +296,97 @@ def test_open_sockets_on_daphne_survive_a_redis_restart_and_get_the_saved_answer
     outcomes = asyncio.run(run())
     assert outcomes == ["voted"] * 3, outcomes
     assert Vote.objects.count() == 3
+
+
+def test_an_open_battle_survives_a_redis_restart_and_new_ones_work_after(chromium, arena, standin, redis_server):
+    standin_entry(standin, "steady-a", "slow")
+    standin_entry(standin, "steady-b", "slow")
+    tab = Page(chromium, arena.url)
+    tab.ask("Keep going")
+    tab.page.wait_for_function("() => document.querySelectorAll('.bubble.model.streaming').length === 2")
+    redis_server.stop()
+    try:
+        # The socket stays open through the outage (before, it closed with 1011 and the page had to reconnect).
+        tab.page.wait_for_timeout(2000)
+        assert "Connection lost" not in tab.page.locator("#notice").text_content()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        tab.page.screenshot(path=str(SCREENSHOTS / "battle-redis-down.png"))
+    finally:
+        redis_server.start()
+    # Once Redis is back the socket gets the battle as saved meanwhile, answers included.
+    tab.wait_votable(timeout=60_000)
+    assert tab.page.locator(".bubble.model:not(.streaming)").count() == 2
+    tab.page.click(".vote[data-vote='tie']")
+    tab.page.wait_for_function("() => document.querySelector('[data-name=A]').textContent.length > 0")
+    assert Vote.objects.get().choice == "tie"
+    tab.ask("A new round after the restart")
+    tab.wait_votable(timeout=60_000)
+    assert Battle.objects.count() == 2
+    tab.close()
+
+
+def test_a_snapshot_job_killed_while_writing_leaves_the_previous_snapshot_shown(client):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psycopg
+
+    from leaderboard.snapshots import leaderboard_snapshot_create
+    from arena.models import Side
+    from leaderboard.models import LeaderboardSnapshot
+    from models_hub.models import ModelEntry
+    from tests.workers import ROOT, test_database_url
+
+    models = [ModelEntry.objects.create(slug=f"m{i}", display_name=f"Model {i}") for i in range(3)]
+
+    def vote(n: int) -> None:
+        for i in range(n):
+            battle = Battle.objects.create(session_key="s")
+            for position, entry in (("left", models[i % 3]), ("right", models[(i + 1) % 3])):
+                side = Side.objects.create(battle=battle, position=position, model=entry)
+                Turn.objects.create(side=side, index=0, prompt="p", response="an answer", status="done")
+            Vote.objects.create(battle=battle, choice=["left", "right", "tie"][i % 3], session_key="s")
+
+    vote(30)
+    shown = leaderboard_snapshot_create()
+    vote(30)
+    # Hold the snapshot table so the job blocks inside its transaction, half-way through writing.
+    url = test_database_url().replace("postgres://", "postgresql://")
+    blocker = psycopg.connect(url, autocommit=False)
+    watcher = psycopg.connect(url, autocommit=True)  # its own statements, so each poll reads fresh activity
+    # EXCLUSIVE lets the job read the table but not insert into it.
+    blocker.execute(f"LOCK TABLE {LeaderboardSnapshot._meta.db_table} IN EXCLUSIVE MODE")
+    job = subprocess.Popen(
+        [sys.executable, "manage.py", "compute_leaderboard", "--quiet"], cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": test_database_url()},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            waiting = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO%'"
+            ).fetchone()[0]
+            if waiting:
+                break
+            assert job.poll() is None, job.stdout.read().decode()
+            time.sleep(0.1)
+        else:
+            job.kill()
+            raise AssertionError(f"the snapshot job never reached its write: {job.communicate()[0][-2000:]!r}")
+        job.send_signal(signal.SIGKILL)
+        job.wait(10)
+    finally:
+        blocker.rollback()
+        blocker.close()
+        watcher.close()
+    assert list(LeaderboardSnapshot.objects.values_list("pk", flat=True)) == [shown.pk]
+    page = client.get("/leaderboard/").content.decode()
+    assert f"{shown.votes_used} votes" in page
+    # The killed job left no lock behind: the next one stores the new votes.
+    fresh = leaderboard_snapshot_create()
+    assert fresh is not None and fresh.votes_used == 60
+
