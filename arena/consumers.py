@@ -58,6 +58,8 @@ def json_depth(value: object, limit: int) -> int:
 
 
 class BattleConsumer(AsyncJsonWebsocketConsumer):
+    battle_id: str | None = None  # the battle this socket follows (set on start and resume)
+
     async def __call__(self, scope, receive, send) -> None:
         # Channels' own loop, with one change: the channel layer's receive rides out a Redis restart (see
         # _channel_receive) instead of ending the consumer, and with it the voter's socket, with a 1011.
@@ -109,9 +111,22 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error("no_session", "Your session has expired. Reload the page.", 401)
             await self.close(code=4401)
 
+    async def _group(self, op: str, public_id: str) -> None:
+        """group_add or group_discard, tried once more on a broken connection: after a Redis restart the first
+        command on each pooled connection fails, and a voter's message should not. (The channel layer itself is
+        left without retries, so that the blocking receive does see a restart and the battle is sent again.)"""
+        method = getattr(self.channel_layer, op)
+        try:
+            await method(group_name(public_id), self.channel_name)
+        except LAYER_UNAVAILABLE:
+            await method(group_name(public_id), self.channel_name)
+
     async def disconnect(self, code: int) -> None:
         if self.battle_id:
-            await self.channel_layer.group_discard(group_name(self.battle_id), self.channel_name)
+            try:
+                await self._group("group_discard", self.battle_id)
+            except LAYER_UNAVAILABLE:
+                pass  # the membership expires with the group
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs) -> None:
         if text_data is None:
@@ -164,9 +179,9 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
 
     async def _follow(self, public_id: str) -> None:
         if self.battle_id and self.battle_id != public_id:
-            await self.channel_layer.group_discard(group_name(self.battle_id), self.channel_name)
+            await self._group("group_discard", self.battle_id)
         self.battle_id = public_id
-        await self.channel_layer.group_add(group_name(public_id), self.channel_name)
+        await self._group("group_add", public_id)
 
     async def on_start(self, content: dict) -> None:
         mode = content.get("mode", Battle.Mode.ANONYMOUS)
@@ -179,8 +194,11 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
                 models=content.get("models"), public_id=public_id,
             )
         except Exception:
-            await self.channel_layer.group_discard(group_name(public_id), self.channel_name)
             self.battle_id = None
+            try:
+                await self._group("group_discard", public_id)
+            except LAYER_UNAVAILABLE:
+                pass
             raise
         await self.send_state(battle, frame="started")
 

@@ -114,19 +114,6 @@ def parse_database_url(url: str) -> dict:
     )
 
 
-def _redis_retry():
-    from redis.backoff import ExponentialBackoff
-    from redis.retry import Retry
-
-    return Retry(ExponentialBackoff(cap=0.5, base=0.05), 3)
-
-
-def _redis_retry_errors() -> list:
-    from redis.exceptions import ConnectionError, TimeoutError
-
-    return [ConnectionError, TimeoutError]
-
-
 def check_redis_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and not parts.hostname):
@@ -217,11 +204,8 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # The layer blocks on Redis for up to 5 s per receive; redis-py's own 5 s socket timeout would cut
             # those reads off, so the socket waits longer than the layer does.
-            # After a Redis restart the pooled connections are dead: a command on one reconnects and is tried
-            # again (three times, backing off) instead of failing the voter's message.
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5,
-                           "retry": _redis_retry(), "retry_on_error": _redis_retry_errors()}],
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
                 "capacity": 1500,
                 "expiry": 30,
             },
