@@ -223,9 +223,14 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "voted", "choice": choice, "models": names})
 
     async def on_resume(self, content: dict) -> None:
-        battle = await self._battle(content.get("battle"))
-        await self._follow(battle.public_id)
-        await self.send_state(battle)
+        state = await database_sync_to_async(self._resumed_state)(content.get("battle"))
+        await self._follow(state["battle"])
+        await self.send_json({"type": "state", **state})
+
+    def _resumed_state(self, public_id: object) -> dict:
+        state = battle_state(services.battle_resume(public_id=public_id, session_key=self.session_key))
+        state["max_turns"] = settings.ARENA_MAX_TURNS
+        return state
 
     @database_sync_to_async
     def _battle(self, public_id: object) -> Battle:
