@@ -8,11 +8,15 @@ anonymous battle before its vote.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.db import connections as db_connections
@@ -21,13 +25,16 @@ from redis.exceptions import RedisError
 from . import services
 from .events import group_name
 from .models import Battle, new_public_id
-from .selectors import battle_state
+from .selectors import SIDE_FAILED, battle_state
 
 logger = logging.getLogger(__name__)
 
 UNAVAILABLE = (OperationalError, InterfaceError, RedisError, OSError)
+LAYER_UNAVAILABLE = (RedisError, OSError)
 
 MAX_FRAME_BYTES = 64 * 1024
+# A client message is one flat object; anything nested deeper than this is refused before it is looked at.
+MAX_JSON_DEPTH = 8
 VOTE_CHOICES = {"A": "left", "B": "right", "tie": "tie", "bothbad": "bothbad"}
 CLIENT_FIELDS = {
     "start": {"type", "mode", "prompt", "models"},
@@ -39,7 +46,62 @@ CLIENT_FIELDS = {
 }
 
 
+def json_depth(value: object, limit: int) -> int:
+    """How deeply `value` nests, counted without recursion and given up once past `limit`."""
+    depth, level = 0, [value]
+    while level and depth <= limit:
+        depth += 1
+        level = [
+            child for item in level if isinstance(item, (dict, list))
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+    return depth
+
+
 class BattleConsumer(AsyncJsonWebsocketConsumer):
+    battle_id: str | None = None  # the battle this socket follows (set on start and resume)
+
+    async def __call__(self, scope, receive, send) -> None:
+        # Channels' own loop, with one change: the channel layer's receive rides out a Redis restart (see
+        # _channel_receive) instead of ending the consumer, and with it the voter's socket, with a 1011.
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        sources = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            sources.append(self._channel_receive)
+        try:
+            await await_many_dispatch(sources, self.dispatch)
+        except StopConsumer:
+            pass
+
+    async def _channel_receive(self) -> dict:
+        delay = 0.5
+        while True:
+            try:
+                return await self.channel_layer.receive(self.channel_name)
+            except LAYER_UNAVAILABLE as exc:
+                logger.warning("battle events paused, the channel layer is unavailable: %s", exc)
+            # Wait for Redis to come back, then join the battle's group again (a restarted Redis has forgotten
+            # it) and send the battle as saved meanwhile, since its events of the outage are gone.
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                try:
+                    if self.battle_id:
+                        await self.channel_layer.group_add(group_name(self.battle_id), self.channel_name)
+                    break
+                except LAYER_UNAVAILABLE:
+                    continue
+            delay = 0.5
+            if self.battle_id:
+                try:
+                    await self.send_state(await self._battle(self.battle_id))
+                except Exception:
+                    logger.warning("could not resend battle %s after the channel layer came back", self.battle_id,
+                                   exc_info=True)
+
     async def connect(self) -> None:
         session = self.scope.get("session")
         self.session_key = session.session_key if session is not None else None
@@ -50,9 +112,22 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error("no_session", "Your session has expired. Reload the page.", 401)
             await self.close(code=4401)
 
+    async def _group(self, op: str, public_id: str) -> None:
+        """group_add or group_discard, tried once more on a broken connection: after a Redis restart the first
+        command on each pooled connection fails, and a voter's message should not. (The channel layer itself is
+        left without retries, so that the blocking receive does see a restart and the battle is sent again.)"""
+        method = getattr(self.channel_layer, op)
+        try:
+            await method(group_name(public_id), self.channel_name)
+        except LAYER_UNAVAILABLE:
+            await method(group_name(public_id), self.channel_name)
+
     async def disconnect(self, code: int) -> None:
         if self.battle_id:
-            await self.channel_layer.group_discard(group_name(self.battle_id), self.channel_name)
+            try:
+                await self._group("group_discard", self.battle_id)
+            except LAYER_UNAVAILABLE:
+                pass  # the membership expires with the group
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs) -> None:
         if text_data is None:
@@ -63,8 +138,14 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             content = json.loads(text_data)
+            too_deep = json_depth(content, MAX_JSON_DEPTH) > MAX_JSON_DEPTH
+        except RecursionError:  # the parser gives up around a thousand levels; that is too deep as well
+            too_deep = True
         except ValueError:
             await self.send_error("invalid_json", "That message is not valid JSON.", 400)
+            return
+        if too_deep:
+            await self.send_error("too_deep", f"A message may nest at most {MAX_JSON_DEPTH} levels deep.", 400)
             return
         await self.receive_json(content)
 
@@ -99,9 +180,9 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
 
     async def _follow(self, public_id: str) -> None:
         if self.battle_id and self.battle_id != public_id:
-            await self.channel_layer.group_discard(group_name(self.battle_id), self.channel_name)
+            await self._group("group_discard", self.battle_id)
         self.battle_id = public_id
-        await self.channel_layer.group_add(group_name(public_id), self.channel_name)
+        await self._group("group_add", public_id)
 
     async def on_start(self, content: dict) -> None:
         mode = content.get("mode", Battle.Mode.ANONYMOUS)
@@ -114,8 +195,11 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
                 models=content.get("models"), public_id=public_id,
             )
         except Exception:
-            await self.channel_layer.group_discard(group_name(public_id), self.channel_name)
             self.battle_id = None
+            try:
+                await self._group("group_discard", public_id)
+            except LAYER_UNAVAILABLE:
+                pass
             raise
         await self.send_state(battle, frame="started")
 
@@ -144,9 +228,14 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
         await database_sync_to_async(services.battle_stop)(public_id=self.battle_id, session_key=self.session_key)
 
     async def on_resume(self, content: dict) -> None:
-        battle = await self._battle(content.get("battle"))
-        await self._follow(battle.public_id)
-        await self.send_state(battle)
+        state = await database_sync_to_async(self._resumed_state)(content.get("battle"))
+        await self._follow(state["battle"])
+        await self.send_json({"type": "state", **state})
+
+    def _resumed_state(self, public_id: object) -> dict:
+        state = battle_state(services.battle_resume(public_id=public_id, session_key=self.session_key))
+        state["max_turns"] = settings.ARENA_MAX_TURNS
+        return state
 
     @database_sync_to_async
     def _battle(self, public_id: object) -> Battle:
@@ -161,7 +250,7 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({k: event[k] for k in ("side", "turn", "attempt", "text", "offset")} | {"type": "token"})
 
     async def battle_turn(self, event: dict) -> None:
-        await self.send_json(
-            {k: event[k] for k in ("side", "turn", "attempt", "status", "text", "html", "error")}
-            | {"type": "turn", "cut": bool(event.get("cut")), "stopped": bool(event.get("stopped"))}
-        )
+        frame = {k: event[k] for k in ("side", "turn", "attempt", "status", "text", "html", "error")}
+        if frame["error"]:
+            frame["error"] = SIDE_FAILED
+        await self.send_json(frame | {"type": "turn", "cut": bool(event.get("cut")), "stopped": bool(event.get("stopped"))})

@@ -16,10 +16,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from inference import GenerationError, generate
+from inference.dispatch import broker_lost_before
 from models_hub.models import breaker_record
 
 from .events import POSITION_LABEL, battle_publish, turn_publish
-from .models import Battle, Turn
+from .models import Battle, Turn, turn_style_fields
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ def _still_current(turn_id: int, attempt: int, every: float = 1.0):
 
 def _finish(turn: Turn, attempt: int, *, stopped: bool = False, **fields) -> bool:
     fields.setdefault("finished_at", timezone.now())
+    if fields["status"] == Turn.Status.DONE:
+        fields.update(turn_style_fields(fields.get("response", "")))
     saved = Turn.objects.filter(pk=turn.pk, attempt=attempt, status=Turn.Status.RUNNING).update(**fields) == 1
     if saved:
         turn_publish(
@@ -181,24 +184,29 @@ def turn_run(*, turn_id: int, attempt: int) -> None:
 
 
 TIMED_OUT = "No answer came back in time. Press retry to ask again."
+JOB_LOST = "The queued job was lost when the broker restarted. Press retry to ask again."
 
 
 def turn_reap_stale(*, battle: Battle | None = None) -> int:
-    """Fail turns that no worker finished in time (a worker died, a pool went away); returns how many."""
+    """Fail turns that no worker finished in time (a worker died, a pool went away), and, on the scheduled run,
+    queued turns whose job a restarted broker lost; returns how many."""
     limit = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
     now = timezone.now()
     cutoff = now - limit
-    stale = Turn.objects.filter(
-        Q(status=Turn.Status.QUEUED, queued_at__lt=cutoff) | Q(status=Turn.Status.RUNNING, started_at__lt=cutoff)
-    )
+    condition = Q(status=Turn.Status.QUEUED, queued_at__lt=cutoff) | Q(status=Turn.Status.RUNNING, started_at__lt=cutoff)
+    lost_before = broker_lost_before() if battle is None else None
+    if lost_before is not None:
+        condition |= Q(status=Turn.Status.QUEUED, queued_at__lt=lost_before)
+    stale = Turn.objects.filter(condition)
     if battle is not None:
         stale = stale.filter(side__battle=battle)
     reaped = 0
     for turn in stale.select_related("side__battle"):
+        error = JOB_LOST if turn.status == Turn.Status.QUEUED and turn.queued_at >= cutoff else TIMED_OUT
         reaped_now = Turn.objects.filter(pk=turn.pk, attempt=turn.attempt, status=turn.status).update(
-            status=Turn.Status.FAILED, error=TIMED_OUT, finished_at=now
+            status=Turn.Status.FAILED, error=error, finished_at=now
         )
         if reaped_now:
-            turn_publish(turn, attempt=turn.attempt, status=Turn.Status.FAILED, error=TIMED_OUT)
+            turn_publish(turn, attempt=turn.attempt, status=Turn.Status.FAILED, error=error)
         reaped += reaped_now
     return reaped

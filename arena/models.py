@@ -9,6 +9,15 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from models_hub.models import ModelEntry
+from ratings import style_counts
+
+# A finished turn's style counts (see ratings.style_counts), stored when it is saved so that a leaderboard
+# snapshot reads four integers per answer instead of re-reading and re-parsing every answer.
+STYLE_FIELDS = ("style_tokens", "style_headers", "style_list_items", "style_bold")
+
+
+def turn_style_fields(response: str) -> dict[str, int]:
+    return dict(zip(STYLE_FIELDS, style_counts(response)))
 
 
 def new_public_id() -> str:
@@ -27,6 +36,9 @@ class Battle(models.Model):
     session_key = models.CharField(max_length=64, db_index=True)
     ip_hash = models.CharField(max_length=64, blank=True)
     categories = models.JSONField(default=list, blank=True)
+    # A side failed and the voter asked it again: the vote is taken, but the leaderboard leaves the battle out,
+    # since how and when a side fails says something about its model before the vote.
+    retried_failure = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -82,6 +94,10 @@ class Turn(models.Model):
     cut_by_limit = models.BooleanField(default=False)
     # The voter pressed stop: the job ends the answer where it is at its next check.
     stop_requested = models.BooleanField(default=False)
+    style_tokens = models.PositiveIntegerField(null=True, blank=True)
+    style_headers = models.PositiveIntegerField(null=True, blank=True)
+    style_list_items = models.PositiveIntegerField(null=True, blank=True)
+    style_bold = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(default=timezone.now, help_text="When the current attempt was queued.")
     started_at = models.DateTimeField(null=True, blank=True)
@@ -102,6 +118,14 @@ class Turn(models.Model):
 
     def __str__(self) -> str:
         return f"{self.side} turn {self.index}"
+
+    def save(self, *args, **kwargs) -> None:
+        counts = turn_style_fields(self.response) if self.status == self.Status.DONE else dict.fromkeys(STYLE_FIELDS)
+        for name, value in counts.items():
+            setattr(self, name, value)
+        if kwargs.get("update_fields") is not None and "response" in kwargs["update_fields"]:
+            kwargs["update_fields"] = {*kwargs["update_fields"], *STYLE_FIELDS}
+        super().save(*args, **kwargs)
 
 
 class Vote(models.Model):

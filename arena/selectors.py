@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.db import connection
 
@@ -12,17 +14,29 @@ from .generation import turn_partial_text
 from .models import Battle, Turn, Vote
 from .rendering import render_markdown
 
+logger = logging.getLogger(__name__)
+
+# What a voter reads when a side fails, whatever the cause. The stored reason (for operators, in the admin) differs
+# by provider and fault (missing files for a local checkpoint, an HTTP status for an endpoint), and so would say
+# something about the model before the vote.
+SIDE_FAILED = "This side could not answer. Press retry to ask again."
+
 
 def health_check() -> dict[str, str]:
-    """{part: "ok" | "error: <reason>"} for the database and, where configured, Redis."""
+    """{part: "ok" | "unavailable"} for the database and, where configured, Redis.
+
+    The answer is public, so it names the part and nothing else: the driver's error (host, port, user) goes to
+    the log for the operator.
+    """
     parts: dict[str, str] = {}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
         parts["database"] = "ok"
-    except Exception as exc:  # any driver error means the part is down; the reason goes in the answer
-        parts["database"] = f"error: {type(exc).__name__}: {exc}".strip()
+    except Exception:  # any driver error means the part is down
+        logger.warning("health check: the database is unavailable", exc_info=True)
+        parts["database"] = "unavailable"
     if settings.REDIS_URL:
         import redis
 
@@ -30,8 +44,9 @@ def health_check() -> dict[str, str]:
         try:
             client.ping()
             parts["redis"] = "ok"
-        except redis.RedisError as exc:
-            parts["redis"] = f"error: {type(exc).__name__}: {exc}"
+        except redis.RedisError:
+            logger.warning("health check: Redis is unavailable", exc_info=True)
+            parts["redis"] = "unavailable"
         finally:
             client.close()
     return parts
@@ -56,7 +71,8 @@ def battle_state(battle: Battle) -> dict:
             {
                 "turn": t.index, "attempt": t.attempt, "prompt": t.prompt, "status": t.status,
                 "text": turn_partial_text(t) if t.status == Turn.Status.RUNNING else t.response,
-                "html": render_markdown(t.response) if t.status == Turn.Status.DONE else "", "error": t.error,
+                "html": render_markdown(t.response) if t.status == Turn.Status.DONE else "",
+                "error": SIDE_FAILED if t.error else "",
                 "cut": t.cut_by_limit, "stopped": t.stop_requested and t.status == Turn.Status.DONE,
             }
             for t in side.turns.order_by("index")

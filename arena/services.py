@@ -175,9 +175,10 @@ def _last_turns(battle: Battle) -> list[Turn]:
 def battle_continue(*, public_id: object, session_key: str, ip: str, prompt: object) -> list[Turn]:
     """Ask the same models a follow-up: one new turn per side, with the conversation so far as history."""
     prompt = check_prompt(prompt)
-    _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
     with transaction.atomic():
         battle = _owned_battle(public_id, session_key, for_update=True)
+        # Counted only once the battle is known to be this session's: nobody spends another voter's budget.
+        _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
         if Vote.objects.filter(battle=battle).exists():
             raise BattleError("This battle has been voted on; start a new round.", code="already_voted", status=409)
         last = _last_turns(battle)
@@ -201,14 +202,19 @@ def battle_regenerate(*, public_id: object, session_key: str, ip: str, side: obj
     """Ask again for the last answer of both sides, or of one side (`side` "A" or "B", e.g. after a failure)."""
     if side is not None and side not in LABEL_POSITION:
         raise BattleError("Unknown side: use A or B.", code="invalid_side")
-    _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
     with transaction.atomic():
         battle = _owned_battle(public_id, session_key, for_update=True)
+        _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
         if Vote.objects.filter(battle=battle).exists():
             raise BattleError("This battle has been voted on; start a new round.", code="already_voted", status=409)
         last = [t for t in _last_turns(battle) if side is None or POSITION_LABEL[t.side.position] == side]
         if not last:
             raise BattleError("Unknown side: use A or B.", code="invalid_side")
+        if any(t.status == Turn.Status.FAILED for t in last) and not battle.retried_failure:
+            # The voter saw a side fail before voting, and how and when a side fails can hint at what it is:
+            # the vote is still taken (and names the models), but the leaderboard leaves the battle out.
+            battle.retried_failure = True
+            battle.save(update_fields=["retried_failure"])
         for turn in last:
             # A new attempt number retires any job still working on the old one: it can no longer save.
             turn.attempt += 1
@@ -260,18 +266,21 @@ def answer_reveals_identity(text: str, entry: ModelEntry) -> bool:
 
 
 def vote_record(*, public_id: object, session_key: str, ip: str, choice: object) -> tuple[Vote, dict[str, str]]:
-    """Record the vote once, on a finished battle of this session, and return it with the names to reveal."""
+    """Record the vote once, on a finished battle of this session, and return it with the names to reveal.
+
+    Three statements on the vote's path: the battle (locked), its turns with their models, the insert; a second
+    vote is refused by the one-vote-per-battle constraint rather than by a query of its own.
+    """
     if choice not in Vote.Choice.values:
         raise BattleError("Unknown vote: choose left, right, tie or bothbad.", code="invalid_choice")
-    _rate_limit("votes", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_VOTES)
     try:
         with transaction.atomic():
             battle = _owned_battle(public_id, session_key, for_update=True)
+            # Counted only once the battle is known to be this session's: nobody spends another voter's budget.
+            _rate_limit("votes", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_VOTES)
             if battle.mode == Battle.Mode.DIRECT:
                 raise BattleError("A direct chat has nothing to vote on.", code="no_vote_in_direct", status=409)
-            if Vote.objects.filter(battle=battle).exists():
-                raise BattleError("You already voted on this battle.", code="already_voted", status=409)
-            turns = Turn.objects.filter(side__battle=battle).select_related("side__model")
+            turns = list(Turn.objects.filter(side__battle=battle).select_related("side__model"))
             if any(t.status == Turn.Status.FAILED for t in turns):
                 raise BattleError("A side failed to answer, so this battle cannot be voted on.", code="side_failed", status=409)
             if any(t.status != Turn.Status.DONE for t in turns):
@@ -280,5 +289,5 @@ def vote_record(*, public_id: object, session_key: str, ip: str, choice: object)
             vote = Vote.objects.create(battle=battle, choice=choice, session_key=session_key, identity_leak=leak)
     except IntegrityError:
         raise BattleError("You already voted on this battle.", code="already_voted", status=409) from None
-    sides = {POSITION_LABEL[s.position]: s.model.public_name for s in battle.sides.select_related("model")}
+    sides = {POSITION_LABEL[t.side.position]: t.side.model.public_name for t in turns}
     return vote, sides

@@ -415,12 +415,12 @@ async def voter(index: int, *, base: str, port: int, budget: Budget, tally: Tall
         ws.close()
 
 
-async def load_phase(args, base: str, port: int, tally: Tally) -> dict:
+async def load_phase(args, ports: list[int], tally: Tally) -> dict:
     budget = Budget(args.battles, args.duration)
     with tqdm(total=args.battles, desc=f"battles ({args.voters} voters)", unit="battle") as progress:
         started = time.perf_counter()
         await asyncio.gather(*(
-            voter(i, base=base, port=port, budget=budget, tally=tally, early=(i % args.early_every == 0),
+            voter(i, base=f"http://127.0.0.1:{ports[i % len(ports)]}", port=ports[i % len(ports)], budget=budget, tally=tally, early=(i % args.early_every == 0),
                   replay_share=args.replay_share, seed=args.seed, phase="load", timeout=args.timeout,
                   progress=progress)
             for i in range(args.voters)
@@ -469,6 +469,103 @@ async def read_leaderboard(args, base: str, port: int, tally: Tally, phase: str)
                          "bytes": sizes[path]}
     return {"pages": results, "seconds": elapsed, "csv": bodies["/leaderboard/rankings.csv"],
             "background_votes": sum(1 for a in tally.answers if a.ok) - votes_before}
+
+
+async def vote_voter(index: int, *, port: int, session: str, battles: list[str], tally: Tally, seed: int,
+                     timeout: float, progress: tqdm) -> None:
+    """Vote on finished battles of this session as fast as answers come: resume one (the socket follows it),
+    vote, next. Only the vote message is timed."""
+    rng = random.Random(seed * 7919 + index)
+    try:
+        ws = await BattleSocket.connect(port, session=session)
+    except Exception as exc:
+        tally.voter_errors.append(f"vote voter {index} connect: {type(exc).__name__}: {exc}")
+        return
+    try:
+        for battle in battles:
+            started = time.perf_counter()
+            ws.send({"type": "resume", "battle": battle})
+            frame = await ws.reply(timeout)
+            if frame.get("type") != "state":
+                tally.start_errors[f"resume: {frame.get('code', frame.get('type'))}"] += 1
+                continue
+            tally.start_seconds.append(time.perf_counter() - started)
+            await cast_vote(ws, battle, "throughput", rng, tally, "votes", timeout)
+            progress.update(1)
+    except Exception as exc:
+        tally.voter_errors.append(f"vote voter {index}: {type(exc).__name__}: {exc}")
+    finally:
+        ws.close()
+
+
+def finished_battles(database_url: str, *, sessions: list[str], per_session: int, model_ids: tuple[int, int]
+                     ) -> dict[str, list[str]]:
+    """COPY ``per_session`` anonymous battles with both answers done and no vote yet for each session; returns
+    their public ids by session."""
+    import secrets
+
+    import psycopg
+
+    from ratings import style_counts
+
+    answer = RESPONSES[1]
+    style = "\t".join(map(str, style_counts(answer)))
+    count = len(sessions) * per_session
+    ids: dict[str, list[str]] = {s: [] for s in sessions}
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+        with conn.cursor() as cursor:
+            first_battle = _reserve_ids(cursor, "arena_battle", count)
+            first_side = _reserve_ids(cursor, "arena_side", 2 * count)
+            first_turn = _reserve_ids(cursor, "arena_turn", 2 * count)
+        battle, side, turn = io.StringIO(), io.StringIO(), io.StringIO()
+        for k in range(count):
+            session = sessions[k % len(sessions)]
+            public_id = secrets.token_urlsafe(16)
+            ids[session].append(public_id)
+            bid = first_battle + k
+            battle.write(f"{bid}\t{public_id}\tanonymous\t{session}\t\t[\"lang:en\"]\tf\t{now}\n")
+            for j, (position, model) in enumerate((("left", model_ids[0]), ("right", model_ids[1]))):
+                sid = first_side + 2 * k + j
+                side.write(f"{sid}\t{bid}\t{position}\t{model}\n")
+                turn.write(f"{first_turn + 2 * k + j}\t{sid}\t0\t0\tWhat is the capital of France?\t"
+                           f"{_copy_text(answer)}\tdone\t\t5\t9\t0.01\t100.0\t{style}\t{now}\t{now}\t{now}\t{now}\n")
+        with conn.transaction(), conn.cursor() as cursor:
+            for table, columns, buffer in (
+                ("arena_battle", "id, public_id, mode, session_key, ip_hash, categories, retried_failure, created_at",
+                 battle),
+                ("arena_side", "id, battle_id, position, model_id", side),
+                ("arena_turn", "id, side_id, index, attempt, prompt, response, status, error, prompt_tokens, "
+                               "output_tokens, time_to_first_token, tokens_per_second, style_tokens, style_headers, "
+                               "style_list_items, style_bold, created_at, queued_at, started_at, finished_at", turn),
+            ):
+                with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    copy.write(buffer.getvalue())
+        conn.execute("ANALYZE arena_battle, arena_side, arena_turn")
+    return ids
+
+
+async def vote_sessions(bases: list[str], n: int) -> list[str]:
+    return list(await asyncio.gather(*(new_session(bases[i % len(bases)]) for i in range(n))))
+
+
+async def vote_phase(args, ports: list[int], battles: dict[str, list[str]], tally: Tally) -> dict:
+    sessions = list(battles)
+    total = sum(len(b) for b in battles.values())
+    with tqdm(total=total, desc=f"votes ({len(sessions)} voters)", unit="vote") as progress:
+        started = time.perf_counter()
+        await asyncio.gather(*(
+            vote_voter(i, port=ports[i % len(ports)], session=session, battles=battles[session], tally=tally,
+                       seed=args.seed, timeout=args.timeout, progress=progress)
+            for i, session in enumerate(sessions)
+        ))
+        elapsed = time.perf_counter() - started
+    answers = [a for a in tally.answers if a.phase == "votes"]
+    ok = [a.seconds for a in answers if a.ok]
+    return {"seconds": elapsed, "voters": len(sessions), "battles": total, "votes_ok": len(ok),
+            "votes_per_s": len(ok) / elapsed, "vote_p50_ms": percentile(ok, 50) * 1e3,
+            "vote_p99_ms": percentile(ok, 99) * 1e3, "refused": Counter(a.code for a in answers if a.ok is False),
+            "unanswered": sum(1 for a in answers if a.ok is None)}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -568,6 +665,10 @@ def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np
     prompts = [_copy_text(p) for p in ("What is the capital of France?",
                                        "Write a python function that reverses a list.")]
     responses = [_copy_text(r) for r in RESPONSES]
+    # Stored with each answer, as the arena does when it saves a turn (arena.models.turn_style_fields).
+    from ratings import style_counts
+
+    styles = ["\t".join(map(str, style_counts(r))) for r in RESPONSES]
     categories = ('["lang:en"]', '["coding", "lang:en"]')
     started = time.perf_counter()
     with psycopg.connect(database_url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
@@ -598,21 +699,23 @@ def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np
             for i in range(n):
                 k = offset + i
                 bid, t = first_battle + k, f"{when[i]}+00"
-                battle.write(f"{bid}\tbulk-{bid}\tanonymous\tbulk\t\t{categories[coding[i]]}\t{t}\n")
+                battle.write(f"{bid}\tbulk-{bid}\tanonymous\tbulk\t\t{categories[coding[i]]}\tf\t{t}\n")
                 for j, (position, model) in enumerate((("left", left[i]), ("right", right[i]))):
                     sid = first_side + 2 * k + j
                     side.write(f"{sid}\t{bid}\t{position}\t{model}\n")
                     turn.write(
                         f"{first_turn + 2 * k + j}\t{sid}\t0\t0\t{prompts[coding[i]]}\t{responses[resp[i][j]]}\tdone\t"
-                        f"\t5\t{out_tokens[i][j]}\t0.01\t100.0\t{t}\t{t}\t{t}\t{t}\n"
+                        f"\t5\t{out_tokens[i][j]}\t0.01\t100.0\t{styles[resp[i][j]]}\t{t}\t{t}\t{t}\t{t}\n"
                     )
                 vote.write(f"{first_vote + k}\t{bid}\t{choice[i]}\tbulk\tf\t{t}\n")
             with conn.transaction(), conn.cursor() as cursor:
                 for table, columns, buffer in (
-                    ("arena_battle", "id, public_id, mode, session_key, ip_hash, categories, created_at", battle),
+                    ("arena_battle", "id, public_id, mode, session_key, ip_hash, categories, retried_failure, "
+                                     "created_at", battle),
                     ("arena_side", "id, battle_id, position, model_id", side),
                     ("arena_turn", "id, side_id, index, attempt, prompt, response, status, error, prompt_tokens, "
-                                   "output_tokens, time_to_first_token, tokens_per_second, created_at, queued_at, "
+                                   "output_tokens, time_to_first_token, tokens_per_second, style_tokens, "
+                                   "style_headers, style_list_items, style_bold, created_at, queued_at, "
                                    "started_at, finished_at", turn),
                     ("arena_vote", "id, battle_id, choice, session_key, identity_leak, created_at", vote),
                 ):
@@ -687,9 +790,12 @@ def report(args, results: dict) -> str:
         f"- Command: `python benchmarks/bench_load.py {' '.join(sys.argv[1:])}`".rstrip(),
         f"- 1-minute load average: {', '.join(f'{k} {v:.2f}' for k, v in results['loadavg'].items())} "
         "(2 cores shared with whatever else runs on the machine)",
-        f"- Processes, all on 127.0.0.1: PostgreSQL (fsync off, as in the test stack), Redis, one daphne, one Celery "
+        f"- Processes, all on 127.0.0.1: PostgreSQL (fsync off, as in the test stack), Redis, "
+        f"{args.web_processes} daphne process{'es' if args.web_processes > 1 else ''} (voters take them in turn, "
+        "as a proxy in front would), one Celery "
         f"worker -Q {POOL} (prefork, concurrency {args.worker_concurrency}), the stand-in model (`echo`: answers "
-        "at once, so the load is on the web, channel-layer and database path), rate limits off; the voters and "
+        "at once, so the load is on the web, channel-layer and database path), rate limits on but set out of reach "
+        "(each start and vote pays its check); the voters and "
         "the timing run in one asyncio process beside them, so client latency includes client scheduling.",
         "",
         "## Battles and votes",
@@ -718,6 +824,8 @@ def report(args, results: dict) -> str:
         f"| battles with a failed side | {load['failed_sides']} |",
         f"| start refusals | {load['start_errors'] or 'none'} |",
         f"| voter connection errors | {len(load['voter_errors'])} |",
+        f"| worker CPU per turn (all worker processes / turns ended) | "
+        f"{1e3 * load['cpu_seconds']['celery worker'] / max(1, 2 * load['battles_ended']):.1f} ms |",
         "",
         "Refusals by message kind and code:",
         "",
@@ -733,6 +841,36 @@ def report(args, results: dict) -> str:
         f"{sum(load['cpu_seconds'].values()) / load['seconds']:.2f} |",
         "",
     ]
+    if "votes" in results:
+        votes = results["votes"]
+        cpu = votes["cpu_seconds"]
+        total_cpu = sum(cpu.values())
+        generator = cpu.get("voters (this process)", 0.0)
+        lines += [
+            "## The vote path",
+            "",
+            f"{votes['voters']} voters (own sessions and sockets, spread over the {args.web_processes} daphne "
+            f"processes), each with {args.vote_battles} finished battles of its session stored beforehand: resume a "
+            "battle, vote on it, next one, as fast as the answers come. The latency is the vote message's, "
+            "from sending it to its answer.",
+            "",
+            "| figure | value |",
+            "|---|---:|",
+            f"| run time | {votes['seconds']:.1f} s |",
+            f"| votes accepted | {votes['votes_ok']} of {votes['battles']} |",
+            f"| votes accepted per second | {votes['votes_per_s']:.1f} |",
+            f"| vote latency p50 / p99 | {votes['vote_p50_ms']:.1f} / {votes['vote_p99_ms']:.1f} ms |",
+            f"| votes refused / unanswered | {dict(votes['refused']) or 'none'} / {votes['unanswered']} |",
+            f"| cores busy on average, all processes | {total_cpu / votes['seconds']:.2f} |",
+            f"| the load generator's share of that CPU | {generator / total_cpu:.0%} "
+            f"({generator / votes['seconds']:.2f} cores) |",
+            "",
+            "| process | CPU s | cores |",
+            "|---|---:|---:|",
+            *[f"| {name} | {sec:.1f} | {sec / votes['seconds']:.2f} |"
+              for name, sec in sorted(cpu.items(), key=lambda kv: -kv[1])],
+            "",
+        ]
     check = results["check"]
     lines += [
         "## Exactly once",
@@ -796,6 +934,9 @@ def main() -> int:
     parser.add_argument("--early-every", type=int, default=5, help="every Nth voter also votes while streaming")
     parser.add_argument("--replay-share", type=float, default=0.2, help="share of votes sent twice")
     parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--web-processes", type=int, default=2, help="daphne processes; voters take them in turn")
+    parser.add_argument("--vote-voters", type=int, default=40, help="voters of the vote-path phase")
+    parser.add_argument("--vote-battles", type=int, default=150, help="finished battles per vote-path voter")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for any answer")
     parser.add_argument("--sizes", default="10000,1000000", help="stored votes to read the leaderboard at")
     parser.add_argument("--models", type=int, default=32)
@@ -825,8 +966,9 @@ def main() -> int:
 
         env = {
             **os.environ, "DATABASE_URL": postgres.url, "REDIS_URL": redis.url, "SECRET_KEY": "bench-only-secret",
-            "DEBUG": "0", "SECURE_COOKIES": "0", "ALLOWED_HOSTS": "127.0.0.1", "ARENA_RATE_LIMIT_BATTLES": "0",
-            "ARENA_RATE_LIMIT_VOTES": "0", "ARENA_INPROCESS_WORKERS": "0", "ARENA_POOL_HEARTBEAT_SECONDS": "2",
+            "DEBUG": "0", "SECURE_COOKIES": "0", "ALLOWED_HOSTS": "127.0.0.1",
+            # Limits on but out of reach: every start and vote pays its rate-limit check, none is refused by it.
+            "ARENA_RATE_LIMIT_BATTLES": "10000000", "ARENA_RATE_LIMIT_VOTES": "10000000", "ARENA_INPROCESS_WORKERS": "0", "ARENA_POOL_HEARTBEAT_SECONDS": "2",
             "ARENA_VAR_DIR": str(args.workdir / "var"), "CELERY_TASK_TIME_LIMIT": "60", "LOG_LEVEL": "WARNING",
             "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1",
         }
@@ -863,10 +1005,13 @@ def main() -> int:
         processes.start("worker", [python, "-m", "celery", "-A", "config", "worker", "-Q", POOL, "--concurrency",
                                    str(args.worker_concurrency), "-P", "prefork", "--without-gossip",
                                    "--without-mingle", "-n", f"{POOL}@load", "--loglevel", "WARNING"], env)
-        web_port = free_port()
-        processes.start("daphne", [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(web_port),
-                                   "config.asgi:application"], env)
-        wait_for_port(web_port, timeout=60)
+        web_ports = [free_port() for _ in range(args.web_processes)]
+        for i, port in enumerate(web_ports):
+            processes.start(f"daphne-{i}", [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                                            "config.asgi:application"], env)
+        for port in web_ports:
+            wait_for_port(port, timeout=60)
+        web_port = web_ports[0]
         deadline = time.monotonic() + 60
         while not live_pools({POOL}):
             if time.monotonic() > deadline:
@@ -877,12 +1022,13 @@ def main() -> int:
         if health.status_code != 200:
             raise RuntimeError(f"/healthz answered {health.status_code}: {health.text}")
 
-        roots = {"daphne": processes.pid("daphne"), "celery worker": processes.pid("worker"),
+        roots = {**{f"daphne {i}": processes.pid(f"daphne-{i}") for i in range(args.web_processes)},
+                 "celery worker": processes.pid("worker"),
                  "PostgreSQL": int((postgres.data_dir / "postmaster.pid").read_text().split()[0]),
                  "Redis": int((redis.directory / "redis.pid").read_text().strip()),
                  "stand-in model": processes.pid("standin"), "voters (this process)": os.getpid()}
         cpu_before = cpu_seconds(roots)
-        phase = asyncio.run(load_phase(args, base, web_port, tally))
+        phase = asyncio.run(load_phase(args, web_ports, tally))
         cpu_after = cpu_seconds(roots)
         phase["cpu_seconds"] = {k: cpu_after[k] - cpu_before[k] for k in roots}
         results["loadavg"]["after load"] = os.getloadavg()[0]
@@ -890,6 +1036,23 @@ def main() -> int:
         results["load"] = load_summary(tally, phase, check)
         print(json.dumps({k: v for k, v in results["load"].items() if k != "check"}, default=str, indent=1))
         print("exactly-once:", "held" if not check["problems"] else check["problems"][:10], flush=True)
+
+        # The vote path alone: finished battles stored for each voter's session, voted on as fast as answered.
+        if args.vote_voters and args.vote_battles:
+            bases = [f"http://127.0.0.1:{port}" for port in web_ports]
+            sessions = asyncio.run(vote_sessions(bases, args.vote_voters))
+            tally.sessions.update(sessions)
+            pair = tuple(ModelEntry.objects.filter(pool=POOL).order_by("slug").values_list("pk", flat=True)[:2])
+            battles = finished_battles(postgres.url, sessions=sessions, per_session=args.vote_battles, model_ids=pair)
+            for ids in battles.values():
+                tally.started.extend(ids)
+            cpu_before = cpu_seconds(roots)
+            votes = asyncio.run(vote_phase(args, web_ports, battles, tally))
+            cpu_after = cpu_seconds(roots)
+            votes["cpu_seconds"] = {k: cpu_after[k] - cpu_before[k] for k in roots}
+            results["votes"] = votes
+            results["loadavg"]["after the vote path"] = os.getloadavg()[0]
+            print(json.dumps(votes, default=str, indent=1), flush=True)
 
         from arena.models import Vote
 
@@ -916,9 +1079,10 @@ def main() -> int:
         results["check"] = check_votes(tally)  # again, with the background voters' answers
         print("exactly-once (all voters):", "held" if not results["check"]["problems"] else
               results["check"]["problems"][:10], flush=True)
-        for name in ("daphne", "worker"):
-            text = (logs / f"{name}.log").read_text(errors="replace")
-            results[f"{name}_tracebacks"] = text.count("Traceback")
+        results["daphne_tracebacks"] = sum(
+            (logs / f"daphne-{i}.log").read_text(errors="replace").count("Traceback") for i in range(args.web_processes)
+        )
+        results["worker_tracebacks"] = (logs / "worker.log").read_text(errors="replace").count("Traceback")
         results["tally"] = {"answers": [asdict(a) for a in tally.answers], "hung": tally.hung,
                             "voter_errors": tally.voter_errors}
         (args.workdir / "results.json").write_text(json.dumps(results, default=str, indent=1))

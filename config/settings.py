@@ -86,6 +86,25 @@ def envfactors(name: str) -> dict[str, float]:
     return factors
 
 
+def _db_pool_options() -> dict:
+    size = envint("ARENA_DB_POOL_SIZE", 8, minimum=0)
+    if not size:
+        return {}
+    return {"pool": {"min_size": 1, "max_size": size, "timeout": envfloat("ARENA_DB_POOL_TIMEOUT", 10.0)}}
+
+
+def envnetworks(name: str, default: list[str]) -> list:
+    import ipaddress
+
+    networks = []
+    for item in envlist(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must list IP addresses or networks (CIDR), got {item!r}") from None
+    return networks
+
+
 def parse_database_url(url: str) -> dict:
     """Turn postgres://user:pass@host:port/name (or sqlite:///path) into a DATABASES entry."""
     parts = urlsplit(url)
@@ -106,9 +125,13 @@ def parse_database_url(url: str) -> dict:
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname,
             "PORT": str(port or ""),
+            # psycopg's connection pool (ARENA_DB_POOL_SIZE connections per process at most): a database call
+            # borrows an open connection instead of opening one per request or message. 0 turns the pool off.
             "CONN_MAX_AGE": 0,
+            # A pooled connection that broke while the database was away is checked and replaced before use.
+            "CONN_HEALTH_CHECKS": True,
             # Query options are libpq's connection parameters (sslmode, sslrootcert, options, ...), kept as given.
-            "OPTIONS": {"connect_timeout": 5, **database_url_options(parts.query, url)},
+            "OPTIONS": {"connect_timeout": 5, **database_url_options(parts.query, url), **_db_pool_options()},
         }
     if parts.scheme == "sqlite":
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
@@ -313,6 +336,9 @@ ARENA_PREVIEWS_MEET = envbool("ARENA_PREVIEWS_MEET", False)
 ARENA_RATE_LIMIT_BATTLES = envint("ARENA_RATE_LIMIT_BATTLES", 30, minimum=0)
 ARENA_RATE_LIMIT_VOTES = envint("ARENA_RATE_LIMIT_VOTES", 60, minimum=0)
 ARENA_RATE_LIMIT_WINDOW = envint("ARENA_RATE_LIMIT_WINDOW", 60, minimum=1)
+# The proxies (addresses or CIDR networks) whose X-Forwarded-For and X-Forwarded-Proto are believed; from any other
+# peer those headers are ignored, so the rate limits key on the address that really connected.
+ARENA_TRUSTED_PROXIES = envnetworks("ARENA_TRUSTED_PROXIES", [])
 # OpenAI-compatible endpoints: the read timeout bounds the wait for each piece of the stream, not the answer.
 ARENA_OPENAI_CONNECT_TIMEOUT = envfloat("ARENA_OPENAI_CONNECT_TIMEOUT", 5.0)
 ARENA_OPENAI_READ_TIMEOUT = envfloat("ARENA_OPENAI_READ_TIMEOUT", 60.0)
@@ -340,6 +366,7 @@ ARENA_SNAPSHOT_TIMER = envbool("ARENA_SNAPSHOT_TIMER", default=ARENA_INPROCESS_W
 # one with fewer overall votes than ARENA_LEADERBOARD_PRELIMINARY_VOTES is marked preliminary.
 ARENA_LEADERBOARD_MIN_CATEGORY_VOTES = envint("ARENA_LEADERBOARD_MIN_CATEGORY_VOTES", 20, minimum=1)
 ARENA_LEADERBOARD_PRELIMINARY_VOTES = envint("ARENA_LEADERBOARD_PRELIMINARY_VOTES", 100, minimum=0)
+ARENA_REAP_SECONDS = envint("ARENA_REAP_SECONDS", 5, minimum=1)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "leaderboard-snapshot": {
@@ -349,10 +376,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"queue": ARENA_SNAPSHOT_QUEUE, "expires": float(ARENA_SNAPSHOT_SECONDS)},
     },
     # Turns whose worker host vanished (and so never answered) end as failed, so no voter waits for ever.
+    # Every ARENA_REAP_SECONDS, so that turns whose queued job a restarted Redis lost end failed within seconds.
     "reap-stale-turns": {
         "task": "arena.reap_stale_turns",
-        "schedule": 60.0,
-        "options": {"queue": ARENA_SNAPSHOT_QUEUE, "expires": 60.0},
+        "schedule": float(ARENA_REAP_SECONDS),
+        "options": {"queue": ARENA_SNAPSHOT_QUEUE, "expires": float(ARENA_REAP_SECONDS)},
     },
 }
 

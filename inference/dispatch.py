@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -58,3 +60,33 @@ def inprocess_idle(timeout: float = 60.0) -> bool:
     for _ in range(settings.ARENA_INPROCESS_THREADS):
         _executor.submit(barrier.wait, timeout)
     return done.wait(timeout)
+
+
+# A key the broker's Redis keeps for as long as it keeps its data (it has no time-to-live). Finding it gone means
+# Redis started afresh (a restart without persistence, or a flush), and with it every job queued before went.
+BROKER_MARK_KEY = "arena:broker:mark"
+# Clocks of the web hosts (which stamp queued turns) and of this host may differ a little.
+CLOCK_SLACK = timedelta(seconds=1)
+
+
+def broker_lost_before() -> datetime | None:
+    """The time before which jobs queued to the broker were lost, when the broker lost them since the last call
+    (else None). Called by the reaper every few seconds; the first call after a loss answers, later ones do not.
+
+    A restarted Redis without persistence has forgotten its queues: a job sent before it started is gone, one
+    sent after is safe. With persistence (appendonly) the mark survives the restart and nothing is reported.
+    """
+    if settings.ARENA_INPROCESS_WORKERS or not settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    import redis
+
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        if not client.set(BROKER_MARK_KEY, timezone.now().isoformat(), nx=True):
+            return None
+        uptime = int(client.info("server").get("uptime_in_seconds", 0))
+    finally:
+        client.close()
+    lost_before = timezone.now() - timedelta(seconds=uptime) + CLOCK_SLACK
+    logger.warning("the broker holds no jobs queued before %s (Redis started afresh)", lost_before.isoformat())
+    return lost_before

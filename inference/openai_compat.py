@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,22 @@ def _timeout() -> httpx.Timeout:
         write=10.0,
         pool=10.0,
     )
+
+
+_clients: dict[tuple[int, str, float, float], httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def endpoint_client(base_url: str) -> httpx.Client:
+    """The one HTTP client of this process for an endpoint: its TLS context and kept-alive connections are made
+    once, not per answer (building an SSL context costs far more than an instant answer). Keyed by process id
+    too, since a forked worker child must not share its parent's sockets. httpx clients are thread-safe."""
+    key = (os.getpid(), base_url.rstrip("/"), settings.ARENA_OPENAI_CONNECT_TIMEOUT, settings.ARENA_OPENAI_READ_TIMEOUT)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = httpx.Client(timeout=_timeout())
+        return client
 
 
 @dataclass
@@ -112,7 +130,7 @@ def generate_openai(
     usage: dict[str, Any] = {}
     finished_cleanly = False
     try:
-        with httpx.Client(timeout=_timeout()) as client:
+        with contextlib.nullcontext(endpoint_client(entry.base_url)) as client:
             with client.stream("POST", url, json=payload, headers=headers) as response:
                 if response.status_code >= 400:
                     body = response.read()[:1000]

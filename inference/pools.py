@@ -1,5 +1,8 @@
 """Which pools have a live worker: Celery workers announce the queues they consume in Redis with a short TTL.
 
+One key per pool (`arena:pool:<pool>`), refreshed by every worker of that pool: the key lives while any of them
+does, and a battle start reads every pool it needs with one MGET instead of scanning the keyspace.
+
 Pair sampling asks this so that a model whose pool has no worker is not drawn. In-process mode serves every
 pool from the server itself, so every pool is live there.
 """
@@ -25,12 +28,32 @@ def _redis():
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
 
 
+_client = None
+
+
+def _shared_redis():
+    # One client (and its connection pool) per process for the read on every battle start; a connection that
+    # a Redis restart broke reconnects and the read is tried again.
+    global _client
+    if _client is None:
+        import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+
+        _client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        )
+    return _client
+
+
 def pool_announce(pools: list[str], *, worker: str, ttl: int) -> None:
     client = _redis()
     try:
         pipe = client.pipeline()
         for pool in pools:
-            pipe.set(f"{KEY_PREFIX}{pool}:{worker}", "1", ex=ttl)
+            pipe.set(f"{KEY_PREFIX}{pool}", worker, ex=ttl)
         pipe.execute()
     finally:
         client.close()
@@ -42,18 +65,15 @@ def live_pools(pools: set[str]) -> set[str]:
         return set(pools)
     import redis
 
-    client = _redis()
+    if not pools:
+        return set()
+    wanted = sorted(pools)
     try:
-        live = set()
-        for pool in pools:
-            if next(iter(client.scan_iter(match=f"{KEY_PREFIX}{pool}:*", count=100)), None) is not None:
-                live.add(pool)
-        return live
+        seen = _shared_redis().mget([f"{KEY_PREFIX}{pool}" for pool in wanted])
     except redis.RedisError:
         logger.warning("cannot read pool heartbeats from Redis", exc_info=True)
         return set()
-    finally:
-        client.close()
+    return {pool for pool, worker in zip(wanted, seen) if worker is not None}
 
 
 @worker_ready.connect

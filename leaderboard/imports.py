@@ -7,8 +7,9 @@ and ``question_id`` are used when present.
 
 - Models are found by display name; unknown ones are created inactive with sampling weight 0 in the pool
   "imported", so they are never drawn into a live battle.
-- Every record gets a key, the SHA-256 of its line number and its content, stored on ``ImportedBattle``: a
-  second import of the same file adds nothing.
+- Every record gets a key, the SHA-256 of its content and of how many identical records came before it in the
+  file, stored on ``ImportedBattle``: a second import of the same file adds nothing, also when lines were added,
+  removed or reordered around it (blank lines, a new header position), while two identical votes stay two.
 - Everything is checked before anything is written, and written in one transaction: a malformed record raises
   ``BattleImportError`` naming its line and the database is left as it was.
 """
@@ -29,7 +30,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from arena.categories import battle_categories
-from arena.models import Battle, Side, Turn, Vote
+from arena.models import Battle, Side, Turn, Vote, turn_style_fields
 from models_hub.models import ModelEntry
 
 from .models import ImportedBattle
@@ -49,6 +50,7 @@ class BattleImportError(ValueError):
 class ParsedBattle:
     line: int
     key: str
+    legacy_key: str  # the key earlier versions stored (line number and content), so their imports are known too
     model_a: str
     model_b: str
     choice: str
@@ -78,6 +80,8 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 data = json.load(fh)
             except ValueError as exc:
                 raise BattleImportError(f"{path.name}: line {exc.lineno}: not valid JSON: {exc.msg}") from None
+            except RecursionError:
+                raise BattleImportError(f"{path.name}: the JSON array is nested too deeply to read") from None
             for i, record in enumerate(data, start=1):
                 if not isinstance(record, dict):
                     raise BattleImportError(f"{path.name}: record {i}: expected an object")
@@ -90,23 +94,40 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     record = json.loads(text)
                 except ValueError as exc:
                     raise BattleImportError(f"{path.name}: line {i}: not valid JSON: {exc.msg}") from None
+                except RecursionError:
+                    raise BattleImportError(f"{path.name}: line {i}: nested too deeply to read") from None
                 if not isinstance(record, dict):
                     raise BattleImportError(f"{path.name}: line {i}: expected a JSON object")
                 yield i, record
         else:
+            # Blank lines before the header are skipped, and counted, so that line numbers stay the file's.
+            blank = 0
+            while True:
+                start = fh.tell()
+                text = fh.readline()
+                if text.strip() or not text:
+                    fh.seek(start)
+                    break
+                blank += 1
             reader = csv.DictReader(fh)
-            missing = [c for c in ("model_a", "model_b", "winner") if c not in (reader.fieldnames or [])]
+            try:
+                fieldnames = reader.fieldnames or []
+            except csv.Error as exc:
+                raise BattleImportError(f"{path.name}: line {blank + 1}: {exc}") from None
+            missing = [c for c in ("model_a", "model_b", "winner") if c not in fieldnames]
             if missing:
-                raise BattleImportError(f"{path.name}: line 1: missing column(s) {', '.join(missing)}")
+                raise BattleImportError(f"{path.name}: line {blank + 1}: missing column(s) {', '.join(missing)}")
             try:
                 for row in reader:
                     if None in row:
-                        raise BattleImportError(f"{path.name}: line {reader.line_num}: more fields than the header")
+                        raise BattleImportError(
+                            f"{path.name}: line {blank + reader.line_num}: more fields than the header"
+                        )
                     if all(not (v or "").strip() for v in row.values()):
                         continue
-                    yield reader.line_num, row
+                    yield blank + reader.line_num, row
             except csv.Error as exc:
-                raise BattleImportError(f"{path.name}: line {reader.line_num}: {exc}") from None
+                raise BattleImportError(f"{path.name}: line {blank + reader.line_num}: {exc}") from None
 
 
 def _text(value: Any) -> str:
@@ -159,7 +180,32 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"anony must be true or false, not {value!r}")
 
 
-def _parse(line: int, raw: dict[str, Any]) -> ParsedBattle:
+MAX_DEPTH = 16
+
+
+def _check_value(value: Any) -> None:
+    """Refuse what PostgreSQL cannot store (NUL characters) and structures deeper than a battle record is,
+    walking without recursion."""
+    level, depth = [value], 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+        children = []
+        for item in level:
+            if isinstance(item, str):
+                if "\x00" in item:
+                    raise ValueError("contains a NUL character")
+            elif isinstance(item, dict):
+                children.extend(item.keys())
+                children.extend(item.values())
+            elif isinstance(item, list):
+                children.extend(item)
+        level = children
+
+
+def _parse(line: int, raw: dict[str, Any], occurrence: int = 0) -> ParsedBattle:
+    """One checked record (see _check_value) as a battle to write; `occurrence`: identical records before it."""
     a, b, winner = (str(raw.get(k) or "").strip() for k in ("model_a", "model_b", "winner"))
     if not a or not b:
         raise ValueError("empty model name")
@@ -185,13 +231,27 @@ def _parse(line: int, raw: dict[str, Any]) -> ParsedBattle:
         language = str(raw.get("language") or "").strip().lower()
         code = LANGUAGE_CODES.get(language, language if language in LANGUAGE_NAMES else "")
         categories = [f"lang:{code}"] if code else []
-    canonical = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)
+    canonical = record_canonical(raw)
     return ParsedBattle(
-        line=line, key=hashlib.sha256(f"{line}\n{canonical}".encode()).hexdigest(), model_a=a, model_b=b,
+        line=line, key=record_key(canonical, occurrence), model_a=a, model_b=b,
+        legacy_key=hashlib.sha256(
+            f"{line}\n{json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)}".encode()
+        ).hexdigest(),
         choice=CHOICE[winner], turns_a=turns_a, turns_b=turns_b, anony=_bool(raw.get("anony")),
         created_at=created_at, judge=str(raw.get("judge") or ""), categories=categories,
         question_id=str(raw.get("question_id") or "").strip(),
     )
+
+
+def record_canonical(raw: dict[str, Any]) -> str:
+    # CSV cells a row leaves empty and absent JSON fields mean the same: neither changes a record's identity.
+    return json.dumps({k: v for k, v in raw.items() if v not in (None, "")}, sort_keys=True, ensure_ascii=False,
+                      default=str)
+
+
+def record_key(canonical: str, occurrence: int) -> str:
+    """A record's identity: its content and its place among identical records of the file, not its line."""
+    return hashlib.sha256(f"{occurrence}\n{canonical}".encode()).hexdigest()
 
 
 def _chunks(items: list, size: int = BATCH) -> Iterable[list]:
@@ -225,9 +285,14 @@ def battles_import(path: str | Path, *, progress: Progress = no_progress) -> Imp
     """Load the battles of ``path`` (see the module notes); returns how many were created and skipped."""
     path = Path(path)
     parsed: list[ParsedBattle] = []
+    seen: dict[str, int] = {}
     for line, raw in progress(_records(path), desc="reading", unit="record"):
         try:
-            parsed.append(_parse(line, raw))
+            _check_value(raw)
+            canonical = record_canonical(raw)
+            occurrence = seen.get(canonical, 0)
+            seen[canonical] = occurrence + 1
+            parsed.append(_parse(line, raw, occurrence))
         except ValueError as exc:
             raise BattleImportError(f"{path.name}: line {line}: {exc}") from None
     if not parsed:
@@ -236,9 +301,9 @@ def battles_import(path: str | Path, *, progress: Progress = no_progress) -> Imp
     now = timezone.now()
     with transaction.atomic():
         known: set[str] = set()
-        for chunk in _chunks([p.key for p in parsed], 5000):
+        for chunk in _chunks([k for p in parsed for k in (p.key, p.legacy_key)], 5000):
             known.update(ImportedBattle.objects.filter(key__in=chunk).values_list("key", flat=True))
-        todo = [p for p in parsed if p.key not in known]
+        todo = [p for p in parsed if p.key not in known and p.legacy_key not in known]
         result.skipped = len(parsed) - len(todo)
         if not todo:
             return result
@@ -275,7 +340,7 @@ def battles_import(path: str | Path, *, progress: Progress = no_progress) -> Imp
                     for index, (prompt, response) in enumerate(conv):
                         turns.append(Turn(
                             side=side, index=index, prompt=prompt, response=response, status=Turn.Status.DONE,
-                            queued_at=battles[i].created_at,
+                            queued_at=battles[i].created_at, **turn_style_fields(response),
                         ))
             Turn.objects.bulk_create(turns, batch_size=BATCH)
             votes = [Vote(battle=battle, choice=p.choice, session_key=battle.session_key)

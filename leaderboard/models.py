@@ -25,6 +25,8 @@ class LeaderboardSnapshot(models.Model):
         db_table = "arena_leaderboardsnapshot"  # created by the arena app before the leaderboard was its own
         ordering = ["-id"]
         get_latest_by = "id"
+        # Battle exports hold every conversation: they need this permission, not merely staff status.
+        permissions = [("export_battles", "Can export battles and preference pairs")]
 
     def __str__(self) -> str:
         return f"Snapshot {self.pk} ({self.votes_used} votes, {self.created_at:%Y-%m-%d %H:%M})"

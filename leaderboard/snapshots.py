@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -30,8 +31,10 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
+from django.db.models import Case, F, FilteredRelation, Q, Value, When
+from django.db.models.functions import Coalesce, TruncDate
 
-from arena.models import Battle, Side, Turn, Vote
+from arena.models import STYLE_FIELDS, Battle, Turn, Vote
 from models_hub.models import ModelEntry
 from ratings import (
     Ranking,
@@ -143,52 +146,105 @@ class LeaderboardVotes:
 
 
 def leaderboard_battles() -> Any:
-    """The battles whose votes count: anonymous, voted, no identity leak, no failed side, text models only
-    (voice battles have their own board, speech.leaderboard)."""
+    """The battles whose votes count: anonymous, voted, no identity leak, no failed side, no side that failed
+    and was asked again before the vote (the voter saw it fail), text models only (voice battles have their own
+    board, speech.leaderboard)."""
     failed = Turn.objects.filter(status=Turn.Status.FAILED).values("side__battle_id")
     return Battle.objects.filter(
-        mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False
+        mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False, retried_failure=False
     ).exclude(id__in=failed).exclude(sides__model__modality="speech")
 
 
+def _row_chunks(queryset: Any, size: int = 50_000) -> Iterator[list[tuple]]:
+    """The rows of a values_list queryset in chunks, from a server-side cursor, with no model instances or
+    per-row ORM conversion: a snapshot reads millions of rows."""
+    sql, params = queryset.query.sql_with_params()
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(size):
+            yield rows
+
+
 def leaderboard_votes(*, progress: Progress = no_progress) -> LeaderboardVotes:
+    """The votes of ``leaderboard_battles()`` in vote order, with each side's summed style counts.
+
+    Two streamed queries, held as arrays: the votes with both sides' models, and the done turns with the style
+    counts stored when each was saved (a turn saved before they were stored is re-read and counted here).
+    Category lists and day strings are shared between the votes that have the same ones.
+    """
     battles = leaderboard_battles()
-    votes = list(
+    outcome2 = Case(When(choice="left", then=Value(2)), When(choice="right", then=Value(0)), default=Value(1))
+    votes_qs = (
         Vote.objects.filter(battle__in=battles)
+        .annotate(
+            left_side=FilteredRelation("battle__sides", condition=Q(battle__sides__position="left")),
+            right_side=FilteredRelation("battle__sides", condition=Q(battle__sides__position="right")),
+            outcome2=outcome2, day=TruncDate("created_at", tzinfo=dt_timezone.utc),
+        )
+        .filter(left_side__model_id__isnull=False, right_side__model_id__isnull=False)
+        .exclude(left_side__model_id=F("right_side__model_id"))
         .order_by("id")
-        .values_list("id", "battle_id", "choice", "battle__categories", "created_at")
+        .values_list("id", "battle_id", "outcome2", "left_side__model_id", "right_side__model_id", "day",
+                     "battle__categories")
     )
-    sides: dict[int, dict[str, int]] = {}
-    for battle_id, position, model_id in Side.objects.filter(battle__in=battles).values_list(
-        "battle_id", "position", "model_id"
-    ):
-        sides.setdefault(battle_id, {})[position] = model_id
-    kept = [
-        v for v in votes
-        if len(sides.get(v[1], {})) == 2 and sides[v[1]]["left"] != sides[v[1]]["right"]
-    ]
-    row_of = {v[1]: i for i, v in enumerate(kept)}
-    style = np.zeros((len(kept), 2, 4))
-    answered = np.zeros((len(kept), 2), dtype=bool)
-    turns = (
+    numbers: list[np.ndarray] = []
+    categories: list[list[str]] = []
+    days: list[str] = []
+    shared_categories: dict[Any, list[str]] = {}
+    shared_days: dict[Any, str] = {}
+    for rows in _row_chunks(votes_qs):
+        numbers.append(np.array([r[:5] for r in rows], dtype=np.int64).reshape(-1, 5))
+        for row in rows:
+            # JSON text from the cursor (Django reads jsonb as text and decodes it in the field, not here).
+            key = row[6] if isinstance(row[6], str) else json.dumps(row[6])
+            if key not in shared_categories:
+                shared_categories[key] = list(json.loads(key) or [])
+            categories.append(shared_categories[key])
+            day = row[5]
+            if day not in shared_days:
+                shared_days[day] = day.isoformat() if hasattr(day, "isoformat") else str(day)
+            days.append(shared_days[day])
+    table = np.concatenate(numbers) if numbers else np.zeros((0, 5), dtype=np.int64)
+    n = len(table)
+    battle_ids = table[:, 1]
+    order = np.argsort(battle_ids, kind="stable")
+    sorted_ids = battle_ids[order]
+    style = np.zeros((n, 2, 4))
+    answered = np.zeros((n, 2), dtype=bool)
+    turns_qs = (
         Turn.objects.filter(side__battle__in=battles, status=Turn.Status.DONE)
-        .values_list("side__battle_id", "side__position", "response")
-        .iterator(chunk_size=2000)
+        .annotate(
+            right=Case(When(side__position="right", then=Value(1)), default=Value(0)),
+            **{f"c{k}": Coalesce(name, Value(-1)) for k, name in enumerate(STYLE_FIELDS)},
+        )
+        .values_list("side__battle_id", "right", "pk", "c0", "c1", "c2", "c3")
     )
-    for battle_id, position, response in progress(turns, desc="answers", unit="turn"):
-        i = row_of.get(battle_id)
-        if i is None:
-            continue
-        j = 0 if position == "left" else 1
-        style[i, j] += style_counts(response)
+    unstored: list[np.ndarray] = []
+    for rows in progress(_row_chunks(turns_qs), desc="answers", unit="chunk"):
+        chunk = np.array(rows, dtype=np.int64).reshape(-1, 7)
+        at = np.searchsorted(sorted_ids, chunk[:, 0])
+        found = at < n
+        found[found] = sorted_ids[at[found]] == chunk[found, 0]
+        chunk, i = chunk[found], order[at[found]]
+        j = chunk[:, 1]
         answered[i, j] = True
+        stored = chunk[:, 3] >= 0
+        np.add.at(style, (i[stored], j[stored]), chunk[stored, 3:7].astype(np.float64))
+        if not stored.all():
+            unstored.append(np.stack([chunk[~stored, 2], i[~stored], j[~stored]], axis=1))
+    for block in unstored:
+        for start in range(0, len(block), 2000):
+            part = block[start:start + 2000]
+            responses = dict(Turn.objects.filter(pk__in=part[:, 0].tolist()).values_list("pk", "response"))
+            for pk, i, j in part.tolist():
+                style[i, j] += style_counts(responses[pk])
     return LeaderboardVotes(
-        vote_ids=np.array([v[0] for v in kept], dtype=np.int64),
-        left=np.array([sides[v[1]]["left"] for v in kept], dtype=np.int64),
-        right=np.array([sides[v[1]]["right"] for v in kept], dtype=np.int64),
-        outcome=np.array([OUTCOME[v[2]] for v in kept], dtype=np.float64),
-        categories=[list(v[3] or []) for v in kept],
-        days=[v[4].astimezone(dt_timezone.utc).date().isoformat() for v in kept],
+        vote_ids=table[:, 0].copy(),
+        left=table[:, 3].copy(),
+        right=table[:, 4].copy(),
+        outcome=table[:, 2] / 2.0,
+        categories=categories,
+        days=days,
         style=style,
         has_text=answered.all(axis=1),
     )

@@ -31,15 +31,19 @@ from .snapshots import (
 )
 
 
-def staff_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Anonymous visitors are sent to log in; a logged-in non-staff user gets a 403."""
+EXPORT_PERMISSION = "leaderboard.export_battles"
+
+
+def export_permitted(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Anonymous visitors are sent to log in; a logged-in user without the export permission gets a 403, staff
+    or not (a superuser has every permission)."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path(), login_url="/admin/login/")
-        if not request.user.is_staff:
-            return HttpResponseForbidden("Exports are for staff only.")
+        if not request.user.has_perm(EXPORT_PERMISSION):
+            return HttpResponseForbidden("Exports need the permission to export battles.")
         return view(request, *args, **kwargs)
 
     return wrapped
@@ -126,21 +130,21 @@ def _download(chunks, filename: str, content_type: str) -> HttpResponse:
 
 @require_GET
 @never_cache
-@staff_only
+@export_permitted
 def export_battles_jsonl(request: HttpRequest) -> HttpResponse:
     return _download(battles_jsonl(battle_records()), "battles.jsonl", "application/x-ndjson; charset=utf-8")
 
 
 @require_GET
 @never_cache
-@staff_only
+@export_permitted
 def export_battles_csv(request: HttpRequest) -> HttpResponse:
     return _download(battles_csv(battle_records()), "battles.csv", "text/csv; charset=utf-8")
 
 
 @require_GET
 @never_cache
-@staff_only
+@export_permitted
 def export_preferences(request: HttpRequest) -> HttpResponse:
     style = "plain" if request.GET.get("format") == "plain" else "messages"
     return _download(

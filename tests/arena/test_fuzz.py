@@ -121,3 +121,31 @@ def test_http_endpoints_never_answer_500(client, route, method, query, body):
         response = getattr(client, method)(route, data=raw, content_type="application/octet-stream")
     assert response.status_code < 500, (method, route, response.status_code)
     assert row_counts() == before
+
+
+@hypothesis_settings(max_examples=40, deadline=None, derandomize=True,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(depth=st.integers(min_value=1, max_value=3000), opener=st.sampled_from(["[", '{"a":']),
+       wrapped=st.booleans())
+def test_nested_json_of_any_depth_gets_an_answer_not_a_crash(victim, depth, opener, wrapped):
+    """Tried: arrays and objects nested 1 to 3,000 deep, bare or inside a vote's choice. Before, past about a
+    thousand levels json.loads raised RecursionError and the socket closed with 1011; now every message gets an
+    answer frame, a 400 when it nests more than the consumer allows."""
+    from arena.consumers import MAX_JSON_DEPTH
+
+    closer = "]" if opener == "[" else "}"
+    nested = opener * depth + "1" + closer * depth
+    text = '{"type": "vote", "choice": ' + nested + "}" if wrapped else nested
+
+    async def exchange() -> dict:
+        voter = await Voter.open()
+        try:
+            await voter.send(text)
+            return await voter.receive(timeout=20)
+        finally:
+            await voter.close()
+
+    frame = asyncio.run(exchange())
+    assert frame["type"] == "error" and 400 <= frame["status"] < 500, frame
+    if depth + wrapped > MAX_JSON_DEPTH:
+        assert frame["code"] == "too_deep"

@@ -1,4 +1,4 @@
-"""Exports: staff only, LMArena's battle shape, TRL's DPO shape, rankings CSV; and the round trip through an
+"""Exports: for holders of the export permission only, LMArena's battle shape, TRL's DPO shape, rankings CSV; and the round trip through an
 empty database gives the same leaderboard."""
 
 from __future__ import annotations
@@ -39,7 +39,12 @@ def voted(db) -> list[Spec]:
 
 @pytest.fixture
 def staff_client(client, db):
-    client.force_login(User.objects.create_user("staff", password="pw-staff-123", is_staff=True))
+    """A staff member who holds the export permission."""
+    from django.contrib.auth.models import Permission
+
+    user = User.objects.create_user("staff", password="pw-staff-123", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="export_battles", content_type__app_label="leaderboard"))
+    client.force_login(user)
     return client
 
 
@@ -170,3 +175,38 @@ def test_an_export_reads_with_the_ratings_library_unchanged(staff_client, voted,
     assert dict(zip(ranking.names, ranking.scores)) == pytest.approx(dict(zip(direct.names, direct.scores)), abs=1e-6)
     text = ranking_to_csv(ranking)
     assert text.startswith("rank,model,score,lower,upper,votes\n") and len(text.splitlines()) == 1 + 4
+
+
+def test_battle_exports_need_their_own_permission_not_staff_status(client, voted):
+    """Tried: a staff user with no permissions. Before, is_staff was enough to download all three exports; now
+    the permission leaderboard.export_battles is needed, and given to a plain user it is enough."""
+    from django.contrib.auth.models import Permission
+
+    leaderboard_snapshot_create()
+    client.force_login(User.objects.create_user("clerk", password="pw-clerk-123", is_staff=True))
+    for url in EXPORTS:
+        assert client.get(url).status_code == 403, url
+    assert "Battles JSONL" not in client.get("/leaderboard/").content.decode()
+    analyst = User.objects.create_user("analyst", password="pw-analyst-123")
+    analyst.user_permissions.add(Permission.objects.get(codename="export_battles", content_type__app_label="leaderboard"))
+    client.force_login(analyst)
+    for url in EXPORTS:
+        assert client.get(url).status_code == 200, url
+    assert "Battles JSONL" in client.get("/leaderboard/").content.decode()
+
+
+def test_the_export_command_needs_a_user_with_the_permission(voted, tmp_path):
+    from django.contrib.auth.models import Permission
+    from django.core.management import CommandError, call_command
+
+    User.objects.create_user("clerk", password="pw-clerk-123", is_staff=True)
+    out = tmp_path / "battles.jsonl"
+    with pytest.raises(CommandError, match="lacks the permission"):
+        call_command("export_battles", str(out), "--user", "clerk")
+    with pytest.raises(CommandError, match="No active user"):
+        call_command("export_battles", str(out), "--user", "nobody")
+    assert not out.exists()
+    analyst = User.objects.create_user("analyst", password="pw-analyst-123")
+    analyst.user_permissions.add(Permission.objects.get(codename="export_battles", content_type__app_label="leaderboard"))
+    call_command("export_battles", str(out), "--user", "analyst")
+    assert len(out.read_text().splitlines()) == 261

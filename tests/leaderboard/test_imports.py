@@ -123,3 +123,49 @@ def test_imported_conversations_keep_their_categories_and_anony_flag(db, tmp_pat
     assert battle.vote.choice == "right" and battle.vote.created_at.timestamp() == 1700000000.5
     right = battle.sides.get(position="right").turns.get()
     assert right.response == "def g(): pass" and right.status == "done"
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_a_reimport_with_lines_added_around_the_records_adds_nothing(db, tmp_path, kind):
+    """Tried: the same three records again with a blank line put first (and, for JSON lines, another at the end).
+    Before, a record's identity held its line number, so 2 of 3 records were imported twice."""
+    if kind == "csv":
+        body = "model_a,model_b,winner\nA,B,model_a\nA,B,model_a\nB,C,tie\n"
+        shifted = "\n" + body
+    else:
+        rows = ['{"model_a": "A", "model_b": "B", "winner": "model_a"}'] * 2 + ['{"model_a": "B", "model_b": "C", "winner": "tie"}']
+        body = "\n".join(rows) + "\n"
+        shifted = "\n" + "\n\n".join(rows) + "\n\n"
+    (tmp_path / f"first.{kind}").write_text(body)
+    (tmp_path / f"again.{kind}").write_text(shifted)
+    assert battles_import(tmp_path / f"first.{kind}").created == 3
+    before = counts()
+    again = battles_import(tmp_path / f"again.{kind}")
+    assert (again.created, again.skipped) == (0, 3)
+    assert counts() == before
+    # A third identical record is a new vote, and only it is added.
+    (tmp_path / f"more.{kind}").write_text(shifted + (rows[0] + "\n" if kind == "jsonl" else "A,B,model_a\n"))
+    assert battles_import(tmp_path / f"more.{kind}").created == 1
+
+
+@pytest.mark.parametrize("content, line, says", [
+    ('{"model_a": "A", "model_b": "B", "winner": "tie"}\n{"model_a": "A\\u0000", "model_b": "B", "winner": "tie"}\n',
+     2, "NUL"),
+    ('{"model_a": "A", "model_b": "B", "winner": "tie"}\n{"model_a": "A", "model_b": "B", "winner": "tie", '
+     '"conversation_a": [{"role": "user", "content": "hi\\u0000"}, {"role": "assistant", "content": "x"}], '
+     '"conversation_b": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "y"}]}\n', 2, "NUL"),
+    ("model_a,model_b,winner\nA,B,tie\nA\x00,B,tie\n", 3, "NUL"),
+    ('{"model_a": "A", "model_b": "B", "winner": "tie"}\n\n{"model_a": "A", "model_b": "B", "winner": "tie", "x": '
+     + "[" * 2000 + "]" * 2000 + "}\n", 3, "deep"),
+    ('{"model_a": "A", "model_b": "B", "winner": "tie", "x": ' + "[" * 40 + "]" * 40 + "}\n", 1, "deep"),
+])
+def test_nul_bytes_and_deep_nesting_get_an_error_naming_the_line(db, tmp_path, content, line, says):
+    """Tried: a NUL character (escaped in JSON, raw in CSV) and JSON nested 2,000 and 40 deep. Before, these ended
+    in a traceback (PostgreSQL refusing NUL, RecursionError) that named no line; now the error names it and
+    nothing is written."""
+    path = tmp_path / "bad.txt"
+    path.write_text(content)
+    before = counts()
+    with pytest.raises(BattleImportError, match=rf"bad\.txt: line {line}: .*{says}"):
+        battles_import(path)
+    assert counts() == before

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from django.core.management.base import BaseCommand
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
 
 from leaderboard.exports import battle_records, battles_csv, battles_jsonl, preference_pairs
 
@@ -15,8 +16,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("out")
         parser.add_argument("--format", choices=["jsonl", "csv", "preferences", "preferences-plain"], default="jsonl")
+        parser.add_argument(
+            "--user", required=True,
+            help="the account the export is made for; it needs the permission leaderboard.export_battles",
+        )
 
-    def handle(self, *args, out: str, format: str, **options) -> None:
+    def handle(self, *args, out: str, format: str, user: str, **options) -> None:
+        account = get_user_model().objects.filter(username=user, is_active=True).first()
+        if account is None:
+            raise CommandError(f"No active user {user!r}.")
+        if not account.has_perm("leaderboard.export_battles"):
+            raise CommandError(f"User {user!r} lacks the permission leaderboard.export_battles.")
         records = battle_records()
         if format == "csv":
             chunks = battles_csv(records)
