@@ -6,12 +6,13 @@ import logging
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Exists, OuterRef, QuerySet
 
 from models_hub.models import ModelEntry
 
 from .events import POSITION_LABEL
 from .generation import turn_partial_text
-from .models import Battle, Turn, Vote
+from .models import Battle, Side, Turn, Vote
 from .rendering import render_markdown
 
 logger = logging.getLogger(__name__)
@@ -102,3 +103,18 @@ def battle_shared(public_id: str) -> dict | None:
         for a, b in zip(state["sides"]["A"], state["sides"]["B"])
     ]
     return state
+
+
+def battle_failed_side() -> Exists:
+    """True for a battle one of whose turns failed; a correlated NOT EXISTS is planned as an anti-join, where
+    `id NOT IN (subquery)` can be re-run per row on tables without statistics."""
+    return Exists(Turn.objects.filter(side__battle=OuterRef("pk"), status=Turn.Status.FAILED))
+
+
+def battles_counted(*, modality: str) -> QuerySet[Battle]:
+    """The battles whose votes count on a leaderboard: anonymous, voted, no identity leak, no failed side, no side
+    that failed and was asked again before the vote (the voter saw it fail), and both sides of `modality`."""
+    other = Exists(Side.objects.filter(battle=OuterRef("pk")).exclude(model__modality=modality))
+    return Battle.objects.filter(
+        mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False, retried_failure=False
+    ).filter(~battle_failed_side(), ~other)

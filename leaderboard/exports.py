@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from typing import Any, Literal, TypedDict
 
 from django.conf import settings
-from django.db.models import Prefetch
+from django.db.models import Exists, OuterRef, Prefetch
 
 from arena.models import Battle, Side, Turn, Vote
 from ratings import ranking_to_csv
@@ -91,10 +91,10 @@ def _conversation(side: Side) -> list[Message]:
 
 def exported_votes() -> Any:
     """Votes whose battles are exported: voted, not a direct chat, no identity leak, no failed side."""
-    failed = Turn.objects.filter(status=Turn.Status.FAILED).values("side__battle_id")
+    failed = Exists(Turn.objects.filter(side__battle=OuterRef("battle_id"), status=Turn.Status.FAILED))
     return (
         Vote.objects.filter(identity_leak=False, battle__mode__in=[Battle.Mode.ANONYMOUS, Battle.Mode.NAMED])
-        .exclude(battle_id__in=failed)
+        .filter(~failed)
         .select_related("battle")
         .prefetch_related(
             Prefetch("battle__sides", queryset=Side.objects.select_related("model").prefetch_related(

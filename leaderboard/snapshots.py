@@ -34,7 +34,8 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import Case, F, FilteredRelation, Q, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 
-from arena.models import STYLE_FIELDS, Battle, Turn, Vote
+from arena.models import STYLE_FIELDS, Turn, Vote
+from arena.selectors import battles_counted
 from models_hub.models import ModelEntry
 from ratings import (
     Ranking,
@@ -146,13 +147,8 @@ class LeaderboardVotes:
 
 
 def leaderboard_battles() -> Any:
-    """The battles whose votes count: anonymous, voted, no identity leak, no failed side, no side that failed
-    and was asked again before the vote (the voter saw it fail), text models only (voice battles have their own
-    board, speech.leaderboard)."""
-    failed = Turn.objects.filter(status=Turn.Status.FAILED).values("side__battle_id")
-    return Battle.objects.filter(
-        mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False, retried_failure=False
-    ).exclude(id__in=failed).exclude(sides__model__modality="speech")
+    """The text battles whose votes count (voice battles have their own board, speech.leaderboard)."""
+    return battles_counted(modality="text")
 
 
 def _row_chunks(queryset: Any, size: int = 50_000) -> Iterator[list[tuple]]:

@@ -20,7 +20,8 @@ from django.conf import settings
 from django.db import IntegrityError
 from django.db.models import Avg, Count, Sum
 
-from arena.models import Battle, Side, Turn, Vote
+from arena.models import Side, Vote
+from arena.selectors import battles_counted
 from leaderboard.snapshots import OUTCOME, Board, category_fit, leaderboard_board
 
 from .models import SpeechClip, SpeechLeaderboardSnapshot
@@ -30,11 +31,7 @@ _lock = threading.Lock()
 
 def speech_battles() -> Any:
     """The voice battles whose votes count: anonymous, voted, no identity leak, no failed side, speech models."""
-    failed = Turn.objects.filter(status=Turn.Status.FAILED).values("side__battle_id")
-    return (
-        Battle.objects.filter(mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False)
-        .filter(sides__model__modality="speech").exclude(id__in=failed).distinct()
-    )
+    return battles_counted(modality="speech")
 
 
 @dataclass
