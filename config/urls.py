@@ -12,4 +12,5 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("leaderboard/", include("leaderboard.urls")),
+    path("trust/", include("trust.urls")),
 ]

@@ -10,6 +10,11 @@ The requested model name picks the behaviour:
 - `hang`: sends headers then nothing.
 - `garbage`: answers 200 with a body that is not server-sent events.
 - `fail`: answers HTTP 500.
+- `style-<word>`: a short answer in a recognisable style, opening "<Word> here." (simulated voters tell the
+  models apart by it, as a rigging voter would).
+
+`POST /v1/moderations` answers as OpenAI's moderation endpoint: flagged (category "violence") when the input
+holds "[unsafe]". Every request is recorded in `StandinEndpoint.calls` as (path, model or None, body).
 """
 
 from __future__ import annotations
@@ -41,12 +46,30 @@ class _Handler(BaseHTTPRequestHandler):
             return ["I am the Leaky model ", "by Leakcorp."], 0.0
         if model == "slow":
             return ["tick "] * 20, 0.2
+        if model.startswith("style-"):
+            return [f"{model[6:].capitalize()} here. ", "Thinking about ", f"{len(last.split())} words ",
+                    "you sent, my short answer is ", "yes, with one careful caveat."], 0.0
         return ["ok"], 0.0
+
+    def _moderation(self, body: dict) -> None:
+        flagged = "[unsafe]" in str(body.get("input", ""))
+        payload = json.dumps({"id": "modr-standin", "model": body.get("model"), "results": [
+            {"flagged": flagged, "categories": {"violence": flagged, "harassment": False}}
+        ]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         model = str(body.get("model", ""))
+        self.server.calls.append((self.path, model if self.path.endswith("/chat/completions") else None, body))
+        if self.path.endswith("/moderations"):
+            self._moderation(body)
+            return
         if model == "fail":
             payload = b'{"error": {"message": "internal error"}}'
             self.send_response(500)
@@ -94,7 +117,12 @@ class StandinEndpoint:
     def __init__(self, port: int = 0):
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.server.daemon_threads = True
+        self.server.calls = []
         self.thread = threading.Thread(target=self.server.serve_forever, name="standin-endpoint", daemon=True)
+
+    @property
+    def calls(self) -> list[tuple[str, str | None, dict]]:
+        return self.server.calls
 
     @property
     def base_url(self) -> str:

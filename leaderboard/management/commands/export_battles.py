@@ -15,9 +15,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("out")
         parser.add_argument("--format", choices=["jsonl", "csv", "preferences", "preferences-plain"], default="jsonl")
+        parser.add_argument("--include-flagged", action="store_true",
+                            help="keep battles whose prompts the moderation blocklist flags")
 
-    def handle(self, *args, out: str, format: str, **options) -> None:
-        records = battle_records()
+    def handle(self, *args, out: str, format: str, include_flagged: bool = False, **options) -> None:
+        records = battle_records(include_flagged=include_flagged)
         if format == "csv":
             chunks = battles_csv(records)
         elif format == "jsonl":
