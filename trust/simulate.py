@@ -5,11 +5,11 @@ Each voter plays battles one after another against the live models and decides f
 
 - ``HonestVoter``: a known preference (a strength per model style); votes A or B by Bradley-Terry odds of its
   strengths, sometimes a tie; reads the answers before voting.
-- ``AlwaysAVoter``: always A, at once.
-- ``RandomVoter``: A, B, tie or both bad at random, at once.
+- ``AlwaysAVoter``: always A, at once (unless given a ``reading_wps``).
+- ``RandomVoter``: A, B, tie or both bad at random, at once (idem).
 - ``RiggingVoter``: recognises its target model by the style of its answer and always votes for it; battles
   without the target are left unvoted (or, with ``cover``, voted at random to look ordinary). Reads like an
-  honest voter unless ``hasty``.
+  honest voter (``reading_wps=0`` makes it a hasty bot).
 
 Models are told apart by their answer's opening ("Tulip here."), as the stand-in endpoint's ``style-<word>``
 models answer; a rigger in the wild does the same with a classifier of the target's style.
@@ -183,6 +183,8 @@ class SimVoter:
     abandoned: list[str] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)
 
+    reading_wps: float = 0.0  # words read per second before voting; 0 votes at once
+
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
 
@@ -190,7 +192,10 @@ class SimVoter:
         raise NotImplementedError
 
     def read_seconds(self, answers: dict[str, str]) -> float:
-        return 0.0
+        if not self.reading_wps:
+            return 0.0
+        words = sum(len(t.split()) for t in answers.values())
+        return words / self.reading_wps * self.rng.uniform(1.0, 1.5)
 
     def rigged(self, choice: str, styles: dict[str, str | None]) -> bool:
         return False
@@ -201,6 +206,7 @@ class HonestVoter(SimVoter):
     kind: str = "honest"
     preference: dict[str, float] = field(default_factory=dict)  # style word -> strength (log-odds units)
     tie_share: float = 0.1
+    reading_wps: float = READING_WORDS_PER_SECOND
 
     def decide(self, answers: dict[str, str]) -> str | None:
         if self.rng.random() < self.tie_share:
@@ -208,10 +214,6 @@ class HonestVoter(SimVoter):
         a = self.preference.get(answer_style(answers["A"]) or "", 0.0)
         b = self.preference.get(answer_style(answers["B"]) or "", 0.0)
         return "A" if self.rng.random() < 1.0 / (1.0 + math.exp(b - a)) else "B"
-
-    def read_seconds(self, answers: dict[str, str]) -> float:
-        words = sum(len(t.split()) for t in answers.values())
-        return words / READING_WORDS_PER_SECOND * self.rng.uniform(1.0, 1.5)
 
 
 @dataclass
@@ -235,7 +237,7 @@ class RiggingVoter(SimVoter):
     kind: str = "rigger"
     target: str = ""  # the target's style word
     cover: bool = False
-    hasty: bool = False
+    reading_wps: float = READING_WORDS_PER_SECOND
 
     def decide(self, answers: dict[str, str]) -> str | None:
         styles = {side: answer_style(text) for side, text in answers.items()}
@@ -243,12 +245,6 @@ class RiggingVoter(SimVoter):
             if style == self.target:
                 return side
         return self.rng.choice(["A", "B", "tie"]) if self.cover else None
-
-    def read_seconds(self, answers: dict[str, str]) -> float:
-        if self.hasty:
-            return 0.0
-        words = sum(len(t.split()) for t in answers.values())
-        return words / READING_WORDS_PER_SECOND * self.rng.uniform(1.0, 1.5)
 
     def rigged(self, choice: str, styles: dict[str, str | None]) -> bool:
         return True
