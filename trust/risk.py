@@ -432,8 +432,7 @@ def _store(verdicts: list[Verdict], threshold: float) -> None:
             if record.state in (VoterRisk.State.FLAGGED, VoterRisk.State.LAPSED):
                 record.state = VoterRisk.State.FLAGGED if v.score >= threshold else VoterRisk.State.LAPSED
             record.save()
-        # Voters with no counted votes any more keep their record as it was.
-        del existing
+    # A voter with no counted votes any more keeps its record as it was.
 
 
 def risk_review(record: VoterRisk, *, state: str, by: str) -> None:
