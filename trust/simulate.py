@@ -126,20 +126,24 @@ class BattleSocket:
         started = await self.until(lambda f: f["type"] in ("started", "error"), timeout)
         if started["type"] == "error":
             raise BattleRefused(started)
-        answers: dict[str, str] = {}
-        for side in ("A", "B"):
-            for turn in started["sides"].get(side, []):
-                if turn["status"] == "done":
-                    answers[side] = turn["text"]
-        while len(answers) < 2:
+        state = started
+        while True:
+            answers = {side: turns[-1]["text"] for side, turns in state["sides"].items()
+                       if turns and turns[-1]["status"] == "done"}
+            failed = [turns[-1] for turns in state["sides"].values() if turns and turns[-1]["status"] == "failed"]
+            if failed:
+                raise BattleRefused({"code": "side_failed", "message": failed[0]["error"]})
+            if len(answers) == 2:
+                return started["battle"], answers
+            # Turn frames carry no battle id (a late one may belong to the battle before): wait for one, then
+            # read the battle's own state.
             frame = await self.until(lambda f: f["type"] in ("turn", "error"), timeout)
             if frame["type"] == "error":
                 raise BattleRefused(frame)
-            if frame["turn"] == 0 and frame["status"] == "done":
-                answers[frame["side"]] = frame["text"]
-            elif frame["status"] == "failed":
-                raise BattleRefused({"code": "side_failed", "message": frame["error"]})
-        return started["battle"], answers
+            await self.send({"type": "resume", "battle": started["battle"]})
+            state = await self.until(lambda f: f["type"] in ("state", "error"), timeout)
+            if state["type"] == "error":
+                raise BattleRefused(state)
 
     async def vote(self, choice: str, timeout: float = 30) -> dict:
         await self.send({"type": "vote", "choice": choice})
@@ -270,7 +274,13 @@ async def voter_play(voter: SimVoter, battles: int, *, on_battle: Callable[[], A
                 voter.abandoned.append(battle)
             else:
                 await asyncio.sleep(voter.read_seconds(answers))
-                await socket.vote(choice)
+                try:
+                    await socket.vote(choice)
+                except BattleRefused as exc:
+                    voter.refused.append(exc.frame)
+                    if on_battle:
+                        on_battle()
+                    continue
                 styles = {side: answer_style(text) for side, text in answers.items()}
                 voter.votes.append(CastVote(battle, choice, styles, rigged=voter.rigged(choice, styles)))
             if on_battle:
