@@ -17,8 +17,8 @@ Detectors (decisive votes are A or B better; ties and both-bad count only for ra
 - ``favours_model``: per model the voter met, its wins in the voter's decisive votes against what the ratings
   predict (exact Poisson-binomial tails, two-sided, Bonferroni over the models): a rigging voter's target,
   or the rivals it votes against.
-- ``repeated_prompts``: share of the voter's battles that repeat an earlier prompt of theirs (20 or more battles,
-  nearly all repeats).
+- ``repeated_prompts``: nearly all of 20 or more battles repeat an earlier prompt of the voter's. Listed as a
+  reason, but never enough on its own to flag (people re-ask their own test prompt).
 - ``abandoned``: battles left unvoted once both answers were in, when the voter went on to another battle,
   against the arena-wide share (one-sided binomial): a rigging voter skips battles without its target.
 
@@ -55,6 +55,7 @@ FAST_MIN_VOTES = 5
 FAST_SHARE = 0.5
 REPEAT_MIN_BATTLES = 20
 REPEAT_SHARE = 0.9
+SUPPORTING = 0.9
 ADDRESS_RATE_FACTOR = 5
 MIN_DECISIVE = 5
 EXACT_TAIL_MAX = 400
@@ -327,10 +328,9 @@ def detect(votes: VoteTable, rows: np.ndarray, battles: BattleTable, brows: np.n
         prompts = battles.prompt[brows]
         repeats = nb - len(set(prompts.tolist()))
         features["repeated_prompts"] = repeats
-        if nb >= REPEAT_MIN_BATTLES:
-            share = repeats / nb
-            add("repeated_prompts", threshold * share / REPEAT_SHARE if share >= REPEAT_SHARE / 2 else 0.0,
-                f"{repeats} of {nb} battles repeat an earlier prompt")
+        if nb >= REPEAT_MIN_BATTLES and repeats / nb >= REPEAT_SHARE:
+            # Supporting evidence only, just under the threshold: people do re-ask their own test prompt.
+            add("repeated_prompts", SUPPORTING * threshold, f"{repeats} of {nb} battles repeat an earlier prompt")
         order = np.argsort(battles.created[brows])
         eligible = brows[order][:-1]  # the latest battle may still be voted on
         gone = int(np.sum(battles.answered[eligible] & ~battles.voted[eligible]))

@@ -63,7 +63,9 @@ async def test_each_detector_flags_its_voter_and_no_honest_voter(styled_models, 
     assert "unlikely_votes" in flagged(random_voter), by_session.get(random_voter.session_key)
     for rigger in riggers:
         assert {"favours_model", "abandoned"} & flagged(rigger), by_session.get(rigger.session_key)
-    assert {"fast_votes", "votes_per_hour", "repeated_prompts", "position_bias"} <= flagged(bot)
+    assert {"fast_votes", "votes_per_hour", "position_bias"} <= flagged(bot)
+    # Repeating one prompt is listed beside the others, never enough on its own.
+    assert "repeated_prompts" in {r["detector"] for r in by_session[bot.session_key].reasons}
     address = [rec for (kind, _), rec in found.items() if kind == "address" and rec.votes == sum(
         len(r.votes) for r in riggers)]
     assert address and address[0].state == "flagged" and address[0].excluded
