@@ -18,6 +18,7 @@ from django.utils import timezone
 from inference.dispatch import dispatch
 from inference.pools import live_pools
 from models_hub.models import ModelEntry
+from trust.gate import TrustRefusal, prompt_admit
 
 from .categories import battle_categories
 from .events import LABEL_POSITION, POSITION_LABEL, turn_publish
@@ -62,6 +63,14 @@ def _rate_limit(action: str, *, session_key: str, ip: str, limit: int) -> None:
         rate_limit_hit(action, session_key=session_key, ip=ip, limit=limit)
     except RateLimited as exc:
         raise BattleError(str(exc), code="rate_limited", status=429) from None
+
+
+def _trust_admit(*, session_key: str, ip: str, prompt: str, new_battle: bool) -> None:
+    """The trust checks (trust.gate): a new session's proof of work, then moderation; before any model is asked."""
+    try:
+        prompt_admit(session_key=session_key, ip_hash=ip_hash(ip), prompt=prompt, new_battle=new_battle)
+    except TrustRefusal as exc:
+        raise BattleError(exc.message, code=exc.code, status=exc.status) from None
 
 
 def _drawable_entries() -> list[ModelEntry]:
@@ -114,6 +123,7 @@ def battle_create(
         raise BattleError("Unknown battle mode.", code="invalid_mode")
     prompt = check_prompt(prompt)
     _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
+    _trust_admit(session_key=session_key, ip=ip, prompt=prompt, new_battle=True)
     if mode == Battle.Mode.ANONYMOUS:
         try:
             left, right = pair_sample(
@@ -179,6 +189,7 @@ def battle_continue(*, public_id: object, session_key: str, ip: str, prompt: obj
         battle = _owned_battle(public_id, session_key, for_update=True)
         # Counted only once the battle is known to be this session's: nobody spends another voter's budget.
         _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
+        _trust_admit(session_key=session_key, ip=ip, prompt=prompt, new_battle=False)
         if Vote.objects.filter(battle=battle).exists():
             raise BattleError("This battle has been voted on; start a new round.", code="already_voted", status=409)
         last = _last_turns(battle)

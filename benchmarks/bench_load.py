@@ -971,6 +971,8 @@ def main() -> int:
             "ARENA_RATE_LIMIT_BATTLES": "10000000", "ARENA_RATE_LIMIT_VOTES": "10000000", "ARENA_INPROCESS_WORKERS": "0", "ARENA_POOL_HEARTBEAT_SECONDS": "2",
             "ARENA_VAR_DIR": str(args.workdir / "var"), "CELERY_TASK_TIME_LIMIT": "60", "LOG_LEVEL": "WARNING",
             "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1",
+            # The load is the battle path; the proof of work is one solve per new session (benchmarks/bench_trust.py).
+            "ARENA_POW": "0",
         }
         os.environ.update(env)
         import django

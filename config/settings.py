@@ -196,6 +196,7 @@ INSTALLED_APPS = [
     "arena",
     "leaderboard",
     "speech",
+    "trust",
 ]
 
 MIDDLEWARE = [
@@ -383,6 +384,18 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"queue": ARENA_SNAPSHOT_QUEUE, "expires": float(ARENA_REAP_SECONDS)},
     },
 }
+
+# Trust (trust/): a proof of work before a new session's first battle (on by default when DEBUG is off), the
+# prompt moderation hook (a blocklist, and an OpenAI-compatible /moderations endpoint when a URL is set), and
+# the voter risk score above which a voter's votes are left out of the leaderboard (see trust/risk.py).
+ARENA_POW = envbool("ARENA_POW", default=not DEBUG)
+ARENA_POW_BITS = envint("ARENA_POW_BITS", 16, minimum=1)
+ARENA_MODERATION_BLOCKLIST = envlist("ARENA_MODERATION_BLOCKLIST", [])
+ARENA_MODERATION_URL = os.environ.get("ARENA_MODERATION_URL", "")
+ARENA_MODERATION_MODEL = os.environ.get("ARENA_MODERATION_MODEL", "omni-moderation-latest")
+ARENA_MODERATION_API_KEY_ENV = os.environ.get("ARENA_MODERATION_API_KEY_ENV", "")
+ARENA_TRUST_RISK_THRESHOLD = envfloat("ARENA_TRUST_RISK_THRESHOLD", 4.0)
+ARENA_TRUST_MAX_VOTES_PER_HOUR = envint("ARENA_TRUST_MAX_VOTES_PER_HOUR", 120, minimum=1)
 
 
 def _plotly_static() -> tuple[str, Path]:

@@ -15,4 +15,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("leaderboard/", include("leaderboard.urls")),
     path("speech/", include("speech.urls")),
+    path("trust/", include("trust.urls")),
 ]

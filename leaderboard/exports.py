@@ -38,6 +38,7 @@ from django.db.models import Exists, OuterRef, Prefetch
 
 from arena.models import Battle, Side, Turn, Vote
 from ratings import ranking_to_csv
+from trust.moderation import prompt_flagged
 
 from .models import LeaderboardSnapshot
 from .snapshots import LANGUAGE_NAMES, board_rankings_for_csv
@@ -105,12 +106,15 @@ def exported_votes() -> Any:
     )
 
 
-def battle_records() -> Iterator[BattleRecord]:
-    """Every exported battle, oldest vote first, with the models' real names (exports are for staff)."""
+def battle_records(*, include_flagged: bool = False) -> Iterator[BattleRecord]:
+    """Every exported battle, oldest vote first, with the models' real names (exports are for staff).
+    Battles with a prompt the moderation blocklist flags are left out unless ``include_flagged``."""
     for vote in exported_votes().iterator(chunk_size=500):
         battle = vote.battle
         sides = {s.position: s for s in battle.sides.all()}
         if set(sides) != {"left", "right"}:
+            continue
+        if not include_flagged and prompt_flagged([t.prompt for t in sides["left"].turns.all()]):
             continue
         conv_a, conv_b = _conversation(sides["left"]), _conversation(sides["right"])
         yield {

@@ -37,6 +37,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from arena.models import STYLE_FIELDS, Turn, Vote
 from arena.selectors import battles_counted
 from models_hub.models import ModelEntry
+from trust.risk import RiskResult, risk_recompute
 from ratings import (
     Ranking,
     aggregate,
@@ -440,6 +441,50 @@ def leaderboard_payload(votes: LeaderboardVotes, *, progress: Progress = no_prog
     }
 
 
+def _votes_subset(votes: LeaderboardVotes, mask: np.ndarray) -> LeaderboardVotes:
+    rows = np.flatnonzero(mask).tolist()
+    return dataclasses.replace(votes, **{
+        f.name: value[mask] if isinstance(value, np.ndarray) else [value[i] for i in rows]
+        for f in dataclasses.fields(votes) for value in [getattr(votes, f.name)]
+    })
+
+
+def trust_votes_split(votes: LeaderboardVotes) -> tuple[LeaderboardVotes, LeaderboardVotes, RiskResult]:
+    """Recompute the voters' risk (trust.risk) and split the votes: (counted, left out as flagged, the risk)."""
+    risk = risk_recompute(votes.vote_ids.tolist())
+    out = np.isin(votes.vote_ids, np.fromiter(risk.excluded_vote_ids, dtype=np.int64, count=len(risk.excluded_vote_ids)))
+    return _votes_subset(votes, ~out), _votes_subset(votes, out), risk
+
+
+def trust_note(kept: LeaderboardVotes, flagged: LeaderboardVotes, risk: RiskResult, payload: Payload) -> dict[str, Any]:
+    """The snapshot's note on flagged votes: how many were left out, of whom, and how far they would move
+    each overall score (plain Bradley-Terry) if they counted."""
+    note: dict[str, Any] = {
+        "excluded_votes": len(flagged), "flagged_sessions": sum(v.kind == "session" for v in risk.flagged),
+        "flagged_addresses": sum(v.kind == "address" for v in risk.flagged), "voters_scored": risk.voters,
+        "shift": [],
+    }
+    if not len(flagged) or not len(kept):
+        return note
+    try:
+        fit = category_fit(
+            np.concatenate([kept.left, flagged.left]), np.concatenate([kept.right, flagged.right]),
+            np.concatenate([kept.outcome, flagged.outcome]), None, min_votes=1,
+            preliminary_votes=settings.ARENA_LEADERBOARD_PRELIMINARY_VOTES, label="with flagged votes",
+        )
+    except (ValueError, np.linalg.LinAlgError):
+        logger.warning("could not fit the leaderboard with the %s flagged votes", len(flagged), exc_info=True)
+        return note
+    with_flagged = {r["model_id"]: r["score"] for r in fit["models"]}
+    for row in payload["categories"]["overall"]["models"]:
+        if row["model_id"] in with_flagged:
+            note["shift"].append({
+                "model_id": row["model_id"], "score": row["score"], "lower": row["lower"], "upper": row["upper"],
+                "with_flagged": with_flagged[row["model_id"]], "delta": with_flagged[row["model_id"]] - row["score"],
+            })
+    return note
+
+
 @contextmanager
 def _snapshot_lock() -> Iterator[None]:
     """One snapshot job at a time across processes (PostgreSQL) or threads (the embedded SQLite server)."""
@@ -462,11 +507,13 @@ def leaderboard_snapshot_create(*, force: bool = False, progress: Progress = no_
     with _snapshot_lock():
         started = time.monotonic()
         votes = leaderboard_votes(progress=progress)
+        votes, flagged, risk = trust_votes_split(votes)
         digest = vote_hash(votes)
         latest = LeaderboardSnapshot.objects.order_by("-id").only("vote_hash").first()
         if latest is not None and latest.vote_hash == digest and not force:
             return None
         payload = leaderboard_payload(votes, progress=progress)
+        payload["trust"] = trust_note(votes, flagged, risk, payload)
         with transaction.atomic():
             snapshot = LeaderboardSnapshot.objects.create(
                 votes_used=len(votes), vote_hash=digest, payload=payload, seconds=time.monotonic() - started

@@ -121,6 +121,11 @@ def rankings_csv_view(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def _flagged(request: HttpRequest) -> bool:
+    """``?flagged=1`` keeps battles whose prompts the moderation blocklist flags (left out by default)."""
+    return request.GET.get("flagged") in ("1", "true", "on")
+
+
 def _download(chunks, filename: str, content_type: str) -> HttpResponse:
     # Built in full: under ASGI Django buffers a synchronous streaming body anyway. The command streams.
     response = HttpResponse("".join(chunks), content_type=content_type)
@@ -132,14 +137,14 @@ def _download(chunks, filename: str, content_type: str) -> HttpResponse:
 @never_cache
 @export_permitted
 def export_battles_jsonl(request: HttpRequest) -> HttpResponse:
-    return _download(battles_jsonl(battle_records()), "battles.jsonl", "application/x-ndjson; charset=utf-8")
+    return _download(battles_jsonl(battle_records(include_flagged=_flagged(request))), "battles.jsonl", "application/x-ndjson; charset=utf-8")
 
 
 @require_GET
 @never_cache
 @export_permitted
 def export_battles_csv(request: HttpRequest) -> HttpResponse:
-    return _download(battles_csv(battle_records()), "battles.csv", "text/csv; charset=utf-8")
+    return _download(battles_csv(battle_records(include_flagged=_flagged(request))), "battles.csv", "text/csv; charset=utf-8")
 
 
 @require_GET
@@ -148,5 +153,5 @@ def export_battles_csv(request: HttpRequest) -> HttpResponse:
 def export_preferences(request: HttpRequest) -> HttpResponse:
     style = "plain" if request.GET.get("format") == "plain" else "messages"
     return _download(
-        preference_pairs(battle_records(), style=style), f"preferences-{style}.jsonl", "application/x-ndjson; charset=utf-8"
+        preference_pairs(battle_records(include_flagged=_flagged(request)), style=style), f"preferences-{style}.jsonl", "application/x-ndjson; charset=utf-8"
     )

@@ -10,6 +10,8 @@ The requested model name picks the behaviour:
 - `hang`: sends headers then nothing.
 - `garbage`: answers 200 with a body that is not server-sent events.
 - `fail`: answers HTTP 500 with an error that names the requested model.
+- `style-<word>`: a short answer in a recognisable style, opening "<Word> here." (simulated voters tell the
+  models apart by it, as a rigging voter would).
 Every model stops at the request's `max_tokens` pieces, as a real server stops at its token limit, and then says
 `finish_reason: "length"`; otherwise `"stop"`.
 
@@ -23,6 +25,9 @@ The provider's own tests (tests/inference/test_openai.py) use the same server fo
 A behaviour can also be named in the path, before /v1 (`behaviour_url("auth")`), so that a model entry keeps
 its own model name, e.g. to check that the name never reaches an error text. Every request is kept in
 `requests` (the last 1000): its path, JSON body and Authorization header.
+
+`POST /v1/moderations` answers as OpenAI's moderation endpoint: flagged (category "violence") when the input
+holds "[unsafe]". Every request is recorded in `StandinEndpoint.calls` as (path, model or None, body).
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ class _Handler(BaseHTTPRequestHandler):
             return ["I am the Leaky model ", "by Leakcorp."], 0.0
         if model == "slow":
             return ["tick "] * 20, 0.2
+        if model.startswith("style-"):
+            return [f"{model[6:].capitalize()} here. ", "Thinking about ", f"{len(last.split())} words ",
+                    "you sent, my short answer is ", "yes, with one careful caveat."], 0.0
         return ["ok"], 0.0
 
     def _send(self, text: str) -> None:
@@ -124,11 +132,26 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
+    def _moderation(self, body: dict) -> None:
+        flagged = "[unsafe]" in str(body.get("input", ""))
+        payload = json.dumps({"id": "modr-standin", "model": body.get("model"), "results": [
+            {"flagged": flagged, "categories": {"violence": flagged, "harassment": False}}
+        ]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         self.server.requests.append({"path": self.path, "body": body, "authorization": self.headers.get("Authorization")})
         self._model = model = str(body.get("model", ""))
+        self.server.calls.append((self.path, model if self.path.endswith("/chat/completions") else None, body))
+        if self.path.endswith("/moderations"):
+            self._moderation(body)
+            return
         # /<behaviour>/v1/chat/completions names the behaviour in the path; /v1/chat/completions by the model.
         segments = self.path.strip("/").split("/")
         behaviour = segments[0] if len(segments) > 2 and segments[1] == "v1" else model
@@ -190,7 +213,12 @@ class StandinEndpoint:
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.server.daemon_threads = True
         self.server.requests = collections.deque(maxlen=1000)
+        self.server.calls = []
         self.thread = threading.Thread(target=self.server.serve_forever, name="standin-endpoint", daemon=True)
+
+    @property
+    def calls(self) -> list[tuple[str, str | None, dict]]:
+        return self.server.calls
 
     @property
     def base_url(self) -> str:

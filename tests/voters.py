@@ -36,7 +36,8 @@ class Voter:
         )
 
     @classmethod
-    async def open(cls) -> "Voter":
+    async def open(cls, *, prove: bool = True) -> "Voter":
+        """A new session with its websocket; ``prove`` passes the proof of work first, as the page's pow.js does."""
         from channels.db import database_sync_to_async
 
         @database_sync_to_async
@@ -47,6 +48,10 @@ class Voter:
             return store.session_key
 
         voter = cls(await new_session())
+        if prove:
+            from trust.simulate import session_prove
+
+            await session_prove(voter.session_key, client="127.0.0.1")
         connected, _ = await voter.communicator.connect()
         assert connected
         return voter

@@ -20,14 +20,16 @@ class Command(BaseCommand):
             "--user", required=True,
             help="the account the export is made for; it needs the permission leaderboard.export_battles",
         )
+        parser.add_argument("--include-flagged", action="store_true",
+                            help="keep battles whose prompts the moderation blocklist flags")
 
-    def handle(self, *args, out: str, format: str, user: str, **options) -> None:
+    def handle(self, *args, out: str, format: str, user: str, include_flagged: bool = False, **options) -> None:
         account = get_user_model().objects.filter(username=user, is_active=True).first()
         if account is None:
             raise CommandError(f"No active user {user!r}.")
         if not account.has_perm("leaderboard.export_battles"):
             raise CommandError(f"User {user!r} lacks the permission leaderboard.export_battles.")
-        records = battle_records()
+        records = battle_records(include_flagged=include_flagged)
         if format == "csv":
             chunks = battles_csv(records)
         elif format == "jsonl":

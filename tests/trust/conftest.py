@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.voters import standin_entry
+
+# Four models that answer in recognisable styles, with a clear order of quality for the honest voters.
+STYLES = {"tulip": 1.5, "cedar": 0.5, "fern": -0.5, "birch": -1.5}
+
+
+@pytest.fixture
+def styled_models(standin, inprocess):
+    return {
+        style: standin_entry(standin, f"sim-{style[:2]}", f"style-{style}", display_name=f"Sim {i}",
+                             organization=f"Lab {i}")
+        for i, style in enumerate(STYLES)
+    }

@@ -1,0 +1,442 @@
+"""Risk per voter, by session and by address hash, recomputed with every leaderboard snapshot.
+
+Each detector gives its evidence in -log10(p) units (a p-value of 1e-4 is evidence 4) or, for the rate-like
+ones, scaled so that reaching its limit is exactly the threshold. A voter's score is its strongest evidence;
+at ``ARENA_TRUST_RISK_THRESHOLD`` (4 by default: about one honest voter in ten thousand per detector) the voter
+is flagged and its votes are left out of the leaderboard until staff clear it.
+
+Detectors (decisive votes are A or B better; ties and both-bad count only for rates):
+
+- ``votes_per_hour``: most votes in any 60 minutes, against ``ARENA_TRUST_MAX_VOTES_PER_HOUR`` (five times that
+  for an address, which many people may share).
+- ``fast_votes``: share of votes cast sooner after both answers finished than the answers can be read
+  (``FAST_READ_CHARS_PER_SECOND``, about three times a fast reader); at least half of 5 or more votes.
+- ``position_bias``: decisive votes for A against a fair coin (exact binomial test, two-sided).
+- ``unlikely_votes``: how likely the voter's decisive votes are under the current ratings, against what
+  votes drawn from those ratings would give (log-likelihood, normal approximation, one-sided).
+- ``favours_model``: per model the voter met, its wins in the voter's decisive votes against what the ratings
+  predict (exact Poisson-binomial tails, two-sided, Bonferroni over the models): a rigging voter's target,
+  or the rivals it votes against.
+- ``repeated_prompts``: nearly all of 20 or more battles repeat an earlier prompt of the voter's. Listed as a
+  reason, but never enough on its own to flag (people re-ask their own test prompt).
+- ``abandoned``: battles left unvoted once both answers were in, when the voter went on to another battle,
+  against the arena-wide share (one-sided binomial): a rigging voter skips battles without its target.
+
+"The current ratings" are a Bradley-Terry fit of the counted votes, refitted once without the voters the
+first pass flagged, so a rigging crowd does not set the yardstick it is measured with. Imported battles
+(session ``import:...``) are judged where they were collected and left alone here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Max, Sum
+from django.db.models.functions import Length
+from django.utils import timezone
+from scipy.stats import binom, binomtest, norm
+
+from arena.models import Battle, Side, Turn, Vote
+from ratings import aggregate
+from ratings.bradley_terry import fit_bradley_terry
+
+from .models import VoterRisk
+
+FAST_READ_CHARS_PER_SECOND = 180.0  # ~30 words a second
+FAST_MIN_VOTES = 5
+FAST_SHARE = 0.5
+REPEAT_MIN_BATTLES = 20
+REPEAT_SHARE = 0.9
+SUPPORTING = 0.9
+ADDRESS_RATE_FACTOR = 5
+MIN_DECISIVE = 5
+EXACT_TAIL_MAX = 400
+OUTCOME = {"left": 1.0, "right": 0.0, "tie": 0.5, "bothbad": 0.5}
+
+
+class Reason(TypedDict):
+    detector: str
+    evidence: float
+    text: str
+
+
+@dataclass
+class VoteTable:
+    """The counted votes, one row each: (N,) arrays. ``left``/``right`` index ``model_ids``."""
+
+    vote_ids: np.ndarray
+    session: np.ndarray  # object: session keys
+    address: np.ndarray  # object: address hashes ("" when unknown)
+    left: np.ndarray
+    right: np.ndarray
+    outcome: np.ndarray
+    voted_at: np.ndarray  # Unix seconds
+    wait: np.ndarray  # seconds from both answers done to the vote; nan when unknown
+    answer_chars: np.ndarray  # characters of one turn of both answers, averaged over the turns
+    model_ids: np.ndarray
+
+
+@dataclass
+class BattleTable:
+    """Every anonymous battle of a live voter: (B,) arrays."""
+
+    session: np.ndarray
+    address: np.ndarray
+    created: np.ndarray
+    voted: np.ndarray
+    answered: np.ndarray  # both sides' last turns done
+    prompt: np.ndarray  # normalised first prompt
+
+
+@dataclass
+class Verdict:
+    kind: str
+    key: str
+    score: float
+    reasons: list[Reason]
+    features: dict[str, Any]
+    votes: int
+
+
+@dataclass
+class RiskResult:
+    """What the snapshot job needs: the vote ids to leave out, and who was flagged."""
+
+    excluded_vote_ids: set[int] = field(default_factory=set)
+    flagged: list[Verdict] = field(default_factory=list)
+    voters: int = 0
+
+
+def _normalise(prompt: str) -> str:
+    return re.sub(r"\W+", " ", prompt.lower()).strip()
+
+
+def _live(session_key: str) -> bool:
+    return not session_key.startswith("import:")
+
+
+def vote_table(vote_ids: Iterable[int] | None = None) -> VoteTable:
+    """The anonymous votes of live voters, restricted to ``vote_ids`` (the votes the leaderboard counts)."""
+    rows = list(
+        Vote.objects.filter(battle__mode=Battle.Mode.ANONYMOUS)
+        .exclude(battle__session_key__startswith="import:")
+        .order_by("id")
+        .values_list("id", "battle_id", "choice", "created_at", "battle__session_key", "battle__ip_hash")
+    )
+    if vote_ids is not None:
+        wanted = set(int(v) for v in vote_ids)
+        rows = [r for r in rows if r[0] in wanted]
+    battle_ids = [r[1] for r in rows]
+    sides: dict[int, dict[str, int]] = defaultdict(dict)
+    timing: dict[int, tuple[Any, int, int]] = {}
+    for start in range(0, len(battle_ids), 5000):
+        chunk = battle_ids[start:start + 5000]
+        for battle_id, position, model_id in Side.objects.filter(battle_id__in=chunk).values_list(
+            "battle_id", "position", "model_id"
+        ):
+            sides[battle_id][position] = model_id
+        for row in (
+            Turn.objects.filter(side__battle_id__in=chunk).values("side__battle_id")
+            .annotate(done=Max("finished_at"), chars=Sum(Length("response")), turns=Count("id"))
+        ):
+            timing[row["side__battle_id"]] = (row["done"], row["chars"] or 0, row["turns"])
+    rows = [r for r in rows if len(sides.get(r[1], {})) == 2]
+    model_ids = np.array(sorted({m for r in rows for m in sides[r[1]].values()}), dtype=np.int64)
+    index = {int(m): i for i, m in enumerate(model_ids)}
+    wait, chars = [], []
+    for r in rows:
+        done, total, turns = timing.get(r[1], (None, 0, 0))
+        wait.append((r[3] - done).total_seconds() if done is not None else math.nan)
+        chars.append(2.0 * total / turns if turns else 0.0)
+    return VoteTable(
+        vote_ids=np.array([r[0] for r in rows], dtype=np.int64),
+        session=np.array([r[4] for r in rows], dtype=object),
+        address=np.array([r[5] or "" for r in rows], dtype=object),
+        left=np.array([index[sides[r[1]]["left"]] for r in rows], dtype=np.int64),
+        right=np.array([index[sides[r[1]]["right"]] for r in rows], dtype=np.int64),
+        outcome=np.array([OUTCOME[r[2]] for r in rows], dtype=np.float64),
+        voted_at=np.array([r[3].timestamp() for r in rows], dtype=np.float64),
+        wait=np.array(wait, dtype=np.float64),
+        answer_chars=np.array(chars, dtype=np.float64),
+        model_ids=model_ids,
+    )
+
+
+def battle_table() -> BattleTable:
+    battles = list(
+        Battle.objects.filter(mode=Battle.Mode.ANONYMOUS).exclude(session_key__startswith="import:")
+        .order_by("id").values_list("id", "session_key", "ip_hash", "created_at")
+        .annotate(voted=Count("vote"))
+    )
+    first_prompt = dict(
+        Turn.objects.filter(side__battle__mode=Battle.Mode.ANONYMOUS, side__position="left", index=0)
+        .exclude(side__battle__session_key__startswith="import:")
+        .values_list("side__battle_id", "prompt")
+    )
+    # Unvoted battles: were both sides' last answers in?
+    unvoted = [b[0] for b in battles if not b[4]]
+    last: dict[int, int] = {}
+    undone: set[int] = set()
+    statuses: list[tuple[int, int, str]] = []
+    for start in range(0, len(unvoted), 5000):
+        statuses += list(Turn.objects.filter(side__battle_id__in=unvoted[start:start + 5000])
+                         .values_list("side__battle_id", "index", "status"))
+    for battle_id, idx, _ in statuses:
+        last[battle_id] = max(last.get(battle_id, -1), idx)
+    for battle_id, idx, status in statuses:
+        if idx == last[battle_id] and status != Turn.Status.DONE:
+            undone.add(battle_id)
+    return BattleTable(
+        session=np.array([b[1] for b in battles], dtype=object),
+        address=np.array([b[2] or "" for b in battles], dtype=object),
+        created=np.array([b[3].timestamp() for b in battles], dtype=np.float64),
+        voted=np.array([bool(b[4]) for b in battles], dtype=bool),
+        answered=np.array([bool(b[4]) or (b[0] in last and b[0] not in undone) for b in battles], dtype=bool),
+        prompt=np.array([_normalise(first_prompt.get(b[0], "")) for b in battles], dtype=object),
+    )
+
+
+def ratings_fit(votes: VoteTable, keep: np.ndarray) -> np.ndarray:
+    """Bradley-Terry log-strengths (natural units) of the models from the kept votes."""
+    m = votes.model_ids.size
+    if m < 2 or not keep.any():
+        return np.zeros(m)
+    counts = aggregate(votes.left[keep], votes.right[keep], votes.outcome[keep], m)
+    return fit_bradley_terry(counts)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Detectors: each takes one voter's rows and returns (evidence, text, features)
+
+
+def _evidence(p: float) -> float:
+    return float(-math.log10(max(p, 1e-300))) if p < 1 else 0.0
+
+
+def _busiest_hour(times: np.ndarray) -> int:
+    t = np.sort(times)
+    ends = np.searchsorted(t, t + 3600.0, side="left")
+    return int((ends - np.arange(t.size)).max()) if t.size else 0
+
+
+def poisson_binomial_tails(p: np.ndarray, k: int) -> tuple[float, float]:
+    """P(X >= k) and P(X <= k) for X a sum of independent Bernoulli(p_i); exact up to EXACT_TAIL_MAX terms."""
+    n = p.size
+    if n > EXACT_TAIL_MAX:
+        mu, sd = float(p.sum()), float(math.sqrt(max((p * (1 - p)).sum(), 1e-12)))
+        return float(norm.sf((k - 0.5 - mu) / sd)), float(norm.cdf((k + 0.5 - mu) / sd))
+    dist = np.zeros(n + 1)
+    dist[0] = 1.0
+    for q in p:
+        dist[1:] = dist[1:] * (1 - q) + dist[:-1] * q
+        dist[0] *= 1 - q
+    return float(dist[k:].sum()), float(dist[:k + 1].sum())
+
+
+@dataclass
+class Context:
+    theta: np.ndarray
+    model_ids: np.ndarray
+    abandon_rate: float
+    rate_limit: int
+
+
+def detect(votes: VoteTable, rows: np.ndarray, battles: BattleTable, brows: np.ndarray,
+           ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
+    threshold = settings.ARENA_TRUST_RISK_THRESHOLD
+    reasons: list[Reason] = []
+    features: dict[str, Any] = {"votes": int(rows.size), "battles": int(brows.size)}
+
+    def add(detector: str, evidence: float, text: str) -> None:
+        features[f"{detector}_evidence"] = round(evidence, 2)
+        if evidence > 0:
+            reasons.append({"detector": detector, "evidence": round(float(evidence), 2), "text": text})
+
+    # Rates
+    busiest = _busiest_hour(votes.voted_at[rows])
+    features["busiest_hour"] = busiest
+    add("votes_per_hour", threshold * busiest / ctx.rate_limit,
+        f"{busiest} votes within one hour (limit {ctx.rate_limit})")
+    wait = votes.wait[rows]
+    known = ~np.isnan(wait)
+    need = votes.answer_chars[rows] / FAST_READ_CHARS_PER_SECOND
+    fast = int(np.sum(known & (wait < need)))
+    features["fast_votes"] = fast
+    if known.sum() >= FAST_MIN_VOTES:
+        share = fast / int(known.sum())
+        add("fast_votes", threshold * share / FAST_SHARE if share >= FAST_SHARE else 0.0,
+            f"{fast} of {int(known.sum())} votes came faster than the answers can be read")
+
+    # Position bias and likelihood, on decisive votes
+    y = votes.outcome[rows]
+    decisive = y != 0.5
+    n = int(decisive.sum())
+    k_left = int(np.sum(y[decisive] == 1.0))
+    features["decisive"], features["for_a"] = n, k_left
+    if n:
+        p = binomtest(k_left, n, 0.5).pvalue
+        add("position_bias", _evidence(p), f"{k_left} of {n} decisive votes for A (p = {p:.2g})")
+    a, b = votes.left[rows][decisive], votes.right[rows][decisive]
+    won_left = y[decisive] == 1.0
+    p_left = 1.0 / (1.0 + np.exp(ctx.theta[b] - ctx.theta[a])) if n else np.zeros(0)
+    p_left = np.clip(p_left, 1e-6, 1 - 1e-6)
+    if n >= MIN_DECISIVE:
+        chosen = np.where(won_left, p_left, 1 - p_left)
+        loglik = float(np.log(chosen).sum())
+        expected = float(np.sum(p_left * np.log(p_left) + (1 - p_left) * np.log(1 - p_left)))
+        variance = float(np.sum(p_left * (1 - p_left) * np.log(p_left / (1 - p_left)) ** 2))
+        if variance > 1e-9:
+            z = (expected - loglik) / math.sqrt(variance)
+            p = float(norm.sf(z))
+            features["unlikely_z"] = round(z, 2)
+            add("unlikely_votes", _evidence(p),
+                f"decisive votes much less likely under the ratings than an ordinary voter's (z = {z:.1f})")
+    # Favoured (or disfavoured) models
+    if n >= MIN_DECISIVE:
+        met = np.unique(np.concatenate([a, b]))
+        best = (1.0, None, 0, 0, 0.0)
+        for m in met:
+            as_left, as_right = a == m, b == m
+            p_win = np.concatenate([p_left[as_left], 1 - p_left[as_right]])
+            if p_win.size < MIN_DECISIVE:
+                continue
+            wins = int(won_left[as_left].sum() + (~won_left[as_right]).sum())
+            upper, lower = poisson_binomial_tails(p_win, wins)
+            p = min(1.0, 2 * min(upper, lower))
+            if p < best[0]:
+                best = (p, int(m), wins, int(p_win.size), float(p_win.sum()))
+        if best[1] is not None:
+            p = min(1.0, best[0] * met.size)
+            model_id = int(ctx.model_ids[best[1]])
+            features["favoured_model_id"] = model_id
+            direction = "for" if best[2] > best[4] else "against"
+            add("favours_model", _evidence(p),
+                f"votes {direction} model #{model_id}: {best[2]} wins in {best[3]} decisive votes where the "
+                f"ratings expect {best[4]:.1f} (p = {p:.2g})")
+
+    # Battles: repeated prompts and battles left after the answers
+    nb = int(brows.size)
+    if nb:
+        prompts = battles.prompt[brows]
+        repeats = nb - len(set(prompts.tolist()))
+        features["repeated_prompts"] = repeats
+        if nb >= REPEAT_MIN_BATTLES and repeats / nb >= REPEAT_SHARE:
+            # Supporting evidence only, just under the threshold: people do re-ask their own test prompt.
+            add("repeated_prompts", SUPPORTING * threshold, f"{repeats} of {nb} battles repeat an earlier prompt")
+        order = np.argsort(battles.created[brows])
+        eligible = brows[order][:-1]  # the latest battle may still be voted on
+        gone = int(np.sum(battles.answered[eligible] & ~battles.voted[eligible]))
+        answered = int(battles.answered[eligible].sum())
+        features["abandoned"], features["answered_battles"] = gone, answered
+        if answered:
+            p = float(binom.sf(gone - 1, answered, ctx.abandon_rate)) if gone else 1.0
+            add("abandoned", _evidence(p),
+                f"{gone} of {answered} battles left unvoted once both answers were in "
+                f"(arena-wide {ctx.abandon_rate:.0%}, p = {p:.2g})")
+    reasons.sort(key=lambda r: -r["evidence"])
+    return reasons, features
+
+
+def _groups(keys: np.ndarray) -> dict[str, np.ndarray]:
+    out: dict[str, list[int]] = defaultdict(list)
+    for i, k in enumerate(keys.tolist()):
+        if k:
+            out[k].append(i)
+    return {k: np.array(v, dtype=np.int64) for k, v in out.items()}
+
+
+def voters_assess(votes: VoteTable, battles: BattleTable, *, keep: np.ndarray | None = None) -> list[Verdict]:
+    """Every voter's verdict (sessions and addresses), with ratings fitted on the ``keep`` votes."""
+    theta = ratings_fit(votes, np.ones(votes.vote_ids.size, dtype=bool) if keep is None else keep)
+    rate = float(np.sum(battles.answered & ~battles.voted) / max(1, battles.answered.sum()))
+    abandon_rate = min(0.5, max(0.05, rate))
+    verdicts = []
+    empty = np.zeros(0, dtype=np.int64)
+    for kind, vkeys, bkeys, limit in (
+        (VoterRisk.Kind.SESSION, votes.session, battles.session, settings.ARENA_TRUST_MAX_VOTES_PER_HOUR),
+        (VoterRisk.Kind.ADDRESS, votes.address, battles.address,
+         settings.ARENA_TRUST_MAX_VOTES_PER_HOUR * ADDRESS_RATE_FACTOR),
+    ):
+        ctx = Context(theta=theta, model_ids=votes.model_ids, abandon_rate=abandon_rate, rate_limit=limit)
+        by_vote, by_battle = _groups(vkeys), _groups(bkeys)
+        for key in sorted(set(by_vote) | set(by_battle)):
+            rows, brows = by_vote.get(key, empty), by_battle.get(key, empty)
+            reasons, features = detect(votes, rows, battles, brows, ctx)
+            score = max((r["evidence"] for r in reasons), default=0.0)
+            verdicts.append(Verdict(str(kind), key, float(score), reasons, features, int(rows.size)))
+    return verdicts
+
+
+def _excluded_mask(votes: VoteTable, flagged: dict[tuple[str, str], bool]) -> np.ndarray:
+    """True for votes of voters whose records exclude them."""
+    out = np.zeros(votes.vote_ids.size, dtype=bool)
+    for i, (s, a) in enumerate(zip(votes.session.tolist(), votes.address.tolist())):
+        out[i] = flagged.get(("session", s), False) or bool(a and flagged.get(("address", a), False))
+    return out
+
+
+def risk_recompute(vote_ids: Iterable[int] | None = None) -> RiskResult:
+    """Score every live voter of the counted votes, store the records of those at or above the threshold,
+    and return the vote ids the leaderboard should leave out (flagged and confirmed voters; never cleared)."""
+    threshold = settings.ARENA_TRUST_RISK_THRESHOLD
+    votes = vote_table(vote_ids)
+    battles = battle_table()
+    reviewed = {(r.kind, r.key): r.state for r in VoterRisk.objects.exclude(
+        state__in=[VoterRisk.State.FLAGGED, VoterRisk.State.LAPSED]).only("kind", "key", "state")}
+
+    def excluding(verdicts: list[Verdict]) -> dict[tuple[str, str], bool]:
+        out = {}
+        for v in verdicts:
+            state = reviewed.get((v.kind, v.key))
+            out[(v.kind, v.key)] = state == VoterRisk.State.CONFIRMED or (
+                state != VoterRisk.State.CLEARED and v.score >= threshold)
+        return out
+
+    first = voters_assess(votes, battles)
+    verdicts = voters_assess(votes, battles, keep=~_excluded_mask(votes, excluding(first)))
+    excluding_now = excluding(verdicts)
+    excluded = _excluded_mask(votes, excluding_now)
+    flagged = [v for v in verdicts if v.score >= threshold]
+    _store(verdicts, threshold)
+    return RiskResult(
+        excluded_vote_ids=set(votes.vote_ids[excluded].tolist()),
+        flagged=[v for v in flagged if excluding_now[(v.kind, v.key)]],
+        voters=len(verdicts),
+    )
+
+
+def _store(verdicts: list[Verdict], threshold: float) -> None:
+    """Write the records: new ones flagged; flagged ones lapse below the threshold and come back above it;
+    staff decisions (cleared, confirmed) stay, with the score kept current."""
+    now = timezone.now()
+    current = {(v.kind, v.key): v for v in verdicts}
+    with transaction.atomic():
+        existing = {(r.kind, r.key): r for r in VoterRisk.objects.select_for_update()}
+        for key, v in current.items():
+            record = existing.get(key)
+            if record is None:
+                if v.score >= threshold:
+                    VoterRisk.objects.create(kind=v.kind, key=v.key, state=VoterRisk.State.FLAGGED, score=v.score,
+                                             reasons=v.reasons, features=v.features, votes=v.votes, computed_at=now)
+                continue
+            record.score, record.reasons, record.features, record.votes = v.score, v.reasons, v.features, v.votes
+            record.computed_at = now
+            if record.state in (VoterRisk.State.FLAGGED, VoterRisk.State.LAPSED):
+                record.state = VoterRisk.State.FLAGGED if v.score >= threshold else VoterRisk.State.LAPSED
+            record.save()
+    # A voter with no counted votes any more keeps its record as it was.
+
+
+def risk_review(record: VoterRisk, *, state: str, by: str) -> None:
+    """Staff's decision on a record: cleared (count the votes) or confirmed (leave them out), or back to flagged."""
+    if state not in (VoterRisk.State.CLEARED, VoterRisk.State.CONFIRMED, VoterRisk.State.FLAGGED):
+        raise ValueError(f"unknown review state {state!r}")
+    VoterRisk.objects.filter(pk=record.pk).update(state=state, reviewed_by=by[:150], reviewed_at=timezone.now())
