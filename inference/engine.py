@@ -253,7 +253,9 @@ class Engine:
             return None
         batch = _merge(parts)
         self.running = len(batch.rows)
-        self.peak_batch = max(self.peak_batch, self.running)
+        if self.running > self.peak_batch:
+            self.peak_batch = self.running
+            logger.info("engine %s: %d answers in one batch", self.name, self.running)
         try:
             return self._decode(batch)
         except Exception as exc:

@@ -57,6 +57,12 @@ class Arena(BaseHTTPRequestHandler):
         usage = {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}}
         self.send(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n")
 
+    def serve_cutoff(self) -> None:
+        # The server's own token limit cut the answer.
+        self.start_stream()
+        self.send(f"data: {chunk('Once upon a')}\n\n")
+        self.send(f"data: {chunk(finish='length')}\n\ndata: [DONE]\n\n")
+
     def serve_multiline(self) -> None:
         self.start_stream()
         # One event split over two data lines (joined by a newline, still valid JSON), CRLF line endings.
@@ -164,6 +170,13 @@ def test_it_streams_the_text_in_order_with_the_usage_figures(server: str) -> Non
     assert sent["body"]["max_tokens"] == 32
     assert sent["body"]["messages"] == [{"role": "system", "content": "Be kind."}, *QUESTION]
     assert sent["authorization"] is None
+    assert result.finish_reason == "stop"
+
+
+def test_it_says_the_answer_was_cut_when_the_server_reports_its_length_limit(server: str) -> None:
+    result = generate(remote(f"{server}/cutoff/v1"), QUESTION)
+
+    assert (result.text, result.finish_reason) == ("Once upon a", "length")
 
 
 def test_it_joins_the_data_lines_of_one_event(server: str) -> None:
@@ -230,6 +243,7 @@ def test_it_stops_reading_when_asked_to(server: str) -> None:
 
     assert pieces == ["w0 ", "w1 ", "w2 "]
     assert result.text == "w0 w1 w2 "
+    assert result.finish_reason == "cancelled"
 
 
 def test_it_parses_server_sent_events_by_the_rules() -> None:
