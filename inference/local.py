@@ -342,8 +342,8 @@ def answer(
 ) -> GenerationResult:
     """Write one answer through the loaded model's engine, waiting in this thread for its tokens.
 
-    `should_stop` is polled here between tokens, and at least every 50 ms while none comes; an answer that runs
-    past ARENA_GENERATION_TIMEOUT seconds is cancelled and fails. Whatever ends the wait (an exception too)
+    `should_stop` is polled here between tokens, and at least every 50 ms while none comes; an answer still
+    running ARENA_GENERATION_TIMEOUT seconds after it was handed to the engine is cancelled and fails. Whatever ends the wait (an exception too)
     cancels the request, so the engine never writes for a caller that left. `started` is when the caller began
     (time to first token counts from it).
     """
@@ -357,8 +357,8 @@ def answer(
         min_new_tokens=min_new_tokens,
     )
     stream = TextStream(loaded.tokenizer, stops, on_text)
-    deadline = started + settings.ARENA_GENERATION_TIMEOUT
     generating = time.perf_counter()
+    deadline = generating + settings.ARENA_GENERATION_TIMEOUT  # the answer itself, not the model's loading
     try:
         engine.submit(request)
     except PromptTooLong as exc:
