@@ -341,6 +341,13 @@ def report(args, rows: list[dict], levels: list[int], load_before, load_after, t
                 f"- {row['slug']}: {top['concurrency']} concurrent turns give {top['aggregate_tok_s'] / one['aggregate_tok_s']:.2f}x "
                 f"the tokens per second of one at a time; the engine decoded up to {row['peak_batch']} turns in one step."
             )
+    if rows and rows[0]["device"] == "cpu":
+        lines += [
+            "",
+            "No GPU figures here: this run had no GPU. On a CUDA host, `python benchmarks/bench_inference.py "
+            "--random-weights` measures random-weight copies of the three default models (bf16, concurrency 1, 8, 64 "
+            "and 256 by default) through the same engine; that mode is tested on the CPU only.",
+        ]
     library = [row for row in rows if row.get("library")]
     if library:
         lines += [

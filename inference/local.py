@@ -342,7 +342,7 @@ def answer(
 ) -> GenerationResult:
     """Write one answer through the loaded model's engine, waiting in this thread for its tokens.
 
-    `should_stop` is polled here between tokens, and at least every 50 ms while none comes; an answer still
+    `should_stop` is polled here between tokens, and at least every 0.5 s while none comes; an answer still
     running ARENA_GENERATION_TIMEOUT seconds after it was handed to the engine is cancelled and fails. Whatever ends the wait (an exception too)
     cancels the request, so the engine never writes for a caller that left. `started` is when the caller began
     (time to first token counts from it).
@@ -368,7 +368,8 @@ def answer(
     try:
         while True:
             try:
-                kind, value = request.events.get(timeout=0.05)
+                # Not a short timeout: every wake-up of a waiting thread takes the GIL from the engine's thread.
+                kind, value = request.events.get(timeout=0.5)
             except queue.Empty:
                 kind = value = None
             if kind == "tokens":
