@@ -11,6 +11,8 @@ DEV_STAMP := $(VENV)/.installed-dev-$(shell cat $(REQS) $(DEV_REQS) | sha256sum 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 POOL ?= default
+# Jobs one worker process takes at once, all into the one engine per loaded model (README, "Production").
+CONCURRENCY ?= 8
 export PYTHONUNBUFFERED := 1
 
 .PHONY: run test serve worker beat venv models clean-test
@@ -53,12 +55,12 @@ serve: $(STAMP)
 	$(PY) manage.py seed_models --skip-build
 	$(PY) manage.py seed_speech_models
 	trap 'kill 0' EXIT; \
-	$(PY) -m celery -A config worker -Q $(POOL) --concurrency 1 --loglevel INFO -n $(POOL)@%h & \
+	$(PY) -m celery -A config worker -Q $(POOL) --pool threads --concurrency $(CONCURRENCY) --loglevel INFO -n $(POOL)@%h & \
 	$(PY) -m celery -A config beat --loglevel INFO & \
 	$(PY) -m daphne -b $(HOST) -p $(PORT) config.asgi:application
 
 worker: $(STAMP)
-	$(PY) -m celery -A config worker -Q $(POOL) --concurrency 1 --loglevel INFO -n $(POOL)@%h
+	$(PY) -m celery -A config worker -Q $(POOL) --pool threads --concurrency $(CONCURRENCY) --loglevel INFO -n $(POOL)@%h
 
 beat: $(STAMP)
 	$(PY) -m celery -A config beat --loglevel INFO

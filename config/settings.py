@@ -328,6 +328,13 @@ ARENA_MODELS_DIR = Path(os.environ.get("ARENA_MODELS_DIR", VAR_DIR / "models"))
 ARENA_MAX_PROMPT_CHARS = envint("ARENA_MAX_PROMPT_CHARS", 4000, minimum=1)
 ARENA_MAX_TURNS = envint("ARENA_MAX_TURNS", 4, minimum=1)
 ARENA_MODEL_CACHE_BYTES = envint("ARENA_MODEL_CACHE_BYTES", 6 * 1024**3, minimum=0)
+# The generation engine of each loaded model (inference/engine.py): at most ARENA_ENGINE_MAX_BATCH answers decode
+# in one batch (more wait for a free row); its thread exits after ARENA_ENGINE_IDLE_SECONDS with nothing to do; an
+# answer still running after ARENA_GENERATION_TIMEOUT seconds is cancelled and fails (thread pools have no time
+# limits of their own).
+ARENA_ENGINE_MAX_BATCH = envint("ARENA_ENGINE_MAX_BATCH", 64, minimum=1)
+ARENA_ENGINE_IDLE_SECONDS = envfloat("ARENA_ENGINE_IDLE_SECONDS", 10.0)
+ARENA_GENERATION_TIMEOUT = envint("ARENA_GENERATION_TIMEOUT", CELERY_TASK_SOFT_TIME_LIMIT, minimum=1)
 ARENA_VOTER_SALT = os.environ.get("ARENA_VOTER_SALT", SECRET_KEY)
 # Share of anonymous battles that include the in-house model, and rivals it should meet more often
 # ("slug:factor,slug:factor" multiplies those rivals' sampling weights in its battles).

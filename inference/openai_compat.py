@@ -129,6 +129,7 @@ def generate_openai(
     first_at: float | None = None
     usage: dict[str, Any] = {}
     finished_cleanly = False
+    finish_reason = "stop"
     try:
         with contextlib.nullcontext(endpoint_client(entry.base_url)) as client:
             with client.stream("POST", url, json=payload, headers=headers) as response:
@@ -138,6 +139,7 @@ def generate_openai(
                 for event in sse_events(response.iter_lines()):
                     if should_stop is not None and should_stop():
                         finished_cleanly = True
+                        finish_reason = "cancelled"
                         break
                     if event.data.strip() == "[DONE]":
                         finished_cleanly = True
@@ -165,6 +167,7 @@ def generate_openai(
                         if choice.get("finish_reason"):
                             # Some servers end the stream here without sending [DONE].
                             finished_cleanly = True
+                            finish_reason = "length" if choice["finish_reason"] == "length" else "stop"
     except httpx.TimeoutException as exc:
         if isinstance(exc, httpx.ConnectTimeout):
             raise _fail(entry, UNREACHABLE, repr(exc)) from exc
@@ -188,5 +191,5 @@ def generate_openai(
         output_tokens=output_tokens if isinstance(output_tokens, int) else None,
         time_to_first_token=None if first_at is None else first_at - started,
         tokens_per_second=output_tokens / (ended - started) if isinstance(output_tokens, int) and output_tokens else None,
-        finish_reason="length" if isinstance(output_tokens, int) and output_tokens >= entry.max_new_tokens else "stop",
+        finish_reason=finish_reason,
     )

@@ -17,6 +17,7 @@ Every model stops at the request's `max_tokens` pieces, as a real server stops a
 
 The provider's own tests (tests/inference/test_openai.py) use the same server for the edges of the protocol:
 - `hello`: a keep-alive comment, "Hel" "lo" ", vot" "er!", a finish chunk, then usage in a chunk of no choices.
+- `cutoff`: "Once upon a", then finish_reason "length" (the server's token limit).
 - `multiline`: one event over two data lines, CRLF line endings. `auth`: answers with the Authorization header.
 - `inerror`: an error object inside the stream. `badevent`: a good chunk, then a data line that is not JSON.
 - `cut`: promises 100,000 bytes and hangs up after one chunk. `unfinished`: one chunk, then a clean end with no
@@ -94,6 +95,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(f"data: {_chunk(finish='stop')}\n\n")
             usage = {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}}
             self._send(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n")
+        elif behaviour == "cutoff":
+            # The server's own token limit cut the answer.
+            self._start_stream()
+            self._send(f"data: {_chunk('Once upon a')}\n\n")
+            self._send(f"data: {_chunk(finish='length')}\n\ndata: [DONE]\n\n")
         elif behaviour == "multiline":
             self._start_stream()
             self._send('event: message\r\ndata: {"choices": [{"delta":\r\ndata: {"content": "two lines"}}]}\r\n\r\n')

@@ -32,9 +32,13 @@ def children_of(pid: int) -> list[int]:
 
 
 class CeleryWorker:
-    def __init__(self, pool: str, *, log: Path, time_limit: int = 120):
+    """One worker process for `pool`: by default a prefork pool of one child; `threads=N` runs N jobs at once on
+    threads of one process, as `make worker` does."""
+
+    def __init__(self, pool: str, *, log: Path, time_limit: int = 120, threads: int | None = None):
         self.pool = pool
         self.log = log
+        self.threads = threads
         self.env = {**os.environ, "DATABASE_URL": test_database_url(), "CELERY_TASK_TIME_LIMIT": str(time_limit),
                     "ARENA_POOL_HEARTBEAT_SECONDS": "1", "ARENA_INPROCESS_WORKERS": "0"}
         self.process: subprocess.Popen | None = None
@@ -43,9 +47,9 @@ class CeleryWorker:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", self.pool, "--concurrency", "1",
-             "-P", "prefork", "--without-gossip", "--without-mingle", "-n", f"{self.pool}-{os.getpid()}@test",
-             "--loglevel", "INFO"],
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", self.pool,
+             "--concurrency", str(self.threads or 1), "-P", "threads" if self.threads else "prefork",
+             "--without-gossip", "--without-mingle", "-n", f"{self.pool}-{os.getpid()}@test", "--loglevel", "INFO"],
             cwd=ROOT, env=self.env, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout

@@ -3,7 +3,9 @@ a worker killed mid-job, and pools without workers."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import signal
 import time
 import uuid
@@ -153,3 +155,96 @@ def test_it_draws_only_models_whose_pool_has_a_live_worker(standin, worker, pool
         battle = battle_create(session_key="s", ip="1.2.3.4", mode="anonymous", prompt="hi")
         assert set(battle.sides.values_list("model__slug", flat=True)) == {"served", "served-2"}
     assert Battle.objects.count() == 5
+
+
+def local_pair(path, pool: str, **fields):
+    """Two model entries on one checkpoint: every turn of their battles runs on the same loaded model."""
+    from models_hub.models import ModelEntry
+
+    common = dict(provider="transformers", checkpoint_path=str(path), pool=pool, temperature=0.0, **fields)
+    return [ModelEntry.objects.create(slug=f"local-{side}", display_name=f"Local {side}", **common) for side in "ab"]
+
+
+def batch_peak(log: str) -> int:
+    """The most answers the worker's engine decoded in one step, from its log (the warm-up at load is 1)."""
+    return max((int(n) for n in re.findall(r"(\d+) answers in one batch", log)), default=0)
+
+
+@pytest.fixture
+def thread_worker(pool_name, tmp_path, settings):
+    settings.ARENA_INPROCESS_WORKERS = False
+    # A long time limit: eight answers at once on two shared cores can take minutes.
+    running = CeleryWorker(pool_name, log=tmp_path / "worker.log", threads=8, time_limit=900).start()
+    yield running
+    running.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(900)
+async def test_a_thread_worker_takes_eight_turns_at_once_into_one_engine(built_models, thread_worker, pool_name):
+    from models_hub.builders import SMOLLM2_SLUG
+
+    path = built_models[SMOLLM2_SLUG]
+    await db(lambda: local_pair(path, pool_name, max_new_tokens=24))
+    voters = [await Voter.open() for _ in range(4)]
+    prompts = ["What is the capital of France?", "Name a colour.", "Write a haiku about rain.", "Say hello."]
+    for voter, prompt in zip(voters, prompts):
+        await voter.send({"type": "start", "prompt": prompt})
+
+    ended = await asyncio.gather(*(voter.until_finished(timeout=600) for voter in voters))
+
+    for voter, sides in zip(voters, ended):
+        for side, frame in sides.items():
+            assert frame["status"] == "done", frame
+            streamed = "".join(f["text"] for f in voter.frames if f["type"] == "token" and f["side"] == side)
+            assert streamed == frame["text"] != ""
+        await voter.close()
+    turns = await db(lambda: list(Turn.objects.all()))
+    assert len(turns) == 8 and all(t.status == "done" for t in turns)
+    # All eight were running at the same time: the last to start started before the first finished.
+    assert max(t.started_at for t in turns) < min(t.finished_at for t in turns)
+    log = thread_worker.log.read_text()
+    # One copy of the weights and one engine for both entries, which decoded the turns together.
+    assert log.count(f"loaded {path.resolve()}") == 1 or log.count(f"loaded {path}") == 1, log[-3000:]
+    assert batch_peak(log) >= 2, log[-3000:]
+
+
+@pytest.mark.timeout(900)
+def test_a_thread_worker_killed_mid_batch_leaves_no_turn_hanging(built_models, pool_name, tmp_path, settings):
+    import redis
+
+    from arena.services import battle_create
+    from models_hub.builders import SMOLLM2_SLUG
+    from models_hub.models import ModelEntry
+
+    settings.ARENA_INPROCESS_WORKERS = False
+    local_pair(built_models[SMOLLM2_SLUG], pool_name, max_new_tokens=400)
+    first = CeleryWorker(pool_name, log=tmp_path / "first.log", threads=8, time_limit=900).start()
+    try:
+        battles = [battle_create(session_key=f"s{i}", ip=f"10.0.0.{i}", mode="anonymous", prompt="Tell me a long story.")
+                   for i in range(4)]  # fmt: skip
+        wait_for(lambda: batch_peak(first.log.read_text()) >= 2, timeout=600)  # turns decoding together
+        assert Turn.objects.filter(status="running").count() >= 2
+    finally:
+        first.kill()
+    ModelEntry.objects.filter(pool=pool_name).update(max_new_tokens=16)  # a turn run afresh below ends quickly
+    turns = list(Turn.objects.filter(side__battle__in=battles))
+    assert len(turns) == 8 and all(t.status in ("running", "queued") for t in turns)
+    # The jobs are unacknowledged in Redis; they come back once their visibility timeout has passed. Age them
+    # instead of waiting it out, as the reaper test ages its turns.
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for tag, _ in client.zrange("unacked_index", 0, -1, withscores=True):
+        client.zadd("unacked_index", {tag: time.time() - 100_000})
+    second = CeleryWorker(pool_name, log=tmp_path / "second.log", threads=8, time_limit=900).start()
+    try:
+        wait_for(lambda: not Turn.objects.filter(pk__in=[t.pk for t in turns], status__in=("running", "queued")).exists(),
+                 timeout=600)  # fmt: skip
+    finally:
+        second.stop()
+    for turn in Turn.objects.filter(pk__in=[t.pk for t in turns]):
+        was = next(t for t in turns if t.pk == turn.pk)
+        assert turn.attempt == was.attempt  # redelivered once, never generated twice
+        if was.status == "running":
+            assert turn.status == "failed" and "stopped while answering" in turn.error
+        else:
+            assert turn.status in ("done", "failed")

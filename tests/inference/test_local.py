@@ -215,3 +215,57 @@ def test_it_loads_two_checkpoints_at_once_from_two_threads(built_models: dict[st
     for model in (loaded[i].model for i in range(len(paths))):
         assert not any(p.is_meta for p in model.parameters())
         assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+
+
+def stream_through(tokenizer, stops, text: str) -> tuple["TextStream", list[str]]:
+    pieces: list[str] = []
+    stream = TextStream(tokenizer, stops, pieces.append)
+    for token in tokenizer(text, add_special_tokens=False)["input_ids"]:
+        if stream.stopped:
+            break
+        stream.feed([token])
+    stream.end()
+    return stream, pieces
+
+
+@pytest.mark.parametrize("invented", ["User", "Assistant", "Administrator", "Moderator"])
+def test_it_cuts_a_plain_answer_at_any_role_line_the_model_invents(built_models: dict[str, Path], invented: str) -> None:
+    tokenizer = model_get(str(built_models[SMOLLM2_SLUG])).tokenizer
+
+    stream, pieces = stream_through(tokenizer, PLAIN_STOP, f" Paris is the capital.\n{invented}: and Spain?\nUser: ok")
+
+    assert stream.stopped
+    assert stream.published == "".join(pieces) == "Paris is the capital."
+
+
+def test_it_keeps_colons_and_capitals_that_open_no_role_line(built_models: dict[str, Path]) -> None:
+    tokenizer = model_get(str(built_models[SMOLLM2_SLUG])).tokenizer
+    answer = "Mix at a ratio of 3:1.\nThen wait. Time: ten minutes, User guide: page 2.\n- Step two"
+
+    stream, pieces = stream_through(tokenizer, PLAIN_STOP, " " + answer + "\n")
+
+    assert not stream.stopped
+    assert stream.published == "".join(pieces) == answer
+
+
+def test_it_decodes_a_long_answer_in_linear_time(built_models: dict[str, Path]) -> None:
+    # The stream used to decode the whole answer again on every token: n^2/2 token decodes for n tokens.
+    tokenizer = model_get(str(built_models[SMOLLM2_SLUG])).tokenizer
+
+    class Counting:
+        decoded = 0
+
+        def decode(self, ids, **options):
+            Counting.decoded += len(ids)
+            return tokenizer.decode(ids, **options)
+
+    text = " ".join(f"Sentence {i} has some words, café and naïve ones." for i in range(60))
+    ids = tokenizer(" " + text, add_special_tokens=False)["input_ids"]
+    pieces: list[str] = []
+    stream = TextStream(Counting(), PLAIN_STOP, pieces.append)
+    for token in ids:
+        stream.feed([token])
+    stream.end()
+
+    assert stream.published == "".join(pieces) == text
+    assert Counting.decoded < 8 * len(ids)

@@ -67,6 +67,13 @@ def test_it_streams_the_text_in_order_with_the_usage_figures(server, standin) ->
     assert sent["body"]["max_tokens"] == 32
     assert sent["body"]["messages"] == [{"role": "system", "content": "Be kind."}, *QUESTION]
     assert sent["authorization"] is None
+    assert result.finish_reason == "stop"
+
+
+def test_it_says_the_answer_was_cut_when_the_server_reports_its_length_limit(server: str) -> None:
+    result = generate(remote(server("cutoff")), QUESTION)
+
+    assert (result.text, result.finish_reason) == ("Once upon a", "length")
 
 
 def test_it_joins_the_data_lines_of_one_event(server) -> None:
@@ -136,6 +143,7 @@ def test_it_stops_reading_when_asked_to(server) -> None:
 
     assert pieces == ["w0 ", "w1 ", "w2 "]
     assert result.text == "w0 w1 w2 "
+    assert result.finish_reason == "cancelled"
 
 
 def test_it_parses_server_sent_events_by_the_rules() -> None:
