@@ -135,10 +135,10 @@ class LeaderboardVotes:
 
 
 def leaderboard_battles() -> Any:
-    """The battles whose votes count: anonymous, voted, no identity leak, no failed side."""
+    """The battles whose votes count: anonymous, voted, no identity leak, no simulated voter, no failed side."""
     failed = Turn.objects.filter(status=Turn.Status.FAILED).values("side__battle_id")
     return Battle.objects.filter(
-        mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False
+        mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False, vote__simulated=False
     ).exclude(id__in=failed)
 
 

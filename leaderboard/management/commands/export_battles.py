@@ -6,7 +6,7 @@ import sys
 
 from django.core.management.base import BaseCommand
 
-from leaderboard.exports import battle_records, battles_csv, battles_jsonl, preference_pairs
+from leaderboard.exports import battle_records, battles_csv, battles_jsonl, exported_votes, preference_pairs
 
 
 class Command(BaseCommand):
@@ -15,15 +15,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("out")
         parser.add_argument("--format", choices=["jsonl", "csv", "preferences", "preferences-plain"], default="jsonl")
+        parser.add_argument("--with-models", action="store_true", help="Name the two models in each preference pair.")
+        parser.add_argument("--include-simulated", action="store_true", help="Include simulated voters' votes.")
 
-    def handle(self, *args, out: str, format: str, **options) -> None:
-        records = battle_records()
+    def handle(self, *args, out: str, format: str, with_models: bool = False, include_simulated: bool = False,
+               **options) -> None:
+        records = battle_records(exported_votes(simulated=include_simulated))
         if format == "csv":
             chunks = battles_csv(records)
         elif format == "jsonl":
             chunks = battles_jsonl(records)
         else:
-            chunks = preference_pairs(records, style="plain" if format == "preferences-plain" else "messages")
+            style = "plain" if format == "preferences-plain" else "messages"
+            chunks = preference_pairs(records, style=style, with_models=with_models)
         fh = sys.stdout if out == "-" else open(out, "w", encoding="utf-8", newline="")
         try:
             for chunk in chunks:
