@@ -130,6 +130,7 @@ INSTALLED_APPS = [
     "inference",
     "arena",
     "leaderboard",
+    "training",
 ]
 
 MIDDLEWARE = [
