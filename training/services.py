@@ -17,7 +17,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from models_hub.builders.store import checkpoint_build, marker_read
@@ -217,18 +218,18 @@ def training_run_execute(run_id: int, *, log: Log | None = None) -> TrainingRun 
         if log is not None:
             log(message)
         stamp = timezone.now().strftime("%H:%M:%S")
-        TrainingRun.objects.filter(id=run_id).update(log=F("log") + f"{stamp} {message}\n")
+        TrainingRun.objects.filter(id=run_id).update(log=Concat(F("log"), Value(f"{stamp} {message}\n")))
 
     try:
         entry = train_new_version(run.parent, TrainingOptions(**run.options), log=run_log)
     except Exception as exc:  # noqa: BLE001 - any failure ends the run failed, with its reason in the admin
         message = str(exc) if isinstance(exc, TrainingError) else f"{type(exc).__name__}: {exc}"
-        run_log(f"Failed: {message}")
-        if not isinstance(exc, TrainingError):
-            run_log(traceback.format_exc())
         TrainingRun.objects.filter(id=run_id).update(
             status=TrainingRun.Status.FAILED, error=message, finished_at=timezone.now()
         )
+        run_log(f"Failed: {message}")
+        if not isinstance(exc, TrainingError):
+            run_log(traceback.format_exc())
     else:
         TrainingRun.objects.filter(id=run_id).update(
             status=TrainingRun.Status.DONE, result=entry, finished_at=timezone.now()
