@@ -42,27 +42,3 @@ class ModelEntryAdmin(admin.ModelAdmin):
             visibility=ModelEntry.Visibility.PUBLIC
         )
         self.message_user(request, f"{count} preview model(s) published.", messages.SUCCESS)
-
-
-@admin.action(description="Train a new version from votes")
-def train_from_votes(modeladmin: ModelEntryAdmin, request: HttpRequest, queryset: QuerySet[ModelEntry]) -> None:
-    """Queue one DPO run per selected in-house model on the `training` queue; status and log under Training runs."""
-    from training.services import TrainingError, TrainingOptions, training_pairs, training_run_queue
-
-    options = TrainingOptions(from_votes=True)
-    for entry in queryset:
-        if not entry.is_inhouse:
-            modeladmin.message_user(request, f"{entry}: only in-house models are trained here.", messages.ERROR)
-            continue
-        try:
-            training_pairs(entry, options)
-        except TrainingError as exc:
-            modeladmin.message_user(request, f"{entry}: {exc}", messages.ERROR)
-            continue
-        run = training_run_queue(entry, options, requested_by=request.user.get_username())
-        modeladmin.message_user(
-            request, f"{entry}: training run {run.pk} queued; follow it under Training runs.", messages.SUCCESS
-        )
-
-
-ModelEntryAdmin.actions = (*ModelEntryAdmin.actions, train_from_votes)
