@@ -79,7 +79,8 @@ def dpo_train(
     """Train `checkpoint` on `pairs` (TRL conversational records) and write the merged model to `out`.
 
     Returns facts for the build marker: the DPO loss on the pairs before and after (before is ln 2 by
-    construction: the policy starts equal to the reference), the steps run, the device.
+    construction: the policy starts equal to the reference), the router's aux loss beside it for an MoE, the
+    steps run, the device.
     """
     _offline()
     import torch
@@ -132,11 +133,20 @@ def dpo_train(
             peft_config=lora,
             callbacks=[_LogCallback(log)],
         )
-        before = trainer.evaluate()["eval_loss"]
-        log(f"DPO loss on the {len(pairs)} pairs before training: {before:.4f}")
+        # For an MoE, TRL adds the router's load-balancing loss (times the model's coefficient) to the DPO loss,
+        # which keeps the experts in use; the DPO part is reported on its own.
+        aux_coef = trainer.router_aux_loss_coef if getattr(trainer, "aux_loss_enabled", False) else 0.0
+
+        def losses() -> tuple[float, float]:
+            metrics = trainer.evaluate()
+            aux = float(metrics.get("eval_aux_loss", 0.0))
+            return float(metrics["eval_loss"]) - aux_coef * aux, aux
+
+        before, aux_before = losses()
+        log(f"DPO loss on the {len(pairs)} pairs before training: {before:.4f} (router aux loss {aux_before:.4f})")
         trainer.train()
-        after = trainer.evaluate()["eval_loss"]
-        log(f"DPO loss on the {len(pairs)} pairs after {settings.steps} steps: {after:.4f}")
+        after, aux_after = losses()
+        log(f"DPO loss on the {len(pairs)} pairs after {settings.steps} steps: {after:.4f} (router aux loss {aux_after:.4f})")
         merged = trainer.model.merge_and_unload().to("cpu")
     if not math.isfinite(after):
         raise RuntimeError("DPO diverged: the loss after training is not a number.")
@@ -145,6 +155,9 @@ def dpo_train(
     return {
         "dpo_loss_before": round(before, 6),
         "dpo_loss_after": round(after, 6),
+        "router_aux_loss_before": round(aux_before, 6),
+        "router_aux_loss_after": round(aux_after, 6),
+        "router_aux_loss_coef": aux_coef,
         "steps": settings.steps,
         "pairs": len(pairs),
         "device": "cuda" if use_cuda else "cpu",

@@ -165,18 +165,20 @@ def test_it_trains_the_inhouse_moe_with_dpo_and_registers_a_preview_that_answers
         is_inhouse=True, visibility="preview", codename="hornbill", system_prompt="You are a helpful assistant.",
         temperature=0.0, max_new_tokens=16, recipe=marker_read(built_models[INHOUSE_MOE_SLUG])["source"],
     )
-    path = write_pairs(tmp_path / "pairs.jsonl", PAIRS)
+    path = write_pairs(tmp_path / "pairs.jsonl", PAIRS[:2])  # one won by the in-house model, one lost
 
-    output = run("--pairs", str(path), "--steps", "3", "--batch-size", "2", "--learning-rate", "1e-4", "--device", "cpu")
+    output = run("--pairs", str(path), "--steps", "2", "--batch-size", "2", "--learning-rate", "1e-4", "--device", "cpu")
 
     child = ModelEntry.objects.get(parent=parent)
     assert (child.version, child.display_name, child.codename, child.visibility) == (2, f"{INHOUSE} v2", "kestrel", "preview")
     assert f"{INHOUSE} v2" in output and "registered as a preview" in output
-    assert child.recipe["trainer"] == "trl.DPOTrainer" and child.recipe["steps"] == 3
+    assert child.recipe["trainer"] == "trl.DPOTrainer" and child.recipe["steps"] == 2
     marker = marker_read(Path(child.checkpoint_path))
     assert marker["source"]["kind"] == "dpo" and marker["source"]["pairs_sha256"] == child.training_data_sha256
     # The policy starts equal to the reference, so the DPO loss starts at ln 2; training on the pairs lowers it.
+    # (TRL adds the MoE router's load-balancing loss to the objective; it is recorded beside it.)
     assert marker["dpo_loss_before"] == pytest.approx(math.log(2), abs=1e-3)
+    assert marker["router_aux_loss_before"] > 0 and marker["router_aux_loss_coef"] > 0
     assert marker["dpo_loss_after"] < marker["dpo_loss_before"] - 0.01
     assert child.recipe["dpo_loss_after"] == marker["dpo_loss_after"]
 
@@ -184,6 +186,6 @@ def test_it_trains_the_inhouse_moe_with_dpo_and_registers_a_preview_that_answers
     assert answer.text.strip()
 
     # Training the same parent on the same pairs again reuses the checkpoint and its entry: no twin version.
-    again = run("--pairs", str(path), "--steps", "3", "--batch-size", "2", "--learning-rate", "1e-4", "--device", "cpu")
+    again = run("--pairs", str(path), "--steps", "2", "--batch-size", "2", "--learning-rate", "1e-4", "--device", "cpu")
     assert "up to date" in again and "already trained on these pairs" in again
     assert list(ModelEntry.objects.filter(parent=parent)) == [child]
