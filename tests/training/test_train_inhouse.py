@@ -185,7 +185,11 @@ def test_it_trains_the_inhouse_moe_with_dpo_and_registers_a_preview_that_answers
     answer = generate(child, [{"role": "user", "content": "What is the capital of France?"}])
     assert answer.text.strip()
 
-    # Training the same parent on the same pairs again reuses the checkpoint and its entry: no twin version.
-    again = run("--pairs", str(path), "--steps", "2", "--batch-size", "2", "--learning-rate", "1e-4", "--device", "cpu")
+    # The current in-house version is now v2, and these pairs are about v1: refused for v2, before any training.
+    with pytest.raises(CommandError, match=f"None of the 2 pairs in pairs.jsonl involve {INHOUSE} v2"):
+        run("--pairs", str(path), "--steps", "2")
+    # Training v1 again on the same pairs reuses the checkpoint and its entry: no twin version.
+    again = run("--pairs", str(path), "--model", INHOUSE_MOE_SLUG, "--steps", "2", "--batch-size", "2",
+                "--learning-rate", "1e-4", "--device", "cpu")
     assert "up to date" in again and "already trained on these pairs" in again
     assert list(ModelEntry.objects.filter(parent=parent)) == [child]
