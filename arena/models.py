@@ -140,6 +140,8 @@ class Vote(models.Model):
     session_key = models.CharField(max_length=64)
     # An answer named its own model or maker: the leaderboard can leave such votes out, as LMArena's cleaning does.
     identity_leak = models.BooleanField(default=False)
+    # Cast by a simulated voter (arena.simulated): never on the public leaderboard, exported only when asked for.
+    simulated = models.BooleanField(default=False, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -152,3 +154,14 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.battle.public_id}: {self.choice}"
+
+
+class SimulatedSession(models.Model):
+    """A session that belongs to a simulated voter: every vote it casts is marked simulated as it is written."""
+
+    session_key = models.CharField(max_length=64, unique=True)
+    voter = models.CharField(max_length=64, help_text="Which simulated voter, e.g. 'length-instruction'.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"simulated voter {self.voter}"

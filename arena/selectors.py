@@ -113,8 +113,10 @@ def battle_failed_side() -> Exists:
 
 def battles_counted(*, modality: str) -> QuerySet[Battle]:
     """The battles whose votes count on a leaderboard: anonymous, voted, no identity leak, no failed side, no side
-    that failed and was asked again before the vote (the voter saw it fail), and both sides of `modality`."""
+    that failed and was asked again before the vote (the voter saw it fail), no simulated voter, and both sides of
+    `modality`."""
     other = Exists(Side.objects.filter(battle=OuterRef("pk")).exclude(model__modality=modality))
     return Battle.objects.filter(
-        mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False, retried_failure=False
+        mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False, vote__simulated=False,
+        retried_failure=False,
     ).filter(~battle_failed_side(), ~other)

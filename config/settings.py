@@ -197,6 +197,7 @@ INSTALLED_APPS = [
     "leaderboard",
     "speech",
     "trust",
+    "training",
 ]
 
 MIDDLEWARE = [

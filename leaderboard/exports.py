@@ -90,11 +90,13 @@ def _conversation(side: Side) -> list[Message]:
     return messages
 
 
-def exported_votes() -> Any:
-    """Votes whose battles are exported: voted, not a direct chat, no identity leak, no failed side."""
+def exported_votes(*, simulated: bool = False) -> Any:
+    """Votes whose battles are exported: voted, not a direct chat, no identity leak, no failed side, and no
+    simulated voter's unless `simulated`."""
     failed = Exists(Turn.objects.filter(side__battle=OuterRef("battle_id"), status=Turn.Status.FAILED))
+    votes = Vote.objects.all() if simulated else Vote.objects.filter(simulated=False)
     return (
-        Vote.objects.filter(identity_leak=False, battle__mode__in=[Battle.Mode.ANONYMOUS, Battle.Mode.NAMED])
+        votes.filter(identity_leak=False, battle__mode__in=[Battle.Mode.ANONYMOUS, Battle.Mode.NAMED])
         .filter(~failed)
         .select_related("battle")
         .prefetch_related(
@@ -106,10 +108,11 @@ def exported_votes() -> Any:
     )
 
 
-def battle_records(*, include_flagged: bool = False) -> Iterator[BattleRecord]:
-    """Every exported battle, oldest vote first, with the models' real names (exports are for staff).
-    Battles with a prompt the moderation blocklist flags are left out unless ``include_flagged``."""
-    for vote in exported_votes().iterator(chunk_size=500):
+def battle_records(votes: Any = None, *, with_vote_ids: bool = False, include_flagged: bool = False) -> Iterator[Any]:
+    """Every exported battle (of `votes`, default `exported_votes()`), oldest vote first, with the models' real
+    names (exports are for staff); (vote id, record) pairs when `with_vote_ids`. Battles with a prompt the
+    moderation blocklist flags are left out unless `include_flagged`."""
+    for vote in (exported_votes() if votes is None else votes).iterator(chunk_size=500):
         battle = vote.battle
         sides = {s.position: s for s in battle.sides.all()}
         if set(sides) != {"left", "right"}:
@@ -117,7 +120,7 @@ def battle_records(*, include_flagged: bool = False) -> Iterator[BattleRecord]:
         if not include_flagged and prompt_flagged([t.prompt for t in sides["left"].turns.all()]):
             continue
         conv_a, conv_b = _conversation(sides["left"]), _conversation(sides["right"])
-        yield {
+        record: BattleRecord = {
             "question_id": battle.public_id,
             "model_a": sides["left"].model.display_name,
             "model_b": sides["right"].model.display_name,
@@ -131,6 +134,7 @@ def battle_records(*, include_flagged: bool = False) -> Iterator[BattleRecord]:
             "tstamp": round(vote.created_at.timestamp(), 3),
             "modality": sides["left"].model.modality,  # "text" or "speech" (voice battles: prompt is the text read)
         }
+        yield (vote.id, record) if with_vote_ids else record
 
 
 def battles_jsonl(records: Iterator[BattleRecord]) -> Iterator[str]:
@@ -155,19 +159,35 @@ def battles_csv(records: Iterator[BattleRecord]) -> Iterator[str]:
         yield buf.getvalue()
 
 
-def preference_pairs(records: Iterator[BattleRecord], *, style: Literal["messages", "plain"] = "messages") -> Iterator[str]:
-    """DPO pairs (see the module notes) from decisive single-turn battles."""
+def preference_pairs(
+    records: Iterator[BattleRecord], *, style: Literal["messages", "plain"] = "messages", with_models: bool = False
+) -> Iterator[str]:
+    """DPO pairs (see the module notes) from decisive single-turn battles; `with_models` adds `chosen_model` and
+    `rejected_model`, the names of the versions that answered (what `train_inhouse --pairs` reads)."""
     for record in records:
-        if record["winner"] not in ("model_a", "model_b") or record["turn"] != 1 or record["modality"] != "text":
-            continue
-        a, b = record["conversation_a"], record["conversation_b"]
-        chosen, rejected = (a, b) if record["winner"] == "model_a" else (b, a)
-        if style == "plain":
-            pair: dict[str, Any] = {"prompt": chosen[0]["content"], "chosen": chosen[1]["content"],
-                                    "rejected": rejected[1]["content"]}
-        else:
-            pair = {"prompt": [chosen[0]], "chosen": [chosen[1]], "rejected": [rejected[1]]}
-        yield json.dumps(pair, ensure_ascii=False) + "\n"
+        pair = preference_pair(record, style=style, with_models=with_models)
+        if pair is not None:
+            yield json.dumps(pair, ensure_ascii=False) + "\n"
+
+
+def preference_pair(
+    record: BattleRecord, *, style: Literal["messages", "plain"] = "messages", with_models: bool = False
+) -> dict[str, Any] | None:
+    """One DPO pair (with the names of the versions that answered when `with_models`), None for a tie or
+    a multi-turn battle."""
+    if record["winner"] not in ("model_a", "model_b") or record["turn"] != 1 or record["modality"] != "text":
+        return None
+    a, b = record["conversation_a"], record["conversation_b"]
+    chosen, rejected = (a, b) if record["winner"] == "model_a" else (b, a)
+    if style == "plain":
+        pair: dict[str, Any] = {"prompt": chosen[0]["content"], "chosen": chosen[1]["content"],
+                                "rejected": rejected[1]["content"]}
+    else:
+        pair = {"prompt": [chosen[0]], "chosen": [chosen[1]], "rejected": [rejected[1]]}
+    if with_models:
+        names = (record["model_a"], record["model_b"])
+        pair["chosen_model"], pair["rejected_model"] = names if record["winner"] == "model_a" else names[::-1]
+    return pair
 
 
 def rankings_filename(snapshot: LeaderboardSnapshot, category: str, style: bool) -> str:

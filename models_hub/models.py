@@ -93,6 +93,20 @@ class ModelEntry(models.Model):
         help_text="While set and in the future, the model is not drawn into anonymous battles.",
     )
 
+    # Lineage: where a checkpoint came from. A trained version is a new entry whose parent is the entry it was
+    # trained from; `recipe` says how (the trainer's settings), `training_data_sha256` what text or pairs it saw,
+    # and `training_votes` which votes it learnt from (count, hash of their ids, the filters used).
+    version = models.PositiveIntegerField(default=1, help_text="1 for a built model; a trained child is parent + 1.")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children",
+        help_text="The model entry this version was trained from.",
+    )
+    recipe = models.JSONField(default=dict, blank=True, help_text="How this checkpoint was built or trained.")
+    training_data_sha256 = models.CharField(max_length=64, blank=True)
+    training_votes = models.JSONField(
+        default=dict, blank=True, help_text="The votes this version learnt from: count, sha256 of their ids, filters."
+    )
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -117,6 +131,13 @@ class ModelEntry(models.Model):
     @property
     def is_preview(self) -> bool:
         return self.visibility == self.Visibility.PREVIEW
+
+    @property
+    def version_label(self) -> str:
+        """"v2, from <parent's display name> v1": how staff pages and exports name a trained version."""
+        if self.parent_id is None:
+            return f"v{self.version}"
+        return f"v{self.version}, from {self.parent.display_name}"
 
     @property
     def public_name(self) -> str:

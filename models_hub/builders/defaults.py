@@ -120,12 +120,14 @@ def default_models_seed(*, models_dir: Path, build: bool = True, log: Log = prin
         built = False
         if build:
             result = default.build(models_dir, log)
-            path, built = result.path, result.built
-        elif marker_read(path) is None:
+            path, built, marker = result.path, result.built, result.marker
+        elif (marker := marker_read(path)) is None:
             log(f"{default.slug}: no complete build at {path}; skipped (run without --skip-build to build it)")
             outcomes.append(SeedOutcome(default.slug, None, False, False))
             continue
-        facts = {**default.facts, "checkpoint_path": str(path.resolve())}
+        # The lineage of a built default: its build source is its recipe (a trained version has a parent too).
+        lineage = {"recipe": marker["source"], "training_data_sha256": marker["source"].get("training_data_sha256", "")}
+        facts = {**default.facts, **lineage, "checkpoint_path": str(path.resolve())}
         errors = check_model_entry_fields({**facts, **default.settings})
         if errors:
             raise BuildError(f"{default.slug}: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("models_hub", "0002_circuit_breaker"),
+        ("models_hub", "0003_lineage"),
     ]
 
     operations = [

@@ -1,4 +1,9 @@
-"""The in-house MoE against the dense model it was upcycled from, both real checkpoints on the CPU."""
+"""The in-house MoE against the dense model it was upcycled from, both real checkpoints on the CPU.
+
+The pure upcycle is the dense model (checked in memory); the built default is trained after upcycling, so it
+is a model of its own: it answers differently, keeps the dense model's held-out chat perplexity within 10%,
+and its routers spread the tokens over the experts.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from models_hub.builders import INHOUSE_MOE_SLUG, SMOLLM2_SLUG, marker_read, parameter_counts
+from models_hub.builders import INHOUSE_MOE_SLUG, SMOLLM2_SLUG, MoeRecipe, marker_read, parameter_counts, upcycle
+from models_hub.builders.moe import CHAT_SYSTEM_PROMPT, TRAIN_TOP_LAYERS, chat_perplexity, expert_utilisation
+from models_hub.builders.training_data import HELD_OUT_CHATS, training_conversations
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -49,23 +56,81 @@ def test_it_reports_total_and_active_parameters(moe, dense, built_models: dict[s
     assert parameter_counts(dense).active == parameter_counts(dense).total == dense_total
 
 
-def test_it_reproduces_the_dense_logits_after_the_pure_upcycle(moe, dense, built_models: dict[str, Path]) -> None:
+def test_it_reproduces_the_dense_logits_after_the_pure_upcycle(dense, built_models: dict[str, Path]) -> None:
     tokenizer = AutoTokenizer.from_pretrained(built_models[SMOLLM2_SLUG])
     chat = [{"role": "user", "content": "Explain in two sentences why the sky is blue."}]
     ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    pure = upcycle(dense, MoeRecipe(train_steps=0), log=lambda message: None)
 
     with torch.inference_mode():
         dense_logits = dense(**ids).logits
-        moe_logits = moe(**ids).logits
+        moe_logits = pure(**ids).logits
 
     assert ids["input_ids"].shape[1] > 20
     assert torch.max(torch.abs(moe_logits - dense_logits)).item() < 1e-4
 
 
-def test_it_starts_the_router_small_and_random(moe) -> None:
+def test_the_layers_below_the_trained_ones_keep_the_small_random_router_and_identical_experts(moe) -> None:
     router = moe.model.layers[0].mlp.gate.weight
 
     assert 0.005 < router.std().item() < 0.02
     assert not torch.equal(router[0], router[1])
     experts = moe.model.layers[0].mlp.experts.gate_up_proj
-    assert torch.equal(experts[0], experts[3])  # the pure upcycle: every expert a copy of the dense MLP
+    assert torch.equal(experts[0], experts[3])  # untrained: every expert still a copy of the dense MLP
+
+
+def test_the_trained_layers_experts_diverged_and_their_routers_learnt(moe, dense) -> None:
+    pure = upcycle(dense, MoeRecipe(train_steps=0), log=lambda message: None)
+    layers = moe.config.num_hidden_layers
+    for layer in range(layers - TRAIN_TOP_LAYERS, layers):
+        experts = moe.model.layers[layer].mlp.experts
+        for a, b in ((0, 1), (1, 2), (2, 3), (0, 3)):
+            assert not torch.equal(experts.gate_up_proj[a], experts.gate_up_proj[b]), (layer, a, b)
+            assert not torch.equal(experts.down_proj[a], experts.down_proj[b]), (layer, a, b)
+        assert not torch.equal(moe.model.layers[layer].mlp.gate.weight, pure.model.layers[layer].mlp.gate.weight)
+    for layer in range(layers - TRAIN_TOP_LAYERS):
+        assert torch.equal(moe.model.layers[layer].mlp.gate.weight, pure.model.layers[layer].mlp.gate.weight)
+
+
+def _greedy(model, tokenizer, prompt: str, tokens: int = 24) -> str:
+    chat = [{"role": "system", "content": CHAT_SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+    ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.inference_mode():
+        out = model.generate(**ids, max_new_tokens=tokens, do_sample=False)
+    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def test_the_built_default_answers_differently_from_smollm2(moe, dense, built_models: dict[str, Path]) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(built_models[SMOLLM2_SLUG])
+    prompts = [chat["prompt"] for chat in HELD_OUT_CHATS[:8]]
+    trained_on = {conversation[0]["content"] for conversation in training_conversations()}
+    assert not trained_on & {chat["prompt"] for chat in HELD_OUT_CHATS}, "the held-out prompts are never trained on"
+
+    answers = [(_greedy(dense, tokenizer, prompt), _greedy(moe, tokenizer, prompt)) for prompt in prompts]
+
+    differ = [prompt for prompt, (a, b) in zip(prompts, answers) if a != b]
+    assert len(differ) >= len(prompts) // 2, answers
+    assert all(b.strip() for _, b in answers), "the MoE still answers every prompt"
+
+
+def test_it_keeps_the_held_out_chat_perplexity_within_a_tenth_of_the_dense_model(moe, dense, built_models) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(built_models[SMOLLM2_SLUG])
+
+    dense_ppl, moe_ppl = chat_perplexity(dense, tokenizer), chat_perplexity(moe, tokenizer)
+
+    assert 1.0 < moe_ppl <= 1.1 * dense_ppl, (moe_ppl, dense_ppl)
+    assert marker_read(built_models[INHOUSE_MOE_SLUG])["held_out_chat_perplexity"] == pytest.approx(moe_ppl, rel=1e-3)
+
+
+def test_it_reports_the_expert_utilisation_of_every_layer(moe, built_models) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(built_models[SMOLLM2_SLUG])
+    marker = marker_read(built_models[INHOUSE_MOE_SLUG])
+
+    shares = expert_utilisation(moe, tokenizer)
+
+    assert len(shares) == moe.config.num_hidden_layers and all(len(row) == 4 for row in shares)
+    assert all(sum(row) == pytest.approx(1.0, abs=1e-3) for row in shares)
+    assert all(min(row) > 0.05 for row in shares[-TRAIN_TOP_LAYERS:]), "no trained layer leaves an expert idle"
+    assert marker["expert_utilisation"] == pytest.approx(shares, abs=1e-3)
+    assert marker["source"]["train_steps"] == MoeRecipe().train_steps > 0
+    assert len(marker["source"]["training_data_sha256"]) == 64
