@@ -58,7 +58,7 @@ def check_prompt(prompt: object) -> str:
     return prompt
 
 
-def _rate_limit(action: str, *, session_key: str, ip: str, limit: int) -> None:
+def rate_limit(action: str, *, session_key: str, ip: str, limit: int) -> None:
     try:
         rate_limit_hit(action, session_key=session_key, ip=ip, limit=limit)
     except RateLimited as exc:
@@ -122,7 +122,7 @@ def battle_create(
     if mode not in Battle.Mode.values:
         raise BattleError("Unknown battle mode.", code="invalid_mode")
     prompt = check_prompt(prompt)
-    _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
+    rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
     _trust_admit(session_key=session_key, ip=ip, prompt=prompt, new_battle=True)
     if mode == Battle.Mode.ANONYMOUS:
         try:
@@ -188,7 +188,7 @@ def battle_continue(*, public_id: object, session_key: str, ip: str, prompt: obj
     with transaction.atomic():
         battle = _owned_battle(public_id, session_key, for_update=True)
         # Counted only once the battle is known to be this session's: nobody spends another voter's budget.
-        _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
+        rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
         _trust_admit(session_key=session_key, ip=ip, prompt=prompt, new_battle=False)
         if Vote.objects.filter(battle=battle).exists():
             raise BattleError("This battle has been voted on; start a new round.", code="already_voted", status=409)
@@ -215,7 +215,7 @@ def battle_regenerate(*, public_id: object, session_key: str, ip: str, side: obj
         raise BattleError("Unknown side: use A or B.", code="invalid_side")
     with transaction.atomic():
         battle = _owned_battle(public_id, session_key, for_update=True)
-        _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
+        rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
         if Vote.objects.filter(battle=battle).exists():
             raise BattleError("This battle has been voted on; start a new round.", code="already_voted", status=409)
         last = [t for t in _last_turns(battle) if side is None or POSITION_LABEL[t.side.position] == side]
@@ -288,7 +288,7 @@ def vote_record(*, public_id: object, session_key: str, ip: str, choice: object)
         with transaction.atomic():
             battle = _owned_battle(public_id, session_key, for_update=True)
             # Counted only once the battle is known to be this session's: nobody spends another voter's budget.
-            _rate_limit("votes", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_VOTES)
+            rate_limit("votes", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_VOTES)
             if battle.mode == Battle.Mode.DIRECT:
                 raise BattleError("A direct chat has nothing to vote on.", code="no_vote_in_direct", status=409)
             turns = list(Turn.objects.filter(side__battle=battle).select_related("side__model"))

@@ -35,7 +35,18 @@ def http_error(status: int) -> str:
     return f"The model's server answered with an error (HTTP {status})."
 
 
-def _timeout() -> httpx.Timeout:
+def transport_failure(exc: httpx.HTTPError) -> str:
+    """The voter-safe text for an HTTP failure on the way to or from an endpoint (chat or speech)."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return UNREACHABLE
+    if isinstance(exc, httpx.TimeoutException):
+        return TOO_SLOW
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return BROKEN
+    return UNREACHABLE
+
+
+def endpoint_timeout() -> httpx.Timeout:
     # The read timeout bounds the wait for each piece of the stream, not the whole answer.
     return httpx.Timeout(
         connect=settings.ARENA_OPENAI_CONNECT_TIMEOUT,
@@ -57,7 +68,7 @@ def endpoint_client(base_url: str) -> httpx.Client:
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = httpx.Client(timeout=_timeout())
+            client = _clients[key] = httpx.Client(timeout=endpoint_timeout())
         return client
 
 
@@ -168,18 +179,10 @@ def generate_openai(
                             # Some servers end the stream here without sending [DONE].
                             finished_cleanly = True
                             finish_reason = "length" if choice["finish_reason"] == "length" else "stop"
-    except httpx.TimeoutException as exc:
-        if isinstance(exc, httpx.ConnectTimeout):
-            raise _fail(entry, UNREACHABLE, repr(exc)) from exc
-        raise _fail(entry, TOO_SLOW, repr(exc)) from exc
-    except httpx.ConnectError as exc:
-        raise _fail(entry, UNREACHABLE, repr(exc)) from exc
-    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-        raise _fail(entry, BROKEN, repr(exc)) from exc
     except UnicodeDecodeError as exc:
         raise _fail(entry, GARBAGE, repr(exc)) from exc
     except httpx.HTTPError as exc:
-        raise _fail(entry, UNREACHABLE, repr(exc)) from exc
+        raise _fail(entry, transport_failure(exc), repr(exc)) from exc
     if not finished_cleanly:
         raise _fail(entry, BROKEN, "the stream ended without [DONE] or a finish reason")
     ended = time.perf_counter()

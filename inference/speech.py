@@ -27,7 +27,7 @@ import numpy as np
 from django.conf import settings
 
 from .base import GenerationError
-from .openai_compat import BROKEN, NO_KEY, TOO_SLOW, UNREACHABLE, _timeout, http_error
+from .openai_compat import NO_KEY, TOO_SLOW, endpoint_timeout, http_error, transport_failure
 
 if TYPE_CHECKING:
     from models_hub.models import ModelEntry
@@ -168,7 +168,7 @@ def _endpoint_audio(entry: ModelEntry, text: str) -> bytes:
     # The read timeout bounds each wait for bytes; the deadline bounds the whole clip (a server trickling bytes).
     deadline = time.monotonic() + settings.ARENA_OPENAI_READ_TIMEOUT
     try:
-        with httpx.Client(timeout=_timeout()) as client:
+        with httpx.Client(timeout=endpoint_timeout()) as client:
             with client.stream("POST", url, json=payload, headers=headers) as response:
                 if response.status_code >= 400:
                     body = response.read()[:1000]
@@ -181,16 +181,8 @@ def _endpoint_audio(entry: ModelEntry, text: str) -> bytes:
                         raise _fail(entry, TOO_LONG_AUDIO, f"more than {MAX_AUDIO_BYTES} bytes")
                     if time.monotonic() > deadline:
                         raise _fail(entry, TOO_SLOW, "the clip did not arrive within the read timeout")
-    except httpx.TimeoutException as exc:
-        if isinstance(exc, httpx.ConnectTimeout):
-            raise _fail(entry, UNREACHABLE, repr(exc)) from exc
-        raise _fail(entry, TOO_SLOW, repr(exc)) from exc
-    except httpx.ConnectError as exc:
-        raise _fail(entry, UNREACHABLE, repr(exc)) from exc
-    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-        raise _fail(entry, BROKEN, repr(exc)) from exc
     except httpx.HTTPError as exc:
-        raise _fail(entry, UNREACHABLE, repr(exc)) from exc
+        raise _fail(entry, transport_failure(exc), repr(exc)) from exc
     return b"".join(chunks)
 
 

@@ -17,9 +17,9 @@ from django.utils import timezone
 from arena.categories import battle_categories
 from arena.events import LABEL_POSITION
 from arena.models import Battle, Side, Turn, Vote
-from arena.ratelimit import RateLimited, ip_hash, rate_limit_hit
+from arena.ratelimit import ip_hash
 from arena.sampling import NoPairAvailable, pair_sample
-from arena.services import QUEUE_FAILED, BattleError, battle_resume, vote_record
+from arena.services import QUEUE_FAILED, BattleError, battle_resume, rate_limit, vote_record
 from inference.dispatch import dispatch
 from inference.pools import live_pools
 from models_hub.models import ModelEntry
@@ -57,13 +57,6 @@ def check_speech_text(text: object) -> str:
     return text
 
 
-def _rate_limit(action: str, *, session_key: str, ip: str, limit: int) -> None:
-    try:
-        rate_limit_hit(action, session_key=session_key, ip=ip, limit=limit)
-    except RateLimited as exc:
-        raise BattleError(str(exc), code="rate_limited", status=429) from None
-
-
 def speech_entries_drawable() -> list[ModelEntry]:
     """Speech models that may be drawn now: active, weighted, and with a live worker for their pool."""
     entries = list(ModelEntry.objects.filter(is_active=True, sampling_weight__gt=0, modality="speech"))
@@ -85,7 +78,7 @@ def clip_dispatch(turn: Turn, pool: str) -> None:
 def speech_battle_create(*, session_key: str, ip: str, text: object) -> Battle:
     """Draw two voices, create the battle with one side and one turn each, and queue both syntheses."""
     text = check_speech_text(text)
-    _rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
+    rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
     try:
         left, right = pair_sample(
             speech_entries_drawable(), rng=_rng, inhouse_share=settings.ARENA_INHOUSE_SHARE,
