@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from django.conf import settings
 from django.db.models.signals import pre_save
 from django.dispatch import receiver
 
@@ -92,6 +93,11 @@ def simulated_session_create(voter: SimulatedVoter) -> str:
     store["arena"] = True
     store.save()
     SimulatedSession.objects.create(session_key=store.session_key, voter=voter.name)
+    if settings.ARENA_POW:
+        # A simulated voter passes the bot check as the battle page's pow.js does: it solves the session's proof.
+        from trust.pow import pow_challenge, pow_solve, proof_record
+
+        proof_record(session_key=store.session_key, nonce=pow_solve(pow_challenge(store.session_key), settings.ARENA_POW_BITS))
     return store.session_key
 
 

@@ -33,6 +33,16 @@ def postgres_cluster() -> PostgresCluster:
 
 
 @pytest.fixture(autouse=True)
+def _proof_of_work_where_a_page_solves_it(request, settings):
+    """The proof of work stays on (as in production) for tests/trust and for every page a browser opens on a
+    daphne of its own (the page solves it); in-process tests that start battles straight through the services,
+    a bare websocket or a worker speak for no browser, so it is off for them."""
+    if "tests/trust/" not in str(request.node.path).replace("\\", "/"):
+        settings.ARENA_POW = False
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     """Rate-limit counters live in the cache (the real Redis); each test starts with none."""
     from django.core.cache import cache

@@ -51,7 +51,7 @@ def pair_check(record: Any, where: str) -> dict[str, Any]:
         raise PairsError(f"{where}: a pair must be a JSON object with prompt, chosen and rejected.")
     missing = [key for key in ("prompt", "chosen", "rejected", "chosen_model", "rejected_model") if key not in record]
     if missing:
-        raise PairsError(f"{where}: missing {', '.join(missing)} (export them with `export_battles OUT --format preferences --with-models`).")
+        raise PairsError(f"{where}: missing {', '.join(missing)} (export them with `export_battles OUT --user NAME --format preferences --with-models`).")
     pair = {
         "prompt": _messages(record["prompt"], "user", where, "prompt"),
         "chosen": _messages(record["chosen"], "assistant", where, "chosen"),

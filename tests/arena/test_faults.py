@@ -260,6 +260,9 @@ def test_open_sockets_on_daphne_survive_a_redis_restart_and_get_the_saved_answer
 
     standin_entry(standin, "steady-c", "slow")
     standin_entry(standin, "steady-d", "slow")
+    arena.stop()
+    arena.env["ARENA_POW"] = "0"  # bare websocket clients, not the page that solves the proof of work
+    arena.start()
 
     async def voter(restarted: asyncio.Event) -> str:
         session = (await asyncio.to_thread(httpx.get, arena.url + "/")).cookies["sessionid"]

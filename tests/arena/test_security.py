@@ -236,7 +236,10 @@ def test_behind_a_trusted_proxy_each_client_address_has_its_own_battle_limit(sta
 
     standin_entry(standin, "proxy-a", "echo")
     standin_entry(standin, "proxy-b", "echo")
-    arena = LiveArena(tmp_path / "daphne.log", ARENA_TRUSTED_PROXIES="127.0.0.1", ARENA_RATE_LIMIT_BATTLES="2").start()
+    # These clients speak the websocket directly, not through the page that solves the proof of work (tests/trust).
+    arena = LiveArena(
+        tmp_path / "daphne.log", ARENA_TRUSTED_PROXIES="127.0.0.1", ARENA_RATE_LIMIT_BATTLES="2", ARENA_POW="0"
+    ).start()
     try:
         first = _battles_started(arena, ["198.51.100.1", "198.51.100.1", "198.51.100.2", "198.51.100.1"])
         spoofed = _battles_started(arena, ["6.6.6.1, 198.51.100.2", "6.6.6.2, 198.51.100.2"])
@@ -257,6 +260,7 @@ def test_without_a_trusted_proxy_a_spoofed_forwarded_address_shares_the_peers_li
     standin_entry(standin, "spoof-b", "echo")
     arena.stop()
     arena.env["ARENA_RATE_LIMIT_BATTLES"] = "2"
+    arena.env["ARENA_POW"] = "0"  # a bare websocket client, not the page that solves the proof of work
     arena.start()
     cache.clear()
     assert _battles_started(arena, ["6.6.6.1", "6.6.6.2", "6.6.6.3"]) == ["started", "started", "rate_limited"]

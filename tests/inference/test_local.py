@@ -56,8 +56,10 @@ def test_it_answers_with_smollm2_and_streams_pieces_that_join_to_the_answer(buil
 def test_it_answers_with_the_inhouse_moe(built_models: dict[str, Path]) -> None:
     result, pieces = answer(entry_for(built_models[INHOUSE_MOE_SLUG]))
 
+    # The trained default is a model of its own (tests/models_hub/test_moe.py): its first 12 tokens need not be
+    # SmolLM2's "Paris", only a whole streamed answer that the limit cut or the model ended.
     assert_a_full_answer(result, pieces)
-    assert "Paris" in result.text
+    assert result.finish_reason in ("stop", "length")
 
 
 def test_it_answers_with_gemma_in_the_plain_format(built_models: dict[str, Path]) -> None:

@@ -110,7 +110,14 @@ async def test_exports_leave_out_battles_the_blocklist_flags_unless_asked(echo_p
         await voter.close()
     # Added to the blocklist after the battle: the stored battle is flagged now.
     settings.ARENA_MODERATION_BLOCKLIST = ["smuggling"]
-    staff = await db(lambda: User.objects.create_user("ops", password="pw", is_staff=True))
+    def analyst() -> User:
+        from django.contrib.auth.models import Permission
+
+        user = User.objects.create_user("ops", password="pw")
+        user.user_permissions.add(Permission.objects.get(codename="export_battles", content_type__app_label="leaderboard"))
+        return user
+
+    staff = await db(analyst)
     await db(lambda: client.force_login(staff))
 
     def prompts(url: str) -> list[str]:

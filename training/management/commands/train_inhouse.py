@@ -14,7 +14,7 @@ from training.services import TrainingError, TrainingOptions, inhouse_current, t
 class Command(BaseCommand):
     help = (
         "Train a new version of the in-house model with TRL's DPO trainer on preference pairs (a file written by "
-        "`export_battles OUT --format preferences --with-models`, or --from-votes straight from the database) "
+        "`export_battles OUT --user NAME --format preferences --with-models`, or --from-votes straight from the database) "
         "and register it as a preview under a new codename. Bad input fails before any training."
     )
 
