@@ -85,3 +85,14 @@ class CeleryWorker:
                 self.process.wait(10)
         if getattr(self, "_log_file", None):
             self._log_file.close()
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.2):
+    """Poll `predicate` until it returns something true, and return that; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")

@@ -12,6 +12,7 @@ from arena.models import Battle, Turn, Vote
 from tests.browser import SCREENSHOTS, Page
 
 from tests.voters import Voter, standin_entry
+from tests.workers import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -146,18 +147,6 @@ def _celery_beat(tmp_path, env: dict):
     return process, log
 
 
-def _wait_for(predicate, timeout: float = 60, interval: float = 0.2):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
-
-
 @pytest.mark.asyncio
 async def test_jobs_a_restarted_redis_lost_end_failed_within_seconds_and_the_voter_is_told(
     standin, redis_server, settings, tmp_path
@@ -189,12 +178,12 @@ async def test_jobs_a_restarted_redis_lost_end_failed_within_seconds_and_the_vot
         voter = await Voter.open()
         await voter.send({"type": "start", "prompt": "still there?"})
         await voter.until(lambda f: f["type"] == "started")
-        await asyncio.to_thread(_wait_for, lambda: Turn.objects.filter(status="running").exists())
+        await asyncio.to_thread(wait_for, lambda: Turn.objects.filter(status="running").exists())
         assert await db(lambda: Turn.objects.filter(status="queued").count()) >= 6
         redis_server.stop()
         redis_server.start()
         # Nothing stays queued: the lost turns end failed, within seconds rather than minutes.
-        await asyncio.to_thread(_wait_for, lambda: not Turn.objects.filter(status="queued").exists(), 60)
+        await asyncio.to_thread(wait_for, lambda: not Turn.objects.filter(status="queued").exists(), 60)
         statuses = await db(lambda: dict(Turn.objects.values_list("pk", "status")))
         lost = await db(lambda: list(Turn.objects.filter(error=JOB_LOST).values_list("pk", flat=True)))
         assert len(lost) >= 6 and all(statuses[pk] == "failed" for pk in lost)
@@ -206,7 +195,7 @@ async def test_jobs_a_restarted_redis_lost_end_failed_within_seconds_and_the_vot
                 told[frame["side"]] = frame["status"]
             elif frame["type"] == "state":
                 told = {side: turns[0]["status"] for side, turns in frame["sides"].items()}
-        await asyncio.to_thread(_wait_for, lambda: not Turn.objects.filter(status__in=["queued", "running"]).exists(), 60)
+        await asyncio.to_thread(wait_for, lambda: not Turn.objects.filter(status__in=["queued", "running"]).exists(), 60)
     finally:
         import os
         import signal
@@ -296,7 +285,7 @@ def test_open_sockets_on_daphne_survive_a_redis_restart_and_get_the_saved_answer
     async def run() -> list:
         restarted = asyncio.Event()
         voters = [asyncio.create_task(voter(restarted)) for _ in range(3)]
-        await asyncio.to_thread(_wait_for, lambda: Turn.objects.filter(status="running").count() >= 2)
+        await asyncio.to_thread(wait_for, lambda: Turn.objects.filter(status="running").count() >= 2)
         await asyncio.sleep(0.5)
         await asyncio.to_thread(redis_server.stop)
         await asyncio.sleep(2)

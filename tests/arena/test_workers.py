@@ -19,7 +19,7 @@ from django.utils import timezone
 from arena.models import Battle, Turn
 from arena.generation import turn_reap_stale
 from inference.pools import live_pools
-from tests.workers import CeleryWorker
+from tests.workers import CeleryWorker, wait_for
 
 from tests.voters import Voter, standin_entry
 
@@ -37,16 +37,6 @@ def worker(pool_name, tmp_path, settings):
     running = CeleryWorker(pool_name, log=tmp_path / "worker.log").start()
     yield running
     running.stop()
-
-
-def wait_for(predicate, timeout: float = 60, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
 
 
 def alive(pid: int) -> bool:
