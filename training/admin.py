@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from models_hub.admin import ModelEntryAdmin
+from inference.admin import ModelEntryAdmin
 from models_hub.models import ModelEntry
 
 from .models import TrainingRun
@@ -40,5 +40,5 @@ def train_from_votes(modeladmin: ModelEntryAdmin, request: HttpRequest, queryset
         )
 
 
-# The action lives here, not in models_hub, so that imports keep flowing one way (training -> models_hub).
+# The action lives here, not in inference, so that imports keep flowing one way (training -> inference).
 ModelEntryAdmin.actions = (*ModelEntryAdmin.actions, train_from_votes)

@@ -1,3 +1,6 @@
+"""The model registry's admin. It lives in inference, not models_hub, because "Test this model" runs a real
+generation: imports keep flowing one way (inference -> models_hub)."""
+
 from __future__ import annotations
 
 from django.contrib import admin, messages
@@ -9,8 +12,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from .forms import ModelEntryForm
-from .models import BREAKER_FAILURES, ModelEntry, breaker_record
+from models_hub.forms import ModelEntryForm
+from models_hub.models import BREAKER_FAILURES, ModelEntry, breaker_record
+
+from . import GenerationError, generate
 
 TEST_PROMPT = "Say hello in one short sentence."
 TEST_MAX_NEW_TOKENS = 32
@@ -20,9 +25,6 @@ def model_entry_test(entry: ModelEntry) -> tuple[bool, str]:
     """Run one short generation with `entry` (saved or not) here and now: (answered, the answer or the error).
 
     The operator sees more than a voter would: the error's cause is added to the voter-safe message."""
-    # The admin is the operator's way in to the whole stack: the one place models_hub calls inference, lazily.
-    from inference import GenerationError, generate
-
     entry.max_new_tokens = min(entry.max_new_tokens or TEST_MAX_NEW_TOKENS, TEST_MAX_NEW_TOKENS)
     try:
         result = generate(entry, [{"role": "user", "content": TEST_PROMPT}])
