@@ -2,8 +2,8 @@
 
 Each detector gives its evidence in -log10(p) units (a p-value of 1e-4 is evidence 4) or, for the rate-like
 ones, scaled so that reaching its limit is exactly the threshold. A voter's score is its strongest evidence;
-at ``ARENA_TRUST_RISK_THRESHOLD`` (4 by default: about one honest voter in ten thousand per detector) the voter
-is flagged and its votes are left out of the leaderboard until staff clear it.
+at ``ARENA_TRUST_RISK_THRESHOLD`` (3.5 by default: about three honest voters in ten thousand per detector) the
+voter is flagged and its votes are left out of the leaderboard until staff clear it.
 
 Detectors (decisive votes are A or B better; ties and both-bad count only for rates):
 
@@ -22,8 +22,13 @@ Detectors (decisive votes are A or B better; ties and both-bad count only for ra
 - ``abandoned``: battles left unvoted once both answers were in, when the voter went on to another battle,
   against the arena-wide share (one-sided binomial): a rigging voter skips battles without its target.
 
-"The current ratings" are a Bradley-Terry fit of the counted votes, refitted once without the voters the
-first pass flagged, so a rigging crowd does not set the yardstick it is measured with. Imported battles
+"The current ratings" are a Bradley-Terry fit of the counted votes, and each voter is measured against that fit
+without its own votes (leave-one-out, to first order: one Newton step from the full fit, ``theta + H^-1 g``
+with the voter's gradient ``g``), so a rigger's own votes do not lift the target it is measured on. The fit is
+then repeated without the voters flagged so far until the flagged set stops changing (at most ``ROUNDS``
+fits), so a rigging crowd does not set the yardstick it is measured with either. A voter who cast most of some
+model's votes (``LEAVE_OUT_MAX_SHARE``) is measured against the full fit: without its votes that model has no
+yardstick. Imported battles
 (session ``import:...``) are judged where they were collected and left alone here.
 """
 
@@ -32,7 +37,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -46,7 +51,7 @@ from scipy.stats import binom, binomtest, norm
 
 from arena.models import Battle, Side, Turn, Vote
 from ratings import aggregate
-from ratings.bradley_terry import fit_bradley_terry
+from ratings.bradley_terry import fit_bradley_terry, hessian
 
 from .models import VoterRisk
 
@@ -58,6 +63,8 @@ REPEAT_SHARE = 0.9
 SUPPORTING = 0.9
 ADDRESS_RATE_FACTOR = 5
 MIN_DECISIVE = 5
+ROUNDS = 5
+LEAVE_OUT_MAX_SHARE = 0.5
 EXACT_TAIL_MAX = 400
 OUTCOME = {"left": 1.0, "right": 0.0, "tie": 0.5, "bothbad": 0.5}
 
@@ -204,13 +211,40 @@ def battle_table() -> BattleTable:
     )
 
 
-def ratings_fit(votes: VoteTable, keep: np.ndarray) -> np.ndarray:
-    """Bradley-Terry log-strengths (natural units) of the models from the kept votes."""
-    m = votes.model_ids.size
-    if m < 2 or not keep.any():
-        return np.zeros(m)
-    counts = aggregate(votes.left[keep], votes.right[keep], votes.outcome[keep], m)
-    return fit_bradley_terry(counts)
+@dataclass
+class Yardstick:
+    """The ratings voters are measured against: a fit of the kept votes, and what one voter's votes weigh in it."""
+
+    theta: np.ndarray  # (M,) log-strengths of the full fit
+    inverse_hessian: np.ndarray | None  # (M, M), None when there is nothing to fit
+    model_votes: np.ndarray  # (M,) kept votes per model
+    keep: np.ndarray
+
+    @classmethod
+    def fit(cls, votes: VoteTable, keep: np.ndarray) -> "Yardstick":
+        m = votes.model_ids.size
+        if m < 2 or not keep.any():
+            return cls(np.zeros(m), None, np.zeros(m), keep)
+        counts = aggregate(votes.left[keep], votes.right[keep], votes.outcome[keep], m)
+        theta = fit_bradley_terry(counts)
+        return cls(theta, np.linalg.inv(hessian(counts, theta)), counts.votes(), keep)
+
+    def without(self, votes: VoteTable, rows: np.ndarray) -> np.ndarray:
+        """(M,) the fit without the kept votes among ``rows``, to first order; the models they never met keep
+        the full fit's values (their change is second order here and unused by the detectors)."""
+        kept = rows[self.keep[rows]] if rows.size else rows
+        if self.inverse_hessian is None or not kept.size:
+            return self.theta
+        a, b, y = votes.left[kept], votes.right[kept], votes.outcome[kept]
+        met = np.unique(np.concatenate([a, b]))
+        own = np.bincount(a, minlength=self.theta.size) + np.bincount(b, minlength=self.theta.size)
+        if np.any(own[met] > LEAVE_OUT_MAX_SHARE * self.model_votes[met]):
+            return self.theta
+        r = 1.0 / (1.0 + np.exp(self.theta[b] - self.theta[a])) - y  # d(NLL)/d(theta_a) of each vote
+        g = np.bincount(a, r, self.theta.size) - np.bincount(b, r, self.theta.size)
+        out = self.theta.copy()
+        out[met] += self.inverse_hessian[np.ix_(met, met)] @ g[met]
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -354,8 +388,9 @@ def _groups(keys: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def voters_assess(votes: VoteTable, battles: BattleTable, *, keep: np.ndarray | None = None) -> list[Verdict]:
-    """Every voter's verdict (sessions and addresses), with ratings fitted on the ``keep`` votes."""
-    theta = ratings_fit(votes, np.ones(votes.vote_ids.size, dtype=bool) if keep is None else keep)
+    """Every voter's verdict (sessions and addresses), each measured against the ratings fitted on the ``keep``
+    votes without its own."""
+    yardstick = Yardstick.fit(votes, np.ones(votes.vote_ids.size, dtype=bool) if keep is None else keep)
     rate = float(np.sum(battles.answered & ~battles.voted) / max(1, battles.answered.sum()))
     abandon_rate = min(0.5, max(0.05, rate))
     verdicts = []
@@ -365,10 +400,11 @@ def voters_assess(votes: VoteTable, battles: BattleTable, *, keep: np.ndarray | 
         (VoterRisk.Kind.ADDRESS, votes.address, battles.address,
          settings.ARENA_TRUST_MAX_VOTES_PER_HOUR * ADDRESS_RATE_FACTOR),
     ):
-        ctx = Context(theta=theta, model_ids=votes.model_ids, abandon_rate=abandon_rate, rate_limit=limit)
         by_vote, by_battle = _groups(vkeys), _groups(bkeys)
         for key in sorted(set(by_vote) | set(by_battle)):
             rows, brows = by_vote.get(key, empty), by_battle.get(key, empty)
+            ctx = Context(theta=yardstick.without(votes, rows), model_ids=votes.model_ids,
+                          abandon_rate=abandon_rate, rate_limit=limit)
             reasons, features = detect(votes, rows, battles, brows, ctx)
             score = max((r["evidence"] for r in reasons), default=0.0)
             verdicts.append(Verdict(str(kind), key, float(score), reasons, features, int(rows.size)))
@@ -381,6 +417,22 @@ def _excluded_mask(votes: VoteTable, flagged: dict[tuple[str, str], bool]) -> np
     for i, (s, a) in enumerate(zip(votes.session.tolist(), votes.address.tolist())):
         out[i] = flagged.get(("session", s), False) or bool(a and flagged.get(("address", a), False))
     return out
+
+
+def voters_settle(
+    votes: VoteTable, battles: BattleTable, excluding: Callable[[list[Verdict]], dict[tuple[str, str], bool]],
+) -> tuple[list[Verdict], dict[tuple[str, str], bool]]:
+    """Assess every voter, then again without the voters ``excluding`` leaves out, until that set stops
+    changing (at most ``ROUNDS`` fits): the last verdicts and who they leave out."""
+    verdicts = voters_assess(votes, battles)
+    left_out = excluding(verdicts)
+    for _ in range(ROUNDS - 1):
+        verdicts = voters_assess(votes, battles, keep=~_excluded_mask(votes, left_out))
+        now = excluding(verdicts)
+        if now == left_out:
+            break
+        left_out = now
+    return verdicts, left_out
 
 
 def risk_recompute(vote_ids: Iterable[int] | None = None) -> RiskResult:
@@ -400,9 +452,7 @@ def risk_recompute(vote_ids: Iterable[int] | None = None) -> RiskResult:
                 state != VoterRisk.State.CLEARED and v.score >= threshold)
         return out
 
-    first = voters_assess(votes, battles)
-    verdicts = voters_assess(votes, battles, keep=~_excluded_mask(votes, excluding(first)))
-    excluding_now = excluding(verdicts)
+    verdicts, excluding_now = voters_settle(votes, battles, excluding)
     excluded = _excluded_mask(votes, excluding_now)
     flagged = [v for v in verdicts if v.score >= threshold]
     _store(verdicts, threshold)

@@ -43,7 +43,9 @@ async def test_each_detector_flags_its_voter_and_no_honest_voter(styled_models, 
     settings.ARENA_RATE_LIMIT_BATTLES = settings.ARENA_RATE_LIMIT_VOTES = 0
     fair = honest(8, 14)
     always_a = AlwaysAVoter(prompts=varied_prompts(1, 16), client="10.2.0.1", seed=1, reading_wps=READ)
-    random_voter = RandomVoter(prompts=varied_prompts(2, 40), client="10.2.0.2", seed=2, reading_wps=READ)
+    # About half of a random voter's votes are decisive; 80 battles give some 40, enough that its likelihood
+    # stands out (z about 4.5) whichever pairs the arena happens to draw. With 40 battles it sometimes did not.
+    random_voter = RandomVoter(prompts=varied_prompts(2, 80), client="10.2.0.2", seed=2, reading_wps=READ)
     # Two rigging sessions from one address: the address is flagged as well as each session.
     riggers = [RiggingVoter(target="fern", prompts=varied_prompts(3 + i, 30), client="10.2.0.3", seed=3 + i,
                             reading_wps=READ) for i in range(2)]
