@@ -12,7 +12,7 @@ import re
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 
 from inference.dispatch import dispatch
@@ -154,20 +154,23 @@ def battle_create(
     return battle
 
 
-def _owned_battle(public_id: object, session_key: str, *, for_update: bool) -> Battle:
+def _owned_battle(public_id: object, session_key: str, *, for_update: bool, modality: str = "text") -> Battle:
+    """The session's own battle between `modality` models. Another session's battle, and a battle of the other
+    modality (a voice battle on the text socket: its vote must wait until both clips were played), answer
+    exactly like a missing one: ids are not to be probed."""
     if not isinstance(public_id, str) or not public_id or len(public_id) > 32:
         raise BattleError("Unknown battle.", code="not_found", status=404)
     battles = Battle.objects.select_for_update() if for_update else Battle.objects
-    battle = battles.filter(public_id=public_id).first()
-    # Another session's battle answers exactly like a missing one: ids are not to be probed.
-    if battle is None or battle.session_key != session_key:
+    other = Side.objects.filter(battle=OuterRef("pk")).exclude(model__modality=modality)
+    battle = battles.filter(public_id=public_id).annotate(other_modality=Exists(other)).first()
+    if battle is None or battle.session_key != session_key or battle.other_modality:
         raise BattleError("Unknown battle.", code="not_found", status=404)
     return battle
 
 
-def battle_resume(*, public_id: object, session_key: str) -> Battle:
+def battle_resume(*, public_id: object, session_key: str, modality: str = "text") -> Battle:
     """The voter's own battle for a reconnecting page, its stale turns failed first so what it shows is final."""
-    battle = _owned_battle(public_id, session_key, for_update=False)
+    battle = _owned_battle(public_id, session_key, for_update=False, modality=modality)
     turn_reap_stale(battle=battle)
     return battle
 
@@ -276,7 +279,9 @@ def answer_reveals_identity(text: str, entry: ModelEntry) -> bool:
     return any(re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", lowered) for name in _names_of(entry))
 
 
-def vote_record(*, public_id: object, session_key: str, ip: str, choice: object) -> tuple[Vote, dict[str, str]]:
+def vote_record(
+    *, public_id: object, session_key: str, ip: str, choice: object, modality: str = "text",
+) -> tuple[Vote, dict[str, str]]:
     """Record the vote once, on a finished battle of this session, and return it with the names to reveal.
 
     Three statements on the vote's path: the battle (locked), its turns with their models, the insert; a second
@@ -286,7 +291,7 @@ def vote_record(*, public_id: object, session_key: str, ip: str, choice: object)
         raise BattleError("Unknown vote: choose left, right, tie or bothbad.", code="invalid_choice")
     try:
         with transaction.atomic():
-            battle = _owned_battle(public_id, session_key, for_update=True)
+            battle = _owned_battle(public_id, session_key, for_update=True, modality=modality)
             # Counted only once the battle is known to be this session's: nobody spends another voter's budget.
             rate_limit("votes", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_VOTES)
             if battle.mode == Battle.Mode.DIRECT:

@@ -104,10 +104,7 @@ def speech_battle_create(*, session_key: str, ip: str, text: object) -> Battle:
 def speech_battle_owned(*, public_id: object, session_key: str) -> Battle:
     """The voter's own voice battle, stale turns failed first (arena.services.battle_resume); a text battle, another
     session's battle and a missing one all answer the same 404."""
-    battle = battle_resume(public_id=public_id, session_key=session_key)
-    if not Side.objects.filter(battle=battle, model__modality="speech").exists():
-        raise BattleError("Unknown battle.", code="not_found", status=404)
-    return battle
+    return battle_resume(public_id=public_id, session_key=session_key, modality="speech")
 
 
 def clip_serve(*, public_id: object, session_key: str, side: object) -> SpeechClip:
@@ -136,7 +133,7 @@ def speech_vote_record(*, public_id: object, session_key: str, ip: str, choice: 
     played = SpeechClip.objects.filter(turn__side__battle=battle, served_at__isnull=False).count()
     if len(turns) != 2 or played < 2:
         raise BattleError("Listen to both voices before voting.", code="not_played", status=409)
-    vote, names = vote_record(public_id=public_id, session_key=session_key, ip=ip, choice=choice)
+    vote, names = vote_record(public_id=public_id, session_key=session_key, ip=ip, choice=choice, modality="speech")
     transaction.on_commit(_leaderboard_refit_soon)
     return vote, names
 

@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 
 from arena.models import Battle, Side, Turn, Vote
+from arena import services
 from arena.services import BattleError, battle_create
 from inference.dispatch import inprocess_idle
 from inference.speech import NOT_AUDIO, SAMPLE_RATE
@@ -122,6 +123,31 @@ def test_only_the_owner_hears_a_battle_and_text_battles_are_not_voice_battles(vo
     assert owner.get(f"/speech/battles/{text_battle.public_id}/").status_code == 404
     status, answer = post(owner, f"/speech/battles/{text_battle.public_id}/vote/", {"choice": "left"})
     assert status == 404 and answer["error"]["code"] == "not_found"
+
+
+def test_the_text_battle_path_refuses_a_voice_battle_so_no_vote_skips_the_listening(voices):
+    # Tried, as the voice battle's own session, everything the text websocket does with a battle id: resume,
+    # vote (which would skip "listen to both voices first"), regenerate, continue and stop.
+    client = voter()
+    _, state = post(client, "/speech/battles/", {"text": TEXT})
+    finished(client, state["battle"])
+    owner = dict(public_id=state["battle"], session_key=client.session.session_key)
+    attempts = sorted(Turn.objects.filter(side__battle__public_id=state["battle"]).values_list("id", "attempt"))
+    calls = {
+        "resume": lambda: services.battle_resume(**owner),
+        "vote": lambda: services.vote_record(**owner, ip="127.0.0.1", choice="left"),
+        "regenerate": lambda: services.battle_regenerate(**owner, ip="127.0.0.1"),
+        "continue": lambda: services.battle_continue(**owner, ip="127.0.0.1", prompt="And then?"),
+        "stop": lambda: services.battle_stop(**owner),
+    }
+    for name, call in calls.items():
+        with pytest.raises(BattleError) as refused:
+            call()
+        assert refused.value.code == "not_found" and refused.value.status == 404, name
+    assert not Vote.objects.exists()
+    assert sorted(Turn.objects.filter(side__battle__public_id=state["battle"]).values_list("id", "attempt")) == attempts
+    # The voice path itself still knows the battle.
+    assert client.get(f"/speech/battles/{state['battle']}/").status_code == 200
 
 
 def test_a_text_battle_and_a_voice_battle_never_mix_modalities(voices, standin):
