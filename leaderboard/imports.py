@@ -3,10 +3,12 @@
 Accepts JSON lines (one object per line), a JSON array, or CSV with a header. Only ``model_a``, ``model_b`` and
 ``winner`` are required (LLMFAO's file has nothing else); ``conversation_a``/``conversation_b`` (lists of
 {"role", "content"} messages, JSON text in CSV), ``anony`` (default true), ``tstamp``, ``judge``, ``language``
-and ``question_id`` are used when present.
+and ``question_id`` are used when present; ``modality`` ("text", the default, or "speech": the arena's own
+column, so voice battles come back as voice battles) says which board the battle counts on.
 
 - Models are found by display name; unknown ones are created inactive with sampling weight 0 in the pool
-  "imported", so they are never drawn into a live battle.
+  "imported", so they are never drawn into a live battle, with the record's modality. A model the file names
+  with both modalities, or with another modality than its entry here, is an error naming the line.
 - Every record gets a key, the SHA-256 of its content and of how many identical records came before it in the
   file, stored on ``ImportedBattle``: a second import of the same file adds nothing, also when lines were added,
   removed or reordered around it (blank lines, a new header position), while two identical votes stay two.
@@ -39,6 +41,7 @@ from .snapshots import LANGUAGE_NAMES, Progress, no_progress
 CHOICE = {"model_a": "left", "model_b": "right", "tie": "tie", "tie (bothbad)": "bothbad"}
 LANGUAGE_CODES = {name.lower(): code for code, name in LANGUAGE_NAMES.items()}
 IMPORTED_POOL = "imported"
+MODALITIES = ("text", "speech")
 BATCH = 2000
 
 
@@ -61,6 +64,7 @@ class ParsedBattle:
     judge: str
     categories: list[str]
     question_id: str
+    modality: str = "text"
 
 
 @dataclass
@@ -231,6 +235,9 @@ def _parse(line: int, raw: dict[str, Any], occurrence: int = 0) -> ParsedBattle:
         language = str(raw.get("language") or "").strip().lower()
         code = LANGUAGE_CODES.get(language, language if language in LANGUAGE_NAMES else "")
         categories = [f"lang:{code}"] if code else []
+    modality = str(raw.get("modality") or "text").strip().lower()
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {raw.get('modality')!r} (expected text or speech)")
     canonical = record_canonical(raw)
     return ParsedBattle(
         line=line, key=record_key(canonical, occurrence), model_a=a, model_b=b,
@@ -239,7 +246,7 @@ def _parse(line: int, raw: dict[str, Any], occurrence: int = 0) -> ParsedBattle:
         ).hexdigest(),
         choice=CHOICE[winner], turns_a=turns_a, turns_b=turns_b, anony=_bool(raw.get("anony")),
         created_at=created_at, judge=str(raw.get("judge") or ""), categories=categories,
-        question_id=str(raw.get("question_id") or "").strip(),
+        question_id=str(raw.get("question_id") or "").strip(), modality=modality,
     )
 
 
@@ -259,11 +266,28 @@ def _chunks(items: list, size: int = BATCH) -> Iterable[list]:
         yield items[i:i + size]
 
 
-def _model_entries(names: set[str], result: ImportResult) -> dict[str, ModelEntry]:
+def _model_modalities(parsed: list[ParsedBattle], source: str) -> dict[str, tuple[str, int]]:
+    """{model name: (its modality, the first line naming it)}; a model named with both modalities is an error."""
+    out: dict[str, tuple[str, int]] = {}
+    for p in parsed:
+        for name in (p.model_a, p.model_b):
+            modality, line = out.setdefault(name, (p.modality, p.line))
+            if modality != p.modality:
+                raise BattleImportError(
+                    f"{source}: line {p.line}: model {name!r} is a {modality} model on line {line}, {p.modality} here")
+    return out
+
+
+def _model_entries(names: dict[str, tuple[str, int]], result: ImportResult, source: str) -> dict[str, ModelEntry]:
     found = {e.display_name: e for e in ModelEntry.objects.filter(display_name__in=names)}
+    for name, entry in found.items():
+        modality, line = names[name]
+        if entry.modality != modality:
+            raise BattleImportError(f"{source}: line {line}: model {name!r} is a {entry.modality} model in this "
+                                    f"arena, and the file has it in a {modality} battle")
     taken = set(ModelEntry.objects.values_list("slug", flat=True))
     new = []
-    for name in sorted(names - set(found)):
+    for name in sorted(set(names) - set(found)):
         base = (slugify(name) or "model")[:56]
         slug, n = base, 1
         while slug in taken:
@@ -273,7 +297,7 @@ def _model_entries(names: set[str], result: ImportResult) -> dict[str, ModelEntr
         # Inactive, weight 0, a pool no worker serves: an imported model is rated, never drawn into a battle.
         new.append(ModelEntry(
             slug=slug, display_name=name, provider=ModelEntry.Provider.OPENAI, is_active=False,
-            sampling_weight=0.0, pool=IMPORTED_POOL,
+            sampling_weight=0.0, pool=IMPORTED_POOL, modality=names[name][0],
         ))
     for entry in ModelEntry.objects.bulk_create(new):
         found[entry.display_name] = entry
@@ -307,7 +331,7 @@ def battles_import(path: str | Path, *, progress: Progress = no_progress) -> Imp
         result.skipped = len(parsed) - len(todo)
         if not todo:
             return result
-        entries = _model_entries({p.model_a for p in todo} | {p.model_b for p in todo}, result)
+        entries = _model_entries(_model_modalities(todo, path.name), result, path.name)
         wanted = {p.question_id for p in todo if 0 < len(p.question_id) <= 32}
         used: set[str] = set()
         for chunk in _chunks(sorted(wanted), 5000):

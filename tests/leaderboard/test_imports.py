@@ -69,6 +69,11 @@ def test_a_second_import_of_the_same_file_adds_nothing(db, tmp_path):
     ("model_a,model_b,winner\nA,B,model_a\n,B,tie\n", 3, "empty model name"),
     ("model_a,model_b,winner\nA,B,model_a,extra\n", 2, "more fields than the header"),
     ("model_a,model_b\nA,B\n", 1, "missing column(s) winner"),
+    ("model_a,model_b,winner,modality\nA,B,model_a,text\nB,C,tie,video\n", 3, "unknown modality 'video'"),
+    ("model_a,model_b,winner,modality\nB,C,model_a,text\nC,D,tie,speech\n", 3,
+     "model 'C' is a text model on line 2, speech here"),
+    # A is a text model here (the entry below); a voice battle of A is refused.
+    ("model_a,model_b,winner,modality\nA,V,model_a,speech\n", 2, "model 'A' is a text model in this arena"),
 ])
 def test_a_malformed_csv_record_names_its_line_and_changes_nothing(db, tmp_path, body, line, message):
     ModelEntry.objects.create(slug="a", display_name="A")
@@ -169,3 +174,18 @@ def test_nul_bytes_and_deep_nesting_get_an_error_naming_the_line(db, tmp_path, c
     with pytest.raises(BattleImportError, match=rf"bad\.txt: line {line}: .*{says}"):
         battles_import(path)
     assert counts() == before
+
+
+def test_voice_battles_come_back_as_voice_battles_and_stay_off_the_text_board(db, tmp_path):
+    path = tmp_path / "voices.csv"
+    path.write_text("model_a,model_b,winner,modality\nAlto,Bass,model_a,speech\nBass,Alto,model_b,speech\n"
+                    "T1,T2,model_a,\nT2,T1,tie,text\n")
+    result = battles_import(path)
+    assert result.created == 4
+    modality = dict(ModelEntry.objects.values_list("display_name", "modality"))
+    assert modality == {"Alto": "speech", "Bass": "speech", "T1": "text", "T2": "text"}
+    snapshot = leaderboard_snapshot_create()
+    rated = {r["model_id"] for r in snapshot.payload["categories"]["overall"]["models"]}
+    assert rated == set(ModelEntry.objects.filter(display_name__in=["T1", "T2"]).values_list("pk", flat=True)), "voice votes never reach the text board"
+    # A second import of the same file, modality and all, adds nothing.
+    assert battles_import(path).created == 0
