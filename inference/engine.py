@@ -1,8 +1,9 @@
 """One generation engine per loaded model: every answer a process is writing with that model decodes in one batch.
 
 Continuous batching with a step loop of our own. One background thread per engine owns the model and the running
-batch: a request that arrives while others run has its prompt prefilled on its own at the next step boundary, its
-KV cache left-padded to the batch's length and joined to it, and it leaves the batch when it ends (end of
+batch: the requests that arrive while others run have their prompts prefilled together at the next step boundary
+(one left-padded forward; one forward each if that fails, so a bad request fails alone), their KV caches
+left-padded to the batch's length and joined to it, and it leaves the batch when it ends (end of
 sequence, its token limit, or cancellation), so nobody waits for the longest answer. Each request has its own
 sampling settings and limits; a request that fails on its own (its prefill) fails alone, and a step that fails
 fails the requests of that step only, after which the engine carries on with the next ones.
@@ -237,15 +238,31 @@ class Engine:
         if batch is not None:
             batch = self._drop_cancelled(batch)
         parts = [batch] if batch is not None else []
+        live = []
         for request in joining:
             if request.cancelled:
                 request.events.put(("end", "cancelled"))
+            else:
+                live.append(request)
+        groups = [live]
+        if len(live) > 1:
+            try:
+                part = self._prefill(live)
+            except Exception:
+                logger.info("a joint prefill of %d prompts failed on %s; prefilling one by one", len(live), self.name)
+                groups = [[request] for request in live]
+            else:
+                groups = []
+                if part is not None:
+                    parts.append(part)
+        for group in groups:
+            if not group:
                 continue
             try:
-                part = self._prefill(request)
+                part = self._prefill(group)
             except Exception as exc:
                 logger.exception("prefill failed on %s", self.name)
-                request.events.put(("error", exc))
+                group[0].events.put(("error", exc))
                 continue
             if part is not None:
                 parts.append(part)
@@ -274,20 +291,36 @@ class Engine:
                 keep.append(i)
         return _keep(batch, keep)
 
-    def _prefill(self, request: Request) -> _Batch | None:
-        ids = torch.tensor([request.prompt], device=self.device)
+    def _prefill(self, requests: list[Request]) -> _Batch | None:
+        """Prefill `requests` in one forward, left-padded to the longest prompt, and hand each its first token:
+        the batch of those that go on (None if none). Raises before any token is handed out if the forward fails."""
+        lengths = [len(r.prompt) for r in requests]
+        width = max(lengths)
+        ids = torch.tensor([[0] * (width - n) + r.prompt for r, n in zip(requests, lengths)], device=self.device)
+        mask = torch.tensor([[0] * (width - n) + [1] * n for n in lengths], dtype=torch.long, device=self.device)
         cache = DynamicCache()  # full layers only: sliding-window models get their window from the mask
-        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        token = int(sample(out.logits[:, -1, :], [request.sampling])[0])
-        if self._emit(request, token, position=len(request.prompt)):
-            return None
-        return _Batch(
-            rows=[request],
+        if len(requests) == 1:
+            out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        else:
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                             use_cache=True, logits_to_keep=1)
+            # Padding rows attend to nothing; zero whatever their keys and values hold, as _merge pads with zeros.
+            pad = (mask == 0)[:, None, :, None]
+            for layer in _layers(cache):
+                layer.keys = layer.keys.masked_fill(pad, 0.0)
+                layer.values = layer.values.masked_fill(pad, 0.0)
+        tokens = sample(out.logits[:, -1, :], [r.sampling for r in requests]).tolist()
+        batch = _Batch(
+            rows=list(requests),
             cache=cache,
-            mask=torch.ones((1, len(request.prompt)), dtype=torch.long, device=self.device),
-            last=torch.tensor([[token]], device=self.device),
-            positions=torch.tensor([len(request.prompt)], device=self.device),
+            mask=mask,
+            last=torch.tensor(tokens, device=self.device)[:, None],
+            positions=torch.tensor(lengths, device=self.device),
         )
+        keep = [i for i, (r, token, n) in enumerate(zip(requests, tokens, lengths))
+                if not self._emit(r, token, position=n)]
+        return _keep(batch, keep)
 
     def _decode(self, batch: _Batch) -> _Batch | None:
         rows = len(batch.rows)
