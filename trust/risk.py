@@ -27,8 +27,8 @@ without its own votes (leave-one-out, to first order: one Newton step from the f
 with the voter's gradient ``g``), so a rigger's own votes do not lift the target it is measured on. The fit is
 then repeated without the voters flagged so far until the flagged set stops changing (at most ``ROUNDS``
 fits), so a rigging crowd does not set the yardstick it is measured with either. A voter who cast most of some
-model's votes (``LEAVE_OUT_MAX_SHARE``) is measured against the full fit: without its votes that model has no
-yardstick. Imported battles
+model's votes it met (over ``LEAVE_OUT_MAX_SHARE``, a tenth) is measured against the full fit: without its
+votes the rest are too few to stand as a yardstick (their noise would flag honest voters of a small arena). Imported battles
 (session ``import:...``) are judged where they were collected and left alone here.
 """
 
@@ -64,7 +64,7 @@ SUPPORTING = 0.9
 ADDRESS_RATE_FACTOR = 5
 MIN_DECISIVE = 5
 ROUNDS = 5
-LEAVE_OUT_MAX_SHARE = 0.5
+LEAVE_OUT_MAX_SHARE = 0.1
 EXACT_TAIL_MAX = 400
 OUTCOME = {"left": 1.0, "right": 0.0, "tie": 0.5, "bothbad": 0.5}
 
@@ -278,6 +278,7 @@ def poisson_binomial_tails(p: np.ndarray, k: int) -> tuple[float, float]:
 @dataclass
 class Context:
     theta: np.ndarray
+    covariance: np.ndarray | None  # (M, M) of theta, or None: theta taken as exact
     model_ids: np.ndarray
     abandon_rate: float
     rate_limit: int
@@ -320,7 +321,14 @@ def detect(votes: VoteTable, rows: np.ndarray, battles: BattleTable, brows: np.n
         add("position_bias", _evidence(p), f"{k_left} of {n} decisive votes for A (p = {p:.2g})")
     a, b = votes.left[rows][decisive], votes.right[rows][decisive]
     won_left = y[decisive] == 1.0
-    p_left = 1.0 / (1.0 + np.exp(ctx.theta[b] - ctx.theta[a])) if n else np.zeros(0)
+    d = ctx.theta[a] - ctx.theta[b]
+    if ctx.covariance is not None and n:
+        # The yardstick is itself an estimate: predict with its uncertainty (the probit approximation of the
+        # logistic integrated over a normal d), so a voter is not blamed for what the ratings cannot know yet.
+        cov = ctx.covariance
+        var_d = np.maximum(cov[a, a] + cov[b, b] - 2 * cov[a, b], 0.0)
+        d = d / np.sqrt(1.0 + np.pi * var_d / 8.0)
+    p_left = 1.0 / (1.0 + np.exp(-d)) if n else np.zeros(0)
     p_left = np.clip(p_left, 1e-6, 1 - 1e-6)
     if n >= MIN_DECISIVE:
         chosen = np.where(won_left, p_left, 1 - p_left)
@@ -403,7 +411,8 @@ def voters_assess(votes: VoteTable, battles: BattleTable, *, keep: np.ndarray | 
         by_vote, by_battle = _groups(vkeys), _groups(bkeys)
         for key in sorted(set(by_vote) | set(by_battle)):
             rows, brows = by_vote.get(key, empty), by_battle.get(key, empty)
-            ctx = Context(theta=yardstick.without(votes, rows), model_ids=votes.model_ids,
+            ctx = Context(theta=yardstick.without(votes, rows), covariance=yardstick.inverse_hessian,
+                          model_ids=votes.model_ids,
                           abandon_rate=abandon_rate, rate_limit=limit)
             reasons, features = detect(votes, rows, battles, brows, ctx)
             score = max((r["evidence"] for r in reasons), default=0.0)
