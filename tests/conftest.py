@@ -51,6 +51,16 @@ def _fresh_rate_limits():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """Each test gets its own channel layer object: the Redis layer's receive lock belongs to the event loop that
+    took it first, and a consumer of the last test's loop still winding down must not hold it for this one."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends = {}
+    yield
+
+
 @pytest.fixture(scope="session")
 def standin() -> StandinEndpoint:
     endpoint = StandinEndpoint().start()

@@ -18,7 +18,7 @@ from tests.voters import Voter, standin_entry
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 FUZZ = hypothesis_settings(
-    max_examples=120, deadline=None, derandomize=True,
+    max_examples=80, deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 

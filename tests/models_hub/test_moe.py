@@ -92,12 +92,18 @@ def test_the_trained_layers_experts_diverged_and_their_routers_learnt(moe, dense
         assert torch.equal(moe.model.layers[layer].mlp.gate.weight, pure.model.layers[layer].mlp.gate.weight)
 
 
-def _greedy(model, tokenizer, prompt: str, tokens: int = 24) -> str:
-    chat = [{"role": "system", "content": CHAT_SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
-    ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+def _greedy(model, tokenizer, prompts: list[str], tokens: int = 24) -> list[str]:
+    """Greedy answers to `prompts`, in one left-padded batch (both models are asked the same way)."""
+    texts = [tokenizer.apply_chat_template(
+        [{"role": "system", "content": CHAT_SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
+        add_generation_prompt=True, tokenize=False) for prompt in prompts]
+    tokenizer.padding_side = "left"
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.inference_mode():
-        out = model.generate(**ids, max_new_tokens=tokens, do_sample=False)
-    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        out = model.generate(**batch, max_new_tokens=tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    width = batch["input_ids"].shape[1]
+    return [tokenizer.decode(row[width:], skip_special_tokens=True) for row in out]
 
 
 def test_the_built_default_answers_differently_from_smollm2(moe, dense, built_models: dict[str, Path]) -> None:
@@ -106,7 +112,7 @@ def test_the_built_default_answers_differently_from_smollm2(moe, dense, built_mo
     trained_on = {conversation[0]["content"] for conversation in training_conversations()}
     assert not trained_on & {chat["prompt"] for chat in HELD_OUT_CHATS}, "the held-out prompts are never trained on"
 
-    answers = [(_greedy(dense, tokenizer, prompt), _greedy(moe, tokenizer, prompt)) for prompt in prompts]
+    answers = list(zip(_greedy(dense, tokenizer, prompts), _greedy(moe, tokenizer, prompts)))
 
     differ = [prompt for prompt, (a, b) in zip(prompts, answers) if a != b]
     assert len(differ) >= len(prompts) // 2, answers
