@@ -39,7 +39,8 @@ is within 0.2 points of arena-rank's bounds and the compatible bread within 0.02
 Bootstrap: resample the battles with replacement, which on the aggregated data is one multinomial draw
 over the (pair, outcome) cells per round, and refit every round; all rounds of a chunk are fitted at once,
 warm-started at the full-data estimate, by chord iterations (Newton steps that reuse the full-data Hessian)
-and, for the few rounds those do not settle, batched Newton. Intervals are percentiles of the refitted
+and, for the few rounds those do not settle, batched Newton; the chunks run on every core, each with its own
+generator spawned from the seed (the same seed, the same draws, whatever the number of cores). Intervals are percentiles of the refitted
 scores. A round in which a rarely seen model drew no battle leaves that model at the ridge's
 centre; this widens its interval, which is the honest answer for a model with very few votes.
 """
@@ -47,6 +48,8 @@ centre; this widens its interval, which is the honest answer for a model with ve
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -337,16 +340,30 @@ def bootstrap_thetas(
     prob = cells / total_weight
     incidence = _incidence(counts)
     chunk = int(max(1, min(_MAX_CHUNK, _CHUNK_DOUBLES // (m * m))))
+    starts = list(range(0, rounds, chunk))
+    # One generator per chunk, spawned from the seed: the same seed gives the same draws however many threads
+    # share the chunks. The draws and most of the fit release the GIL, so the chunks run on every core.
+    rngs = rng.spawn(len(starts))
     out = np.empty((rounds, m))
-    for start in range(0, rounds, chunk):
+
+    def one_chunk(index: int) -> None:
+        start = starts[index]
         k = min(chunk, rounds - start)
-        draws = rng.multinomial(n_draw, prob, size=k).astype(np.float64)
+        draws = rngs[index].multinomial(n_draw, prob, size=k).astype(np.float64)
         wins = draws[:, :pcount]
         losses = draws[:, pcount : 2 * pcount]
         ties = draws[:, 2 * pcount :]
         out[start : start + k] = _fit_batch(
             counts, wins + 0.5 * ties, wins + losses + ties, theta, ridge, incidence, tol, max_iter
         )
+
+    workers = min(len(starts), os.cpu_count() or 1)
+    if workers <= 1:
+        for index in range(len(starts)):
+            one_chunk(index)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(one_chunk, range(len(starts))))
     return out
 
 

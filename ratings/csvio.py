@@ -6,7 +6,8 @@ ignored; with ``style``, also :data:`STYLE_COLUMNS`), LMArena's public battle da
 The files are read by pyarrow's columnar readers in batches of a few hundred thousand rows, with the three
 text columns dictionary-encoded as they are parsed: a batch costs an int32 per cell, and the few distinct
 model names and winners are stripped, checked and mapped to indices once per batch rather than once per row.
-So a 60M-row file is read at the speed of the reader, into three compact (N,) arrays.
+So a 60M-row file is read at the speed of the reader, into three compact (N,) arrays. A CSV file up to
+``_WHOLE_READ_BYTES`` is parsed whole, its blocks on every core; a bigger one is streamed, batch by batch.
 
 Errors name the file and the line (Parquet: the row). The fast readers find that something is wrong; to
 name the line of the first bad row exactly (blank lines, quoted line breaks and all), the file is then read
@@ -19,6 +20,7 @@ import csv
 import io
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,7 @@ FORMATS = ("csv", "parquet", "jsonl")
 """File formats :func:`read_battles` reads; by default chosen from the file name (see :func:`file_format`)."""
 BATTLE_COLUMNS = ("model_a", "model_b", "winner")
 
+_WHOLE_READ_BYTES = 256 << 20  # CSV files up to this size are read whole, with every core (see _read_csv)
 _BLOCK_BYTES = 16 << 20  # CSV / JSONL bytes per batch: ~400k LMArena rows, a few MB of int32 per column
 _PARQUET_BATCH_ROWS = 1 << 20
 _WINNER_LIST = "model_a, model_b, tie or tie (bothbad)"
@@ -178,7 +181,7 @@ class _Collector:
                 i = self.index[name] = len(self.names)
                 self.names.append(name)
             lookup[k] = i
-        return lookup[codes]
+        return _gather(lookup, codes)
 
     def add(self, batch: pa.RecordBatch | pa.Table) -> None:
         n = batch.num_rows
@@ -200,7 +203,7 @@ class _Collector:
             lookup[k] = WINNER_OUTCOMES[w]
         self.parts_a.append(a)
         self.parts_b.append(b)
-        self.parts_y.append(lookup[codes_w])
+        self.parts_y.append(_gather(lookup, codes_w))
         if self.style:
             cols = []
             for c in STYLE_COLUMNS:
@@ -225,14 +228,20 @@ class _Collector:
         order = sorted(range(len(self.names)), key=self.names.__getitem__)
         remap = np.empty(len(order), dtype=np.int32)
         remap[order] = np.arange(len(order), dtype=np.int32)
-        a = remap[np.concatenate(self.parts_a)]
+        a = _gather(remap, np.concatenate(self.parts_a))
         self.parts_a.clear()
-        b = remap[np.concatenate(self.parts_b)]
+        b = _gather(remap, np.concatenate(self.parts_b))
         self.parts_b.clear()
         y = np.concatenate(self.parts_y)
         self.parts_y.clear()
         st = (np.concatenate(self.parts_style).reshape(-1, 2, len(STYLE_FEATURES)) if self.style else None)
         return Battles(names=tuple(self.names[i] for i in order), model_a=a, model_b=b, outcome=y, style=st)
+
+
+def _gather(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``table[codes]`` for millions of small integer codes: numpy gathers with native-width indices several
+    times faster than with int32 ones, even counting the conversion."""
+    return table.take(codes.astype(np.intp, copy=False))
 
 
 def _collect(reader: pa.RecordBatchReader, collector: _Collector) -> None:
@@ -349,8 +358,13 @@ def _read_csv(src: str | io.BytesIO, label: str, style: bool) -> Battles:
     needed = list(_needed(style))
     types = {c: (_TEXT if c in BATTLE_COLUMNS else pa.float64()) for c in needed}
     collector = _Collector(style, _scan_csv)
+    size = os.path.getsize(src) if isinstance(src, str) else src.getbuffer().nbytes
+    # Up to _WHOLE_READ_BYTES the whole file at once: the threaded reader parses its blocks on every core (the
+    # streaming one parses them one after another, 0.6 s more of a 2.5 s run at 10M battles). Above it, the
+    # streaming reader, batch by batch: at 60M battles it needs a third less memory for the same time.
+    read = pa_csv.read_csv if size <= _WHOLE_READ_BYTES else pa_csv.open_csv
     try:
-        reader = pa_csv.open_csv(
+        table = read(
             _native(src),
             # The header as read above, spaces stripped (" winner" is the winner column, as it always was).
             read_options=pa_csv.ReadOptions(block_size=_BLOCK_BYTES, column_names=header, skip_rows=1),
@@ -359,9 +373,17 @@ def _read_csv(src: str | io.BytesIO, label: str, style: bool) -> Battles:
             convert_options=pa_csv.ConvertOptions(include_columns=needed, column_types=types, strings_can_be_null=False,
                                                   quoted_strings_can_be_null=False),
         )
-        _collect(reader, collector)
     except pa.ArrowInvalid as exc:
         raise _BadRow(str(exc).splitlines()[0], None, _scan_csv) from None
+    try:
+        for batch in table.to_batches() if isinstance(table, pa.Table) else table:
+            collector.add(batch)
+    except pa.ArrowInvalid as exc:  # the streaming reader parses as it goes
+        raise _BadRow(str(exc).splitlines()[0], None, _scan_csv) from None
+    finally:
+        if not isinstance(table, pa.Table):
+            table.close()  # a streaming reader left open on an error keeps its read-ahead thread
+    del table
     return collector.battles(label)
 
 

@@ -57,10 +57,16 @@ def test_it_reads_the_same_llmfao_battles_from_csv_parquet_and_json_lines(llmfao
     _assert_battles(read_battles(tmp_path / "battles.data", format="parquet"), expected)
 
 
-def test_it_gives_the_same_battles_when_the_file_is_read_in_many_small_batches(llmfao_path, monkeypatch):
+# Files up to csvio._WHOLE_READ_BYTES are read whole on every core, bigger ones streamed batch by batch: both.
+READERS = pytest.mark.parametrize("whole_up_to", [1 << 40, 0], ids=["whole", "streamed"])
+
+
+@READERS
+def test_it_gives_the_same_battles_when_the_file_is_read_in_many_small_batches(llmfao_path, monkeypatch, whole_up_to):
     # Each batch has its own dictionary of names; the indices must still agree across batches.
     expected = _expected(_rows(llmfao_path))
     monkeypatch.setattr(csvio, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(csvio, "_WHOLE_READ_BYTES", whole_up_to)
     _assert_battles(read_battles(llmfao_path), expected)
 
 
@@ -86,8 +92,10 @@ BAD_CSV = [
 ]
 
 
+@READERS
 @pytest.mark.parametrize("text, message", BAD_CSV)
-def test_it_names_the_line_of_the_first_bad_csv_row(tmp_path, text, message):
+def test_it_names_the_line_of_the_first_bad_csv_row(tmp_path, text, message, monkeypatch, whole_up_to):
+    monkeypatch.setattr(csvio, "_WHOLE_READ_BYTES", whole_up_to)
     path = tmp_path / "bad.csv"
     path.write_text(text)
     with pytest.raises(BattleFileError) as err:
@@ -96,8 +104,10 @@ def test_it_names_the_line_of_the_first_bad_csv_row(tmp_path, text, message):
     assert message in str(err.value)
 
 
-def test_it_names_the_line_of_a_bad_row_deep_in_a_file_read_in_batches(tmp_path, monkeypatch):
+@READERS
+def test_it_names_the_line_of_a_bad_row_deep_in_a_file_read_in_batches(tmp_path, monkeypatch, whole_up_to):
     monkeypatch.setattr(csvio, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(csvio, "_WHOLE_READ_BYTES", whole_up_to)
     lines = ["model_a,model_b,winner"] + [f"m{i % 7},m{(i + 1) % 7},tie" for i in range(5000)]
     lines[4321] = "m1,m2,win"
     path = tmp_path / "deep.csv"
