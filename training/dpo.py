@@ -150,7 +150,7 @@ def dpo_train(
         merged = trainer.model.merge_and_unload().to("cpu")
     if not math.isfinite(after):
         raise RuntimeError("DPO diverged: the loss after training is not a number.")
-    merged.save_pretrained(out)
+    merged.save_pretrained(out, save_original_format=False)  # the experts fused, as models_hub's builder saves them
     tokenizer.save_pretrained(out)
     return {
         "dpo_loss_before": round(before, 6),

@@ -20,6 +20,8 @@ from .training_data import HELD_OUT_CHATS, ChatMessage, HeldOutChat, training_co
 
 # Bump when the upcycling or training recipe changes: built MoE checkpoints are then rebuilt.
 RECIPE_VERSION = 2
+# How the checkpoint stores the experts: "fused" is the layout transformers loads without merging.
+CHECKPOINT_LAYOUT = "fused"
 # The router starts small and random: an all-zero router ties every score, so top-k always picks the same
 # experts and the others never see a gradient.
 ROUTER_INIT_STD = 0.01
@@ -290,6 +292,7 @@ def inhouse_moe_source(dense_dir: Path, recipe: MoeRecipe) -> dict[str, Any]:
         "top_k": recipe.top_k,
         "train_steps": recipe.train_steps,
         "seed": recipe.seed,
+        "layout": CHECKPOINT_LAYOUT,
     }
     if recipe.train_steps:
         source["training_data_sha256"] = training_data_sha256()
@@ -329,7 +332,9 @@ def inhouse_moe_build(
             facts["expert_utilisation"] = expert_utilisation(moe, tokenizer)
         counts = parameter_counts(moe)
         log(f"Writing the checkpoint: {counts.describe()}")
-        moe.save_pretrained(out)
+        # The experts as the model holds them (one fused tensor per layer), not the hub's one file entry per
+        # expert: loading those merges them into new tensors while the mapped file stays resident, two copies.
+        moe.save_pretrained(out, save_original_format=False)
         tokenizer.save_pretrained(out)
         facts.update(
             architecture=type(moe).__name__,

@@ -142,3 +142,40 @@ def test_it_reports_the_expert_utilisation_of_every_layer(moe, built_models) -> 
         assert stored == pytest.approx(measured, abs=1e-3)
     assert marker["source"]["train_steps"] == MoeRecipe().train_steps > 0
     assert len(marker["source"]["training_data_sha256"]) == 64
+
+
+RSS_PROBE = """
+import json, sys, torch
+from transformers import AutoModelForCausalLM
+
+def rss_bytes():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+
+before = rss_bytes()
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32, local_files_only=True).eval()
+with torch.inference_mode():  # a forward touches every expert's weights
+    model(torch.tensor([[1, 504, 3458, 282, 3363, 314, 253, 1485]]))
+weights = sum(p.numel() * p.element_size() for p in model.parameters())
+print(json.dumps({"grew": rss_bytes() - before, "weights": weights}))
+"""
+
+
+def test_a_process_holds_the_moes_experts_once(built_models: dict[str, Path]) -> None:
+    # Saved one tensor per expert (the hub's layout), loading merged them into new tensors while the mapped
+    # file stayed resident: the process grew by 2.1x the weights. Saved fused, it maps them once.
+    import json
+    import subprocess
+    import sys
+
+    from safetensors import safe_open
+
+    path = built_models[INHOUSE_MOE_SLUG]
+    with safe_open(str(path / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert "model.layers.0.mlp.experts.gate_up_proj" in keys and not any(".experts.0." in k for k in keys)
+    done = subprocess.run([sys.executable, "-c", RSS_PROBE, str(path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["grew"] < 1.25 * figures["weights"], figures
