@@ -111,12 +111,12 @@ def battle_failed_side() -> Exists:
     return Exists(Turn.objects.filter(side__battle=OuterRef("pk"), status=Turn.Status.FAILED))
 
 
-def battles_counted(*, modality: str) -> QuerySet[Battle]:
+def battles_counted(*, modality: str, simulated: bool = False) -> QuerySet[Battle]:
     """The battles whose votes count on a leaderboard: anonymous, voted, no identity leak, no failed side, no side
-    that failed and was asked again before the vote (the voter saw it fail), no simulated voter, and both sides of
-    `modality`."""
+    that failed and was asked again before the vote (the voter saw it fail), no simulated voter (only simulated
+    voters with `simulated`, for the staff's board of them), and both sides of `modality`."""
     other = Exists(Side.objects.filter(battle=OuterRef("pk")).exclude(model__modality=modality))
     return Battle.objects.filter(
-        mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False, vote__simulated=False,
+        mode=Battle.Mode.ANONYMOUS, vote__isnull=False, vote__identity_leak=False, vote__simulated=simulated,
         retried_failure=False,
     ).filter(~battle_failed_side(), ~other)

@@ -15,6 +15,12 @@ class LeaderboardSnapshot(models.Model):
     ``vote_hash`` fingerprints the votes it used, so an unchanged vote set is not fitted twice.
     """
 
+    class Board(models.TextChoices):
+        PUBLIC = "public", "Public"
+        SIMULATED = "simulated", "Simulated voters (staff only)"
+
+    # Which votes: the public board's, or only simulated voters' (never public; staff see it at ?board=simulated).
+    board = models.CharField(max_length=16, choices=Board.choices, default=Board.PUBLIC, db_index=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     votes_used = models.PositiveIntegerField()
     vote_hash = models.CharField(max_length=64)

@@ -147,9 +147,10 @@ class LeaderboardVotes:
         return int(self.vote_ids.size)
 
 
-def leaderboard_battles() -> Any:
-    """The text battles whose votes count (voice battles have their own board, speech.leaderboard)."""
-    return battles_counted(modality="text")
+def leaderboard_battles(*, board: str = "public") -> Any:
+    """The text battles whose votes count (voice battles have their own board, speech.leaderboard); with
+    ``board="simulated"`` the simulated voters' battles instead, for the staff's board of them."""
+    return battles_counted(modality="text", simulated=board == LeaderboardSnapshot.Board.SIMULATED)
 
 
 def _row_chunks(queryset: Any, size: int = 50_000) -> Iterator[list[tuple]]:
@@ -162,14 +163,14 @@ def _row_chunks(queryset: Any, size: int = 50_000) -> Iterator[list[tuple]]:
             yield rows
 
 
-def leaderboard_votes(*, progress: Progress = no_progress) -> LeaderboardVotes:
+def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress) -> LeaderboardVotes:
     """The votes of ``leaderboard_battles()`` in vote order, with each side's summed style counts.
 
     Two streamed queries, held as arrays: the votes with both sides' models, and the done turns with the style
     counts stored when each was saved (a turn saved before they were stored is re-read and counted here).
     Category lists and day strings are shared between the votes that have the same ones.
     """
-    battles = leaderboard_battles()
+    battles = leaderboard_battles(board=board)
     outcome2 = Case(When(choice="left", then=Value(2)), When(choice="right", then=Value(0)), default=Value(1))
     votes_qs = (
         Vote.objects.filter(battle__in=battles)
@@ -501,25 +502,47 @@ def _snapshot_lock() -> Iterator[None]:
             yield
 
 
-def leaderboard_snapshot_create(*, force: bool = False, progress: Progress = no_progress) -> LeaderboardSnapshot | None:
+def leaderboard_snapshot_create(
+    *, force: bool = False, progress: Progress = no_progress, board: str = "public",
+) -> LeaderboardSnapshot | None:
     """Fit the leaderboard from the current votes and store a snapshot; None when the votes have not changed
-    since the latest snapshot (unless ``force``). Publishes the new snapshot to the leaderboard group."""
+    since the latest snapshot (unless ``force``). Publishes the new snapshot to the leaderboard group.
+
+    ``board="simulated"``: the staff's board of simulated voters' votes (no trust screening: they are ours), never
+    published to the public pages, and none at all while there are no such votes."""
+    public = board == LeaderboardSnapshot.Board.PUBLIC
+    if board not in LeaderboardSnapshot.Board.values:
+        raise ValueError(f"unknown board {board!r}")
     with _snapshot_lock():
         started = time.monotonic()
-        votes = leaderboard_votes(progress=progress)
-        votes, flagged, risk = trust_votes_split(votes)
+        votes = leaderboard_votes(board=board, progress=progress)
+        if public:
+            votes, flagged, risk = trust_votes_split(votes)
         digest = vote_hash(votes)
-        latest = LeaderboardSnapshot.objects.order_by("-id").only("vote_hash").first()
+        latest = LeaderboardSnapshot.objects.filter(board=board).order_by("-id").only("vote_hash").first()
         if latest is not None and latest.vote_hash == digest and not force:
             return None
+        if not public and latest is None and not len(votes):
+            return None
         payload = leaderboard_payload(votes, progress=progress)
-        payload["trust"] = trust_note(votes, flagged, risk, payload)
+        if public:
+            payload["trust"] = trust_note(votes, flagged, risk, payload)
         with transaction.atomic():
             snapshot = LeaderboardSnapshot.objects.create(
-                votes_used=len(votes), vote_hash=digest, payload=payload, seconds=time.monotonic() - started
+                board=board, votes_used=len(votes), vote_hash=digest, payload=payload,
+                seconds=time.monotonic() - started,
             )
-            transaction.on_commit(lambda: leaderboard_publish(snapshot))
-    logger.info("leaderboard snapshot %s: %s votes in %.2f s", snapshot.pk, snapshot.votes_used, snapshot.seconds)
+            if public:
+                transaction.on_commit(lambda: leaderboard_publish(snapshot))
+    logger.info("leaderboard snapshot %s (%s): %s votes in %.2f s", snapshot.pk, board, snapshot.votes_used,
+                snapshot.seconds)
+    return snapshot
+
+
+def leaderboard_snapshots_create(*, force: bool = False, progress: Progress = no_progress) -> LeaderboardSnapshot | None:
+    """The scheduled job: the public board's snapshot, then the simulated voters' one; returns the public one."""
+    snapshot = leaderboard_snapshot_create(force=force, progress=progress)
+    leaderboard_snapshot_create(force=force, progress=progress, board=LeaderboardSnapshot.Board.SIMULATED)
     return snapshot
 
 
@@ -555,7 +578,7 @@ def _timer_loop(interval: float) -> None:
     while True:
         time.sleep(interval)
         try:
-            leaderboard_snapshot_create()
+            leaderboard_snapshots_create()
         except Exception:
             logger.exception("leaderboard snapshot failed")
         finally:
@@ -584,8 +607,8 @@ def leaderboard_timer_start() -> bool:
 # Selectors: what pages and exports read
 
 
-def leaderboard_latest() -> LeaderboardSnapshot | None:
-    return LeaderboardSnapshot.objects.order_by("-id").first()
+def leaderboard_latest(board: str = "public") -> LeaderboardSnapshot | None:
+    return LeaderboardSnapshot.objects.filter(board=board).order_by("-id").first()
 
 
 @dataclass
@@ -674,6 +697,25 @@ def leaderboard_board(
             "is_inhouse": entry.is_inhouse, "is_preview": entry.is_preview, "preliminary": model["preliminary"],
         })
     return Board(snapshot, category, style, entries, rows, ranking, left_out, staff, one_sided, votes_in, battles)
+
+
+def board_trust(board: Board) -> dict[str, Any] | None:
+    """What the flagged voters' votes would do to the overall scores shown, for the page's note: how many votes
+    were left out, and the largest move among the models on this board (None without flagged votes). Names no
+    voter; models are named only as the board itself names them."""
+    note = board.snapshot.payload.get("trust") or {}
+    if board.category != "overall" or board.style or not note.get("excluded_votes"):
+        return None
+    shift = {s["model_id"]: s for s in note.get("shift", [])}
+    moves = [(abs(shift[e.pk]["delta"]), row["name"], shift[e.pk]) for e, row in
+             ((board.entries[r["index"]], r) for r in board.rows) if e.pk in shift]
+    outside = [name for _, name, s in moves if not s["lower"] <= s["with_flagged"] <= s["upper"]]
+    largest = max(moves, default=None, key=lambda m: m[0])
+    return {
+        "excluded_votes": note["excluded_votes"],
+        "largest": None if largest is None else {"name": largest[1], "delta": largest[2]["delta"]},
+        "outside": outside,
+    }
 
 
 def board_plots(board: Board) -> dict[str, Any]:

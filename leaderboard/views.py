@@ -6,7 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
@@ -26,6 +26,7 @@ from .snapshots import (
     board_categories,
     board_head_to_head,
     board_plots,
+    board_trust,
     leaderboard_board,
     leaderboard_latest,
 )
@@ -55,9 +56,20 @@ def _params(request: HttpRequest) -> tuple[str, bool]:
     return category[:64], style
 
 
+def _which_board(request: HttpRequest) -> str:
+    """``?board=simulated``: the simulated voters' board, for staff only (anyone else finds no such page)."""
+    board = request.GET.get("board") or "public"
+    if board == "public":
+        return board
+    if board == "simulated" and request.user.is_staff:
+        return board
+    raise Http404("No such leaderboard.")
+
+
 def _board(request: HttpRequest) -> tuple[Board | None, dict]:
     category, style = _params(request)
-    snapshot = leaderboard_latest()
+    which = _which_board(request)
+    snapshot = leaderboard_latest(which)
     staff = request.user.is_staff
     board = None
     if snapshot is not None:
@@ -69,7 +81,8 @@ def _board(request: HttpRequest) -> tuple[Board | None, dict]:
         "snapshot": snapshot, "board": board, "category": category, "style": style,
         "categories": board_categories(snapshot) if snapshot else [],
         "styled_available": bool(snapshot and snapshot.payload["categories"].get(category, {}).get("style_covariance")),
-        "nav": "leaderboard",
+        "trust": board_trust(board) if board is not None else None,
+        "nav": "leaderboard", "which_board": which, "board_query": "&board=simulated" if which != "public" else "",
     }
     return board, context
 
@@ -112,7 +125,7 @@ def head_to_head_page(request: HttpRequest) -> HttpResponse:
 @never_cache
 def rankings_csv_view(request: HttpRequest) -> HttpResponse:
     category, style = _params(request)
-    snapshot = leaderboard_latest()
+    snapshot = leaderboard_latest(_which_board(request))
     text = None if snapshot is None else rankings_csv(snapshot, category=category, style=style, staff=request.user.is_staff)
     if text is None:
         return HttpResponse("No leaderboard for that category yet.", status=404, content_type="text/plain")

@@ -18,6 +18,8 @@
     const p = new URLSearchParams();
     p.set("category", categorySelect ? categorySelect.value : "overall");
     if (styleBox && styleBox.checked) p.set("style", "1");
+    const board = document.querySelector("input[data-board]");
+    if (board && board.value) p.set("board", board.value);
     return p;
   }
 

@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from arena.models import SimulatedSession, Vote
 from arena.simulated import LengthInstructionVoter, simulated_battle_play, simulated_session_create
 from leaderboard.exports import battle_records, exported_votes, preference_pairs
-from leaderboard.snapshots import leaderboard_snapshot_create
+from leaderboard.snapshots import leaderboard_latest, leaderboard_snapshot_create, leaderboard_snapshots_create
 from tests.voters import Voter, standin_entry
 
 
@@ -33,7 +33,7 @@ def test_the_length_voter_prefers_the_answer_that_obeys_then_the_shorter() -> No
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
-async def test_simulated_votes_never_reach_the_public_leaderboard_or_a_default_export(standin, inprocess) -> None:
+async def test_simulated_votes_never_reach_the_public_leaderboard_or_a_default_export(standin, inprocess, client) -> None:
     short, long = await database_sync_to_async(lambda: (
         standin_entry(standin, "short-model", "echo-4", display_name="Short Model"),
         standin_entry(standin, "long-model", "echo-40", display_name="Long Model"),
@@ -60,6 +60,33 @@ async def test_simulated_votes_never_reach_the_public_leaderboard_or_a_default_e
     assert len(asked) == 3
     pairs = [json.loads(p) for p in preference_pairs(iter(asked), with_models=True)]
     assert {(p["chosen_model"], p["rejected_model"]) for p in pairs} == {("Short Model", "Long Model")}
+
+    # Staff see them on a board of their own, fitted by the same scheduled job; nobody else finds that board.
+    await database_sync_to_async(leaderboard_snapshots_create)()
+    board = await database_sync_to_async(leaderboard_latest)("simulated")
+    assert board.votes_used == 3 and "trust" not in board.payload
+    rated = {r["model_id"] for r in board.payload["categories"]["overall"]["models"]}
+    assert rated == {short.pk, long.pk}
+    assert (await database_sync_to_async(leaderboard_latest)()).votes_used == 0, "the public board is apart"
+
+    def pages(user) -> dict[str, int]:
+        if user is not None:
+            client.force_login(user)
+        urls = ["/leaderboard/?board=simulated", "/leaderboard/data/?board=simulated",
+                "/leaderboard/head-to-head/?board=simulated", "/leaderboard/rankings.csv?board=simulated"]
+        return {url: client.get(url).status_code for url in urls}
+
+    from django.contrib.auth.models import User
+
+    assert set((await database_sync_to_async(pages)(None)).values()) == {404}
+    someone = await database_sync_to_async(User.objects.create_user)("someone", password="pw")
+    assert set((await database_sync_to_async(pages)(someone)).values()) == {404}
+    staff = await database_sync_to_async(User.objects.create_user)("ops", password="pw", is_staff=True)
+    assert set((await database_sync_to_async(pages)(staff)).values()) == {200}
+    html = (await database_sync_to_async(client.get)("/leaderboard/?board=simulated")).content.decode()
+    assert "simulated voters" in html and "Short Model" in html and "Long Model" in html
+    public = (await database_sync_to_async(client.get)("/leaderboard/")).content.decode()
+    assert "Short Model" not in public and "?board=simulated" in public  # a staff member's way there
 
     # A person's vote through the same path still counts.
     person = await Voter.open()
