@@ -207,7 +207,7 @@ def run(args, settings) -> int:
         "| --- | --- |",
         *[f"| {kind} | {c} of {n} |" for kind, (c, n) in per_kind.items()],
         "",
-        f"The snapshot (risk recomputed, {note['voters_scored']} sessions and addresses scored, two fits) took "
+        f"The snapshot (risk recomputed, {note['voters_scored']} sessions and addresses scored, refitted until the flagged set settled) took "
         f"{snapshot_s:.2f} s; it left out {note['excluded_votes']} votes of {note['flagged_sessions']} sessions "
         f"and {note['flagged_addresses']} addresses. The proof of work takes {np.median(solve_times) * 1000:.0f} ms "
         f"(median of 20, max {max(solve_times) * 1000:.0f} ms) to solve in Python on this machine.",
