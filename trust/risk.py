@@ -64,6 +64,7 @@ SUPPORTING = 0.9
 ADDRESS_RATE_FACTOR = 5
 MIN_DECISIVE = 5
 ROUNDS = 5
+MAX_PREDICTIVE_VARIANCE = 1.0  # of a rating difference, natural units (one unit is 174 points)
 LEAVE_OUT_MAX_SHARE = 0.1
 EXACT_TAIL_MAX = 400
 OUTCOME = {"left": 1.0, "right": 0.0, "tie": 0.5, "bothbad": 0.5}
@@ -325,8 +326,10 @@ def detect(votes: VoteTable, rows: np.ndarray, battles: BattleTable, brows: np.n
     if ctx.covariance is not None and n:
         # The yardstick is itself an estimate: predict with its uncertainty (the probit approximation of the
         # logistic integrated over a normal d), so a voter is not blamed for what the ratings cannot know yet.
+        # Capped: a model that never won (or never lost) has no finite estimate, and the ridge alone bounds its
+        # variance, which would pull every prediction about it back to a coin flip.
         cov = ctx.covariance
-        var_d = np.maximum(cov[a, a] + cov[b, b] - 2 * cov[a, b], 0.0)
+        var_d = np.clip(cov[a, a] + cov[b, b] - 2 * cov[a, b], 0.0, MAX_PREDICTIVE_VARIANCE)
         d = d / np.sqrt(1.0 + np.pi * var_d / 8.0)
     p_left = 1.0 / (1.0 + np.exp(-d)) if n else np.zeros(0)
     p_left = np.clip(p_left, 1e-6, 1 - 1e-6)

@@ -136,3 +136,24 @@ def test_over_seeds_the_rigged_votes_caught_exceed_a_single_fit(settings, monkey
     monkeypatch.setattr(risk.Yardstick, "without", lambda self, votes, rows: self.theta)
     single = [rigged_share(v, k, caught(v, b, threshold)) for v, b, k in tables]
     assert np.mean(single) < np.mean(now) - 0.1, (single, now)
+
+
+def test_a_model_that_never_wins_does_not_make_its_voters_look_unlikely(settings):
+    # Model 1 loses every battle: its rating has no finite estimate, only the ridge bounds its variance. The
+    # votes say just that, and must not read as "votes against model 1 where the ratings expect a coin flip".
+    pairs = [(0, 1, 1.0), (1, 2, 0.0), (2, 0, 0.5)] * 10
+    n = len(pairs)
+    votes = risk.VoteTable(
+        vote_ids=np.arange(n), session=np.array(["one"] * n, dtype=object), address=np.array([""] * n, dtype=object),
+        left=np.array([p[0] for p in pairs]), right=np.array([p[1] for p in pairs]),
+        outcome=np.array([p[2] for p in pairs]), voted_at=1.7e9 + 120.0 * np.arange(n), wait=np.full(n, 30.0),
+        answer_chars=np.full(n, 400.0), model_ids=np.arange(3) + 1,
+    )
+    battles = risk.BattleTable(
+        session=np.array(["one"] * n, dtype=object), address=np.array([""] * n, dtype=object),
+        created=1.7e9 + 120.0 * np.arange(n), voted=np.ones(n, dtype=bool), answered=np.ones(n, dtype=bool),
+        prompt=np.array([f"question {i}" for i in range(n)], dtype=object),
+    )
+    verdicts, _ = risk.voters_settle(votes, battles, lambda vs: {(v.kind, v.key): False for v in vs})
+    (one,) = [v for v in verdicts if v.key == "one"]
+    assert one.score < settings.ARENA_TRUST_RISK_THRESHOLD, one.reasons
