@@ -25,8 +25,9 @@ Detectors (decisive votes are A or B better; ties and both-bad count only for ra
 "The current ratings" are a Bradley-Terry fit of the counted votes, and each voter is measured against that fit
 without its own votes (leave-one-out, to first order: one Newton step from the full fit, ``theta + H^-1 g``
 with the voter's gradient ``g``), so a rigger's own votes do not lift the target it is measured on. The fit is
-then repeated without the voters flagged so far until the flagged set stops changing (at most ``ROUNDS``
-fits), so a rigging crowd does not set the yardstick it is measured with either. A voter who cast most of some
+then repeated without the voters flagged so far, and without those suspected (at ``SUSPECT_SHARE`` of the
+threshold: they still count on the board), until both sets stop changing (at most ``ROUNDS`` fits), so a
+rigging crowd does not set the yardstick it is measured with either. A voter who cast most of some
 model's votes it met (over ``LEAVE_OUT_MAX_SHARE``, a tenth) is measured against the full fit: without its
 votes the rest are too few to stand as a yardstick (their noise would flag honest voters of a small arena). Imported battles
 (session ``import:...``) are judged where they were collected and left alone here.
@@ -64,6 +65,9 @@ SUPPORTING = 0.9
 ADDRESS_RATE_FACTOR = 5
 MIN_DECISIVE = 5
 ROUNDS = 5
+# Voters at half the threshold stay out of the yardstick (not off the board), unless they cast over a tenth of
+# some model's votes: in a small arena that would leave too few honest votes to judge by.
+SUSPECT_SHARE = 0.5
 MAX_PREDICTIVE_VARIANCE = 1.0  # of a rating difference, natural units (one unit is 174 points)
 LEAVE_OUT_MAX_SHARE = 0.1
 EXACT_TAIL_MAX = 400
@@ -112,6 +116,7 @@ class Verdict:
     reasons: list[Reason]
     features: dict[str, Any]
     votes: int
+    heavy: bool = False  # cast over LEAVE_OUT_MAX_SHARE of some model's votes: never only suspected
 
 
 @dataclass
@@ -406,6 +411,8 @@ def voters_assess(votes: VoteTable, battles: BattleTable, *, keep: np.ndarray | 
     abandon_rate = min(0.5, max(0.05, rate))
     verdicts = []
     empty = np.zeros(0, dtype=np.int64)
+    m = votes.model_ids.size
+    everyone = np.bincount(votes.left, minlength=m) + np.bincount(votes.right, minlength=m)
     for kind, vkeys, bkeys, limit in (
         (VoterRisk.Kind.SESSION, votes.session, battles.session, settings.ARENA_TRUST_MAX_VOTES_PER_HOUR),
         (VoterRisk.Kind.ADDRESS, votes.address, battles.address,
@@ -419,7 +426,9 @@ def voters_assess(votes: VoteTable, battles: BattleTable, *, keep: np.ndarray | 
                           abandon_rate=abandon_rate, rate_limit=limit)
             reasons, features = detect(votes, rows, battles, brows, ctx)
             score = max((r["evidence"] for r in reasons), default=0.0)
-            verdicts.append(Verdict(str(kind), key, float(score), reasons, features, int(rows.size)))
+            own = np.bincount(votes.left[rows], minlength=m) + np.bincount(votes.right[rows], minlength=m)
+            heavy = bool(np.any(own > LEAVE_OUT_MAX_SHARE * everyone))
+            verdicts.append(Verdict(str(kind), key, float(score), reasons, features, int(rows.size), heavy))
     return verdicts
 
 
@@ -431,19 +440,36 @@ def _excluded_mask(votes: VoteTable, flagged: dict[tuple[str, str], bool]) -> np
     return out
 
 
+Keys = dict[tuple[str, str], bool]
+
+
 def voters_settle(
-    votes: VoteTable, battles: BattleTable, excluding: Callable[[list[Verdict]], dict[tuple[str, str], bool]],
-) -> tuple[list[Verdict], dict[tuple[str, str], bool]]:
-    """Assess every voter, then again without the voters ``excluding`` leaves out, until that set stops
-    changing (at most ``ROUNDS`` fits): the last verdicts and who they leave out."""
+    votes: VoteTable, battles: BattleTable, excluding: Callable[[list[Verdict]], Keys],
+    suspecting: Callable[[list[Verdict]], Keys] | None = None,
+) -> tuple[list[Verdict], Keys]:
+    """Assess every voter, then again against a fit without the voters ``excluding`` leaves out and those
+    ``suspecting`` names (by default: a score of at least ``SUSPECT_SHARE`` of the threshold), until both sets
+    stop changing (at most ``ROUNDS`` fits): the last verdicts and who they leave out. Suspected voters stay on
+    the board; they only stay out of the yardstick, so that riggers just under the line do not prop each other
+    up."""
+    if suspecting is None:
+        line = SUSPECT_SHARE * settings.ARENA_TRUST_RISK_THRESHOLD
+        suspecting = lambda verdicts: {(v.kind, v.key): v.score >= line and not v.heavy for v in verdicts}  # noqa: E731
+
+    def yardstick_out(verdicts: list[Verdict], left: Keys) -> Keys:
+        suspected = suspecting(verdicts)
+        return {key: out or suspected.get(key, False) for key, out in left.items()}
+
     verdicts = voters_assess(votes, battles)
     left_out = excluding(verdicts)
+    apart = yardstick_out(verdicts, left_out)
     for _ in range(ROUNDS - 1):
-        verdicts = voters_assess(votes, battles, keep=~_excluded_mask(votes, left_out))
+        verdicts = voters_assess(votes, battles, keep=~_excluded_mask(votes, apart))
         now = excluding(verdicts)
-        if now == left_out:
+        apart_now = yardstick_out(verdicts, now)
+        if now == left_out and apart_now == apart:
             break
-        left_out = now
+        left_out, apart = now, apart_now
     return verdicts, left_out
 
 
@@ -464,7 +490,12 @@ def risk_recompute(vote_ids: Iterable[int] | None = None) -> RiskResult:
                 state != VoterRisk.State.CLEARED and v.score >= threshold)
         return out
 
-    verdicts, excluding_now = voters_settle(votes, battles, excluding)
+    def suspecting(verdicts: list[Verdict]) -> Keys:
+        line = SUSPECT_SHARE * threshold
+        return {(v.kind, v.key): reviewed.get((v.kind, v.key)) != VoterRisk.State.CLEARED and v.score >= line
+                and not v.heavy for v in verdicts}
+
+    verdicts, excluding_now = voters_settle(votes, battles, excluding, suspecting)
     excluded = _excluded_mask(votes, excluding_now)
     flagged = [v for v in verdicts if v.score >= threshold]
     _store(verdicts, threshold)
