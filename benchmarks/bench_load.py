@@ -529,14 +529,15 @@ def finished_battles(database_url: str, *, sessions: list[str], per_session: int
                 sid = first_side + 2 * k + j
                 side.write(f"{sid}\t{bid}\t{position}\t{model}\n")
                 turn.write(f"{first_turn + 2 * k + j}\t{sid}\t0\t0\tWhat is the capital of France?\t"
-                           f"{_copy_text(answer)}\tdone\t\t5\t9\t0.01\t100.0\t{style}\t{now}\t{now}\t{now}\t{now}\n")
+                           f"{_copy_text(answer)}\tdone\t\t5\t9\t0.01\t100.0\tf\tf\t{style}\t{now}\t{now}\t{now}\t{now}\n")
         with conn.transaction(), conn.cursor() as cursor:
             for table, columns, buffer in (
                 ("arena_battle", "id, public_id, mode, session_key, ip_hash, categories, retried_failure, created_at",
                  battle),
                 ("arena_side", "id, battle_id, position, model_id", side),
                 ("arena_turn", "id, side_id, index, attempt, prompt, response, status, error, prompt_tokens, "
-                               "output_tokens, time_to_first_token, tokens_per_second, style_tokens, style_headers, "
+                               "output_tokens, time_to_first_token, tokens_per_second, cut_by_limit, "
+                               "stop_requested, style_tokens, style_headers, "
                                "style_list_items, style_bold, created_at, queued_at, started_at, finished_at", turn),
             ):
                 with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
@@ -705,19 +706,20 @@ def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np
                     side.write(f"{sid}\t{bid}\t{position}\t{model}\n")
                     turn.write(
                         f"{first_turn + 2 * k + j}\t{sid}\t0\t0\t{prompts[coding[i]]}\t{responses[resp[i][j]]}\tdone\t"
-                        f"\t5\t{out_tokens[i][j]}\t0.01\t100.0\t{styles[resp[i][j]]}\t{t}\t{t}\t{t}\t{t}\n"
+                        f"\t5\t{out_tokens[i][j]}\t0.01\t100.0\tf\tf\t{styles[resp[i][j]]}\t{t}\t{t}\t{t}\t{t}\n"
                     )
-                vote.write(f"{first_vote + k}\t{bid}\t{choice[i]}\tbulk\tf\t{t}\n")
+                vote.write(f"{first_vote + k}\t{bid}\t{choice[i]}\tbulk\tf\tf\t{t}\n")
             with conn.transaction(), conn.cursor() as cursor:
                 for table, columns, buffer in (
                     ("arena_battle", "id, public_id, mode, session_key, ip_hash, categories, retried_failure, "
                                      "created_at", battle),
                     ("arena_side", "id, battle_id, position, model_id", side),
                     ("arena_turn", "id, side_id, index, attempt, prompt, response, status, error, prompt_tokens, "
-                                   "output_tokens, time_to_first_token, tokens_per_second, style_tokens, "
+                                   "output_tokens, time_to_first_token, tokens_per_second, cut_by_limit, "
+                                   "stop_requested, style_tokens, "
                                    "style_headers, style_list_items, style_bold, created_at, queued_at, "
                                    "started_at, finished_at", turn),
-                    ("arena_vote", "id, battle_id, choice, session_key, identity_leak, created_at", vote),
+                    ("arena_vote", "id, battle_id, choice, session_key, identity_leak, simulated, created_at", vote),
                 ):
                     with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                         copy.write(buffer.getvalue())
