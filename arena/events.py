@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Literal, TypedDict
+import os
+import threading
+from typing import Any, Literal, TypedDict
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from asgiref.sync import SyncToAsync, async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 logger = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT = 10.0  # seconds a generation job waits for the channel layer to take one frame
 
 SideLabel = Literal["A", "B"]
 POSITION_LABEL: dict[str, SideLabel] = {"left": "A", "right": "B"}
@@ -41,14 +46,69 @@ def group_name(public_id: str) -> str:
     return f"battle_{public_id}"
 
 
-def battle_publish(public_id: str, event: dict) -> None:
-    """Send one event to the battle's group. Losing a frame is survivable (the page re-reads state), so a
-    channel-layer failure is logged, not raised into the generation job."""
+# ---------------------------------------------------------------------------------------------------------------
+# Sending to a group from a plain thread (a Celery job, the embedded server's generation threads, the snapshot timer)
+#
+# asgiref's async_to_sync, called from a thread that no event loop started, runs each call on a new event loop
+# in a new thread, so every frame would pay a thread, a loop and (channels_redis keeps its connections per loop)
+# a new Redis connection. Such threads send on one long-lived loop instead. The embedded server's in-memory layer
+# keeps its queues on the server's own loop, which a foreign loop cannot wake: there, frames go onto that loop.
+
+_server_loop: asyncio.AbstractEventLoop | None = None
+_sender: tuple[int, asyncio.AbstractEventLoop] | None = None  # (pid, loop): a forked worker starts its own
+_sender_lock = threading.Lock()
+
+
+def server_loop_register() -> None:
+    """Record the running loop as the server's (called for each connection, from config.asgi)."""
+    global _server_loop
+    _server_loop = asyncio.get_running_loop()
+
+
+def _sender_loop() -> asyncio.AbstractEventLoop:
+    global _sender
+    with _sender_lock:
+        if _sender is None or _sender[0] != os.getpid() or not _sender[1].is_running():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="channel-layer-sender", daemon=True).start()
+            _sender = (os.getpid(), loop)
+        return _sender[1]
+
+
+def _loop_for(layer: Any) -> asyncio.AbstractEventLoop | None:
+    """The loop to send on from this thread; None where async_to_sync already does the right thing (a thread
+    of sync_to_async, which sends on the loop that called it) or nothing better is known."""
+    if getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) == os.getpid():
+        return None
+    if isinstance(layer, InMemoryChannelLayer):
+        loop = _server_loop
+        return loop if loop is not None and loop.is_running() else None
+    return _sender_loop()
+
+
+def group_send(group: str, event: dict) -> None:
+    """Send ``event`` to ``group`` from synchronous code, waiting until the layer took it. Raises what the
+    layer raises (and TimeoutError after PUBLISH_TIMEOUT s)."""
     layer = get_channel_layer()
     if layer is None:
         return
+    loop = _loop_for(layer)
+    if loop is None:
+        async_to_sync(layer.group_send)(group, event)
+        return
+    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, event), loop)
     try:
-        async_to_sync(layer.group_send)(group_name(public_id), event)
+        future.result(timeout=PUBLISH_TIMEOUT)
+    except BaseException:
+        future.cancel()
+        raise
+
+
+def battle_publish(public_id: str, event: dict) -> None:
+    """Send one event to the battle's group. Losing a frame is survivable (the page re-reads state), so a
+    channel-layer failure is logged, not raised into the generation job."""
+    try:
+        group_send(group_name(public_id), event)
     except Exception:
         logger.warning("could not publish %s to battle %s", event.get("type"), public_id, exc_info=True)
 

@@ -103,7 +103,8 @@ def turn_partial_text(turn: Turn) -> str:
 
 def _history(turn: Turn) -> list[dict[str, str]]:
     messages: list[dict[str, str]] = []
-    for earlier in Turn.objects.filter(side=turn.side, index__lt=turn.index).order_by("index"):
+    earlier_turns = Turn.objects.filter(side=turn.side, index__lt=turn.index).order_by("index") if turn.index else ()
+    for earlier in earlier_turns:
         messages.append({"role": "user", "content": earlier.prompt})
         messages.append({"role": "assistant", "content": earlier.response})
     messages.append({"role": "user", "content": turn.prompt})
@@ -137,7 +138,10 @@ def _finish(turn: Turn, attempt: int, *, stopped: bool = False, **fields) -> boo
             stopped=stopped,
         )
         # Only the outcome of the current attempt counts: a retired attempt says nothing about the model now.
-        breaker_record(turn.side.model_id, ok=fields["status"] == Turn.Status.DONE)
+        # A success of a model whose breaker was clear when the turn began has nothing to reset.
+        ok = fields["status"] == Turn.Status.DONE
+        if not ok or turn.side.model.failures_in_row or turn.side.model.breaker_open_until is not None:
+            breaker_record(turn.side.model_id, ok=ok)
     return saved
 
 

@@ -795,7 +795,7 @@ def report(args, results: dict) -> str:
         f"- Processes, all on 127.0.0.1: PostgreSQL (fsync off, as in the test stack), Redis, "
         f"{args.web_processes} daphne process{'es' if args.web_processes > 1 else ''} (voters take them in turn, "
         "as a proxy in front would), one Celery "
-        f"worker -Q {POOL} (prefork, concurrency {args.worker_concurrency}), the stand-in model (`echo`: answers "
+        f"worker -Q {POOL} ({args.worker_pool} pool, concurrency {args.worker_concurrency}), the stand-in model (`echo`: answers "
         "at once, so the load is on the web, channel-layer and database path), rate limits on but set out of reach "
         "(each start and vote pays its check); the voters and "
         "the timing run in one asyncio process beside them, so client latency includes client scheduling.",
@@ -935,7 +935,8 @@ def main() -> int:
     parser.add_argument("--battles", type=int, default=400, help="battles of the load run (at most)")
     parser.add_argument("--early-every", type=int, default=5, help="every Nth voter also votes while streaming")
     parser.add_argument("--replay-share", type=float, default=0.2, help="share of votes sent twice")
-    parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--worker-concurrency", type=int, default=8)
+    parser.add_argument("--worker-pool", default="threads", help="Celery pool of the worker (make worker: threads)")
     parser.add_argument("--web-processes", type=int, default=2, help="daphne processes; voters take them in turn")
     parser.add_argument("--vote-voters", type=int, default=40, help="voters of the vote-path phase")
     parser.add_argument("--vote-battles", type=int, default=150, help="finished battles per vote-path voter")
@@ -1007,7 +1008,7 @@ def main() -> int:
         truth_by_name = {e.display_name: float(t) for e, t in zip(bulk_models, truth)}
 
         processes.start("worker", [python, "-m", "celery", "-A", "config", "worker", "-Q", POOL, "--concurrency",
-                                   str(args.worker_concurrency), "-P", "prefork", "--without-gossip",
+                                   str(args.worker_concurrency), "-P", args.worker_pool, "--without-gossip",
                                    "--without-mingle", "-n", f"{POOL}@load", "--loglevel", "WARNING"], env)
         web_ports = [free_port() for _ in range(args.web_processes)]
         for i, port in enumerate(web_ports):

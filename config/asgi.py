@@ -23,6 +23,7 @@ from channels.security.websocket import WebsocketDenier  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.http.request import split_domain_port, validate_host  # noqa: E402
 
+from arena.events import server_loop_register  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 
 DEFAULT_PORT = {"http": 80, "https": 443}
@@ -73,6 +74,7 @@ class ForwardedClientMiddleware:
         self.app = app
 
     async def __call__(self, scope, receive, send):
+        server_loop_register()
         if scope["type"] in ("http", "websocket") and settings.ARENA_TRUSTED_PROXIES:
             client, scheme = forwarded_client(scope)
             port = (scope.get("client") or ["", 0])[1]

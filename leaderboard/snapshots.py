@@ -27,13 +27,12 @@ from datetime import timezone as dt_timezone
 from typing import Any, TypedDict
 
 import numpy as np
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models import Case, F, FilteredRelation, Q, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 
+from arena.events import group_send
 from arena.models import STYLE_FIELDS, Turn, Vote
 from arena.selectors import battles_counted
 from models_hub.models import ModelEntry
@@ -555,15 +554,12 @@ class SnapshotEvent(TypedDict):
 
 def leaderboard_publish(snapshot: LeaderboardSnapshot) -> None:
     """Tell open leaderboard pages that a snapshot landed. Names nothing: the page fetches what it may see."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
     event: SnapshotEvent = {
         "type": "leaderboard.snapshot", "id": snapshot.pk, "created_at": snapshot.created_at.isoformat(),
         "votes_used": snapshot.votes_used,
     }
     try:
-        async_to_sync(layer.group_send)(GROUP, event)
+        group_send(GROUP, dict(event))
     except Exception:
         logger.warning("could not publish leaderboard snapshot %s", snapshot.pk, exc_info=True)
 
