@@ -233,7 +233,7 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "state", **state})
 
     def _resumed_state(self, public_id: object) -> dict:
-        state = battle_state(services.battle_resume(public_id=public_id, session_key=self.session_key))
+        state = battle_state(services.battle_resume(public_id=public_id, session_key=self.session_key, reap=False))
         state["max_turns"] = settings.ARENA_MAX_TURNS
         return state
 

@@ -191,12 +191,23 @@ TIMED_OUT = "No answer came back in time. Press retry to ask again."
 JOB_LOST = "The queued job was lost when the broker restarted. Press retry to ask again."
 
 
+def _stale_cutoff(now) -> object:
+    return now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+
+
+def turn_is_stale(turn: Turn, now=None) -> bool:
+    """What turn_reap_stale(battle=...) would fail: queued or running for longer than any job may take."""
+    cutoff = _stale_cutoff(now or timezone.now())
+    if turn.status == Turn.Status.QUEUED:
+        return turn.queued_at < cutoff
+    return turn.status == Turn.Status.RUNNING and turn.started_at is not None and turn.started_at < cutoff
+
+
 def turn_reap_stale(*, battle: Battle | None = None) -> int:
     """Fail turns that no worker finished in time (a worker died, a pool went away), and, on the scheduled run,
     queued turns whose job a restarted broker lost; returns how many."""
-    limit = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
     now = timezone.now()
-    cutoff = now - limit
+    cutoff = _stale_cutoff(now)
     condition = Q(status=Turn.Status.QUEUED, queued_at__lt=cutoff) | Q(status=Turn.Status.RUNNING, started_at__lt=cutoff)
     lost_before = broker_lost_before() if battle is None else None
     if lost_before is not None:

@@ -11,7 +11,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from models_hub.models import ModelEntry
 
 from .events import POSITION_LABEL
-from .generation import turn_partial_text
+from .generation import turn_is_stale, turn_partial_text, turn_reap_stale
 from .models import Battle, Side, Turn, Vote
 from .rendering import render_markdown
 
@@ -62,23 +62,27 @@ def models_choosable() -> list[dict[str, str]]:
 
 
 def battle_state(battle: Battle) -> dict:
-    """What the battle's owner may see now: turns per side, and model names only once they may be shown."""
+    """What the battle's owner may see now: turns per side, and model names only once they may be shown.
+
+    Turns left queued or running past any job's time limit are failed first (turn_reap_stale), so what the page
+    shows is final. Two queries: the vote, and every turn with its side and model."""
     vote = Vote.objects.filter(battle=battle).first()
-    sides = {}
+    turns = list(Turn.objects.filter(side__battle=battle).select_related("side__model").order_by("side__position", "index"))
+    if any(turn_is_stale(t) for t in turns) and turn_reap_stale(battle=battle):
+        turns = list(Turn.objects.filter(side__battle=battle).select_related("side__model")
+                     .order_by("side__position", "index"))
+    sides: dict[str, list[dict]] = {}
     names = {}
-    for side in battle.sides.select_related("model").order_by("position"):
-        label = POSITION_LABEL[side.position]
-        sides[label] = [
-            {
-                "turn": t.index, "attempt": t.attempt, "prompt": t.prompt, "status": t.status,
-                "text": turn_partial_text(t) if t.status == Turn.Status.RUNNING else t.response,
-                "html": render_markdown(t.response) if t.status == Turn.Status.DONE else "",
-                "error": SIDE_FAILED if t.error else "",
-                "cut": t.cut_by_limit, "stopped": t.stop_requested and t.status == Turn.Status.DONE,
-            }
-            for t in side.turns.order_by("index")
-        ]
-        names[label] = side.model.public_name
+    for t in turns:
+        label = POSITION_LABEL[t.side.position]
+        sides.setdefault(label, []).append({
+            "turn": t.index, "attempt": t.attempt, "prompt": t.prompt, "status": t.status,
+            "text": turn_partial_text(t) if t.status == Turn.Status.RUNNING else t.response,
+            "html": render_markdown(t.response) if t.status == Turn.Status.DONE else "",
+            "error": SIDE_FAILED if t.error else "",
+            "cut": t.cut_by_limit, "stopped": t.stop_requested and t.status == Turn.Status.DONE,
+        })
+        names[label] = t.side.model.public_name
     reveal = vote is not None or battle.mode != Battle.Mode.ANONYMOUS
     return {
         "battle": battle.public_id,

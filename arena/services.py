@@ -168,10 +168,12 @@ def _owned_battle(public_id: object, session_key: str, *, for_update: bool, moda
     return battle
 
 
-def battle_resume(*, public_id: object, session_key: str, modality: str = "text") -> Battle:
-    """The voter's own battle for a reconnecting page, its stale turns failed first so what it shows is final."""
+def battle_resume(*, public_id: object, session_key: str, modality: str = "text", reap: bool = True) -> Battle:
+    """The voter's own battle for a reconnecting page, its stale turns failed first so what it shows is final
+    (``reap=False`` where the caller reads it with battle_state, which does that itself)."""
     battle = _owned_battle(public_id, session_key, for_update=False, modality=modality)
-    turn_reap_stale(battle=battle)
+    if reap:
+        turn_reap_stale(battle=battle)
     return battle
 
 

@@ -23,6 +23,10 @@ class PairsError(ValueError):
     """Preference pairs that cannot be trained on; the message says why, for an operator."""
 
 
+class EmptyAnswer(PairsError):
+    """A pair with an empty answer: an error in a file, a vote left out when reading the votes."""
+
+
 @dataclass(frozen=True)
 class PairSet:
     pairs: list[dict[str, Any]]  # TRL conversational records: prompt, chosen, rejected (lists of messages)
@@ -62,7 +66,7 @@ def pair_check(record: Any, where: str) -> dict[str, Any]:
             raise PairsError(f"{where}: '{key}' must name the model that answered.")
         pair[key] = record[key]
     if not pair["chosen"][-1]["content"].strip() or not pair["rejected"][-1]["content"].strip():
-        raise PairsError(f"{where}: an answer is empty.")
+        raise EmptyAnswer(f"{where}: an answer is empty.")
     return pair
 
 
@@ -96,16 +100,22 @@ def pairs_from_votes(
         votes = votes.filter(created_at__gte=since)
     if category:
         votes = votes.filter(battle__categories__contains=[category])
-    pairs, vote_ids = [], []
+    pairs, vote_ids, empty = [], [], 0
     for vote_id, record in battle_records(votes, with_vote_ids=True):
         pair = preference_pair(record, with_models=True)
         if pair is not None:
-            pairs.append(pair_check(pair, f"vote {vote_id}"))
+            try:
+                pairs.append(pair_check(pair, f"vote {vote_id}"))
+            except EmptyAnswer:
+                # A model that answered nothing lost a real vote, but there is no answer to learn from.
+                empty += 1
+                continue
             vote_ids.append(vote_id)
     filters = {
         "since": since.isoformat() if since else None,
         "category": category or None,
         "include_simulated": include_simulated,
+        "left_out_empty_answer": empty,
     }
     return pairs, vote_ids, filters
 

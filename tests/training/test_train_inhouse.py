@@ -193,3 +193,24 @@ def test_it_trains_the_inhouse_moe_with_dpo_and_registers_a_preview_that_answers
                 "--learning-rate", "1e-4", "--device", "cpu")
     assert "up to date" in again and "already trained on these pairs" in again
     assert list(ModelEntry.objects.filter(parent=parent)) == [child]
+
+
+def test_votes_on_an_empty_answer_are_left_out_of_the_pairs_and_counted() -> None:
+    """Tried: a model answered nothing and lost the vote. That vote is real, but it has no answer to learn from:
+    reading the votes leaves it out and says how many were, where a file with such a pair is refused."""
+    from arena.models import Battle, Side, Turn, Vote
+    from training.pairs import pairs_from_votes
+
+    rival = ModelEntry.objects.create(slug="rival", display_name=RIVAL, provider="openai", base_url="http://127.0.0.1:9/v1")
+    inhouse = ModelEntry.objects.create(slug="inhouse", display_name=INHOUSE, provider="openai", base_url="http://127.0.0.1:9/v1")
+    votes = []
+    for prompt, answers in (("Name a fruit.", ("An apple.", "")), ("Name a colour.", ("Blue.", "Red, mostly."))):
+        battle = Battle.objects.create(session_key="person", categories=[])
+        for position, model, answer in (("left", rival, answers[0]), ("right", inhouse, answers[1])):
+            side = Side.objects.create(battle=battle, position=position, model=model)
+            Turn.objects.create(side=side, index=0, prompt=prompt, response=answer, status=Turn.Status.DONE)
+        votes.append(Vote.objects.create(battle=battle, choice="left", session_key="person"))
+    pairs, vote_ids, filters = pairs_from_votes()
+    assert vote_ids == [votes[1].pk]
+    assert [p["chosen"][-1]["content"] for p in pairs] == ["Blue."]
+    assert filters["left_out_empty_answer"] == 1
