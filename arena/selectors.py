@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
 from models_hub.models import ModelEntry
@@ -21,6 +23,24 @@ logger = logging.getLogger(__name__)
 # by provider and fault (missing files for a local checkpoint, an HTTP status for an endpoint), and so would say
 # something about the model before the vote.
 SIDE_FAILED = "This side could not answer. Press retry to ask again."
+
+
+def row_chunks(queryset: Any, size: int = 50_000) -> Iterator[list[tuple]]:
+    """The rows of a values_list queryset in chunks, from a server-side cursor, with no model instances or
+    per-row ORM conversion: a snapshot reads millions of rows.
+
+    On PostgreSQL the cursor lives in a transaction (outside one Django declares it WITH HOLD, which runs the
+    whole query at DECLARE) and is planned for reading every row: by default a cursor is planned to return its
+    first tenth fast, which picks nested loops that take minutes over a million votes."""
+    sql, params = queryset.query.sql_with_params()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(sql, params)
+            while rows := cursor.fetchmany(size):
+                yield rows
 
 
 def health_check() -> dict[str, str]:

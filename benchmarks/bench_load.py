@@ -652,6 +652,9 @@ def _reserve_ids(cursor, table: str, n: int) -> int:
     return first
 
 
+VOTES_PER_SESSION = 20
+
+
 def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np.ndarray, seed: int,
                chunk: int = 100_000) -> dict:
     """COPY ``count`` voted anonymous battles into PostgreSQL: per vote one Battle, two Sides, two done Turns
@@ -690,25 +693,33 @@ def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np
             choice = np.where(u < p_left - p_tie / 2, "left", np.where(u < p_left + p_tie / 2, "tie", "right"))
             choice = np.where((choice == "tie") & (rng.random(n) < 0.5), "bothbad", choice)
             coding = rng.random(n) < 0.15
-            when = np.datetime_as_string(now - rng.integers(0, 60 * 86400 * 10**6, n).astype("timedelta64[us]"))
+            offsets = rng.integers(0, 60 * 86400 * 10**6, n).astype("timedelta64[us]")
+            when = np.datetime_as_string(now - offsets)
+            # The answers finished a minute before the vote: read at a human pace.
+            answered = np.datetime_as_string(now - offsets - np.timedelta64(60, "s")).tolist()
             resp = rng.integers(0, len(responses), (n, 2))
             out_tokens = rng.integers(2, 60, (n, 2))
             left, right = ids[a].tolist(), ids[b].tolist()
             choice, coding, when = choice.tolist(), coding.astype(int).tolist(), when.tolist()
             resp, out_tokens = resp.tolist(), out_tokens.tolist()
+            # Voters: VOTES_PER_SESSION votes per session on average, two sessions per address, spread over the
+            # 60 days, so that each stored vote is an ordinary voter's for the trust screen the snapshot runs.
+            voter = rng.integers(0, max(1, count // VOTES_PER_SESSION), n).tolist()
             battle, side, turn, vote = io.StringIO(), io.StringIO(), io.StringIO(), io.StringIO()
             for i in range(n):
                 k = offset + i
-                bid, t = first_battle + k, f"{when[i]}+00"
-                battle.write(f"{bid}\tbulk-{bid}\tanonymous\tbulk\t\t{categories[coding[i]]}\tf\t{t}\n")
+                bid, t, a = first_battle + k, f"{when[i]}+00", f"{answered[i]}+00"
+                who = f"bulk-{seed}-{voter[i]}"
+                battle.write(f"{bid}\tbulk-{bid}\tanonymous\t{who}\taddr-{seed}-{voter[i] // 2}\t"
+                             f"{categories[coding[i]]}\tf\t{a}\n")
                 for j, (position, model) in enumerate((("left", left[i]), ("right", right[i]))):
                     sid = first_side + 2 * k + j
                     side.write(f"{sid}\t{bid}\t{position}\t{model}\n")
                     turn.write(
                         f"{first_turn + 2 * k + j}\t{sid}\t0\t0\t{prompts[coding[i]]}\t{responses[resp[i][j]]}\tdone\t"
-                        f"\t5\t{out_tokens[i][j]}\t0.01\t100.0\tf\tf\t{styles[resp[i][j]]}\t{t}\t{t}\t{t}\t{t}\n"
+                        f"\t5\t{out_tokens[i][j]}\t0.01\t100.0\tf\tf\t{styles[resp[i][j]]}\t{a}\t{a}\t{a}\t{a}\n"
                     )
-                vote.write(f"{first_vote + k}\t{bid}\t{choice[i]}\tbulk\tf\tf\t{t}\n")
+                vote.write(f"{first_vote + k}\t{bid}\t{choice[i]}\t{who}\tf\tf\t{t}\n")
             with conn.transaction(), conn.cursor() as cursor:
                 for table, columns, buffer in (
                     ("arena_battle", "id, public_id, mode, session_key, ip_hash, categories, retried_failure, "

@@ -35,7 +35,7 @@ from django.db.models.lookups import GreaterThan, LessThan
 
 from arena.events import group_send
 from arena.models import STYLE_FIELDS, Turn, Vote
-from arena.selectors import battles_counted
+from arena.selectors import battles_counted, row_chunks
 from models_hub.models import ModelEntry
 from trust.risk import RiskResult, risk_recompute
 from ratings import (
@@ -153,24 +153,6 @@ def leaderboard_battles(*, board: str = "public") -> Any:
     return battles_counted(modality="text", simulated=board == LeaderboardSnapshot.Board.SIMULATED)
 
 
-def _row_chunks(queryset: Any, size: int = 50_000) -> Iterator[list[tuple]]:
-    """The rows of a values_list queryset in chunks, from a server-side cursor, with no model instances or
-    per-row ORM conversion: a snapshot reads millions of rows.
-
-    On PostgreSQL the cursor lives in a transaction (outside one Django declares it WITH HOLD, which runs the
-    whole query at DECLARE) and is planned for reading every row: by default a cursor is planned to return its
-    first tenth fast, which picks nested loops that take minutes over a million votes."""
-    sql, params = queryset.query.sql_with_params()
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
-        with connection.chunked_cursor() as cursor:
-            cursor.execute(sql, params)
-            while rows := cursor.fetchmany(size):
-                yield rows
-
-
 def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress) -> LeaderboardVotes:
     """The votes of ``leaderboard_battles()`` in vote order, with each side's summed style counts.
 
@@ -201,7 +183,7 @@ def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress
     days: list[str] = []
     shared_categories: dict[Any, list[str]] = {}
     shared_days: dict[Any, str] = {}
-    for rows in _row_chunks(votes_qs):
+    for rows in row_chunks(votes_qs):
         numbers.append(np.array([r[:5] for r in rows], dtype=np.int64).reshape(-1, 5))
         for row in rows:
             # JSON text from the cursor (Django reads jsonb as text and decodes it in the field, not here).
@@ -229,7 +211,7 @@ def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress
         .values_list("side__battle_id", "right", "pk", "c0", "c1", "c2", "c3")
     )
     unstored: list[np.ndarray] = []
-    for rows in progress(_row_chunks(turns_qs), desc="answers", unit="chunk"):
+    for rows in progress(row_chunks(turns_qs), desc="answers", unit="chunk"):
         chunk = np.array(rows, dtype=np.int64).reshape(-1, 7)
         at = np.searchsorted(sorted_ids, chunk[:, 0])
         found = at < n

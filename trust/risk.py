@@ -26,7 +26,8 @@ Detectors (decisive votes are A or B better; ties and both-bad count only for ra
 without its own votes (leave-one-out, to first order: one Newton step from the full fit, ``theta + H^-1 g``
 with the voter's gradient ``g``), so a rigger's own votes do not lift the target it is measured on. The fit is
 then repeated without the voters flagged so far, and without those suspected (at ``SUSPECT_SHARE`` of the
-threshold: they still count on the board), until both sets stop changing (at most ``ROUNDS`` fits), so a
+threshold, not counting the supporting-only repeated prompts: they still count on the board; and only while the
+yardstick keeps ``YARDSTICK_MIN_SHARE`` of the votes), until both sets stop changing (at most ``ROUNDS`` fits), so a
 rigging crowd does not set the yardstick it is measured with either. A voter who cast most of some
 model's votes it met (over ``LEAVE_OUT_MAX_SHARE``, a tenth) is measured against the full fit: without its
 votes the rest are too few to stand as a yardstick (their noise would flag honest voters of a small arena). Imported battles
@@ -45,12 +46,13 @@ from typing import Any, TypedDict
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, FilteredRelation, FloatField, Func, Max, Q, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
-from scipy.stats import binom, binomtest, norm
+from scipy.stats import binom, norm
 
-from arena.models import Battle, Side, Turn, Vote
+from arena.models import Battle, Turn, Vote
+from arena.selectors import row_chunks
 from ratings import aggregate
 from ratings.bradley_terry import fit_bradley_terry, hessian
 
@@ -62,6 +64,10 @@ FAST_SHARE = 0.5
 REPEAT_MIN_BATTLES = 20
 REPEAT_SHARE = 0.9
 SUPPORTING = 0.9
+SUPPORTING_ONLY = frozenset({"repeated_prompts"})  # never flags, nor suspects, a voter on its own
+# Suspected voters leave the yardstick only while it keeps at least this share of the votes: where suspicion
+# would take most of them, the rest are too few to measure anyone by.
+YARDSTICK_MIN_SHARE = 0.5
 ADDRESS_RATE_FACTOR = 5
 MIN_DECISIVE = 5
 ROUNDS = 5
@@ -117,6 +123,7 @@ class Verdict:
     features: dict[str, Any]
     votes: int
     heavy: bool = False  # cast over LEAVE_OUT_MAX_SHARE of some model's votes: never only suspected
+    suspicion: float = 0.0  # the score without supporting-only evidence (repeated prompts): what suspects a voter
 
 
 @dataclass
@@ -136,49 +143,67 @@ def _live(session_key: str) -> bool:
     return not session_key.startswith("import:")
 
 
+class Epoch(Func):
+    """Seconds since 1970 of a datetime, computed by the database (no datetime objects per row)."""
+
+    output_field = FloatField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)::float8", **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)",
+                           **extra)
+
+
 def vote_table(vote_ids: Iterable[int] | None = None) -> VoteTable:
-    """The anonymous votes of live voters, restricted to ``vote_ids`` (the votes the leaderboard counts)."""
-    rows = list(
+    """The anonymous votes of live voters, restricted to ``vote_ids`` (the votes the leaderboard counts).
+
+    One streamed query: each vote with both sides' models and its battle's turns summed (last finished, answer
+    characters, how many), so a million votes cost one pass and no per-row datetimes."""
+    wanted = None if vote_ids is None else np.unique(np.fromiter((int(v) for v in vote_ids), dtype=np.int64))
+    queryset = (
         Vote.objects.filter(battle__mode=Battle.Mode.ANONYMOUS)
         .exclude(battle__session_key__startswith="import:")
+        .annotate(
+            left_side=FilteredRelation("battle__sides", condition=Q(battle__sides__position="left")),
+            right_side=FilteredRelation("battle__sides", condition=Q(battle__sides__position="right")),
+        )
+        .filter(left_side__model_id__gt=0, right_side__model_id__gt=0)
+        .values("id", "choice", "battle__session_key", "battle__ip_hash", "left_side__model_id",
+                "right_side__model_id")
+        .annotate(voted_at=Epoch("created_at"), done=Epoch(Max("battle__sides__turns__finished_at")),
+                  chars=Sum(Length("battle__sides__turns__response")), turns=Count("battle__sides__turns__id"))
         .order_by("id")
-        .values_list("id", "battle_id", "choice", "created_at", "battle__session_key", "battle__ip_hash")
+        .values_list("id", "choice", "battle__session_key", "battle__ip_hash", "left_side__model_id",
+                     "right_side__model_id", "voted_at", "done", "chars", "turns")
     )
-    if vote_ids is not None:
-        wanted = set(int(v) for v in vote_ids)
-        rows = [r for r in rows if r[0] in wanted]
-    battle_ids = [r[1] for r in rows]
-    sides: dict[int, dict[str, int]] = defaultdict(dict)
-    timing: dict[int, tuple[Any, int, int]] = {}
-    for start in range(0, len(battle_ids), 5000):
-        chunk = battle_ids[start:start + 5000]
-        for battle_id, position, model_id in Side.objects.filter(battle_id__in=chunk).values_list(
-            "battle_id", "position", "model_id"
-        ):
-            sides[battle_id][position] = model_id
-        for row in (
-            Turn.objects.filter(side__battle_id__in=chunk).values("side__battle_id")
-            .annotate(done=Max("finished_at"), chars=Sum(Length("response")), turns=Count("id"))
-        ):
-            timing[row["side__battle_id"]] = (row["done"], row["chars"] or 0, row["turns"])
-    rows = [r for r in rows if len(sides.get(r[1], {})) == 2]
-    model_ids = np.array(sorted({m for r in rows for m in sides[r[1]].values()}), dtype=np.int64)
-    index = {int(m): i for i, m in enumerate(model_ids)}
-    wait, chars = [], []
-    for r in rows:
-        done, total, turns = timing.get(r[1], (None, 0, 0))
-        wait.append((r[3] - done).total_seconds() if done is not None else math.nan)
-        chars.append(2.0 * total / turns if turns else 0.0)
+    shared: dict[str, str] = {}
+    ids, outcome, numbers, session, address = [], [], [], [], []
+    for rows in row_chunks(queryset):
+        if wanted is not None:
+            keep = np.isin(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), wanted)
+            rows = [r for r, k in zip(rows, keep.tolist()) if k]
+        for r in rows:
+            ids.append(r[0])
+            outcome.append(OUTCOME[r[1]])
+            session.append(shared.setdefault(r[2], r[2]))
+            address.append(shared.setdefault(r[3] or "", r[3] or ""))
+        numbers.append(np.array([r[4:] for r in rows], dtype=np.float64).reshape(-1, 6))
+    table = np.concatenate(numbers) if numbers else np.zeros((0, 6))
+    left, right = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
+    model_ids = np.unique(np.concatenate([left, right]))
+    done, turns = table[:, 3], table[:, 5]
     return VoteTable(
-        vote_ids=np.array([r[0] for r in rows], dtype=np.int64),
-        session=np.array([r[4] for r in rows], dtype=object),
-        address=np.array([r[5] or "" for r in rows], dtype=object),
-        left=np.array([index[sides[r[1]]["left"]] for r in rows], dtype=np.int64),
-        right=np.array([index[sides[r[1]]["right"]] for r in rows], dtype=np.int64),
-        outcome=np.array([OUTCOME[r[2]] for r in rows], dtype=np.float64),
-        voted_at=np.array([r[3].timestamp() for r in rows], dtype=np.float64),
-        wait=np.array(wait, dtype=np.float64),
-        answer_chars=np.array(chars, dtype=np.float64),
+        vote_ids=np.array(ids, dtype=np.int64),
+        session=np.array(session, dtype=object),
+        address=np.array(address, dtype=object),
+        left=np.searchsorted(model_ids, left),
+        right=np.searchsorted(model_ids, right),
+        outcome=np.array(outcome, dtype=np.float64),
+        voted_at=table[:, 2].copy(),
+        wait=table[:, 2] - done,  # nan where no turn has finished
+        answer_chars=np.where(turns > 0, 2.0 * np.nan_to_num(table[:, 4]) / np.maximum(turns, 1), 0.0),
         model_ids=model_ids,
     )
 
@@ -269,16 +294,42 @@ def _busiest_hour(times: np.ndarray) -> int:
 
 def poisson_binomial_tails(p: np.ndarray, k: int) -> tuple[float, float]:
     """P(X >= k) and P(X <= k) for X a sum of independent Bernoulli(p_i); exact up to EXACT_TAIL_MAX terms."""
-    n = p.size
-    if n > EXACT_TAIL_MAX:
+    upper, lower = poisson_binomial_tails_many([p], np.array([k]))
+    return float(upper[0]), float(lower[0])
+
+
+def poisson_binomial_tails_many(ps: list[np.ndarray], ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """poisson_binomial_tails for several (p, k) at once: one pass over the longest p for all the exact ones."""
+    upper, lower = np.zeros(len(ps)), np.zeros(len(ps))
+    exact = [i for i, p in enumerate(ps) if p.size <= EXACT_TAIL_MAX]
+    for i in set(range(len(ps))) - set(exact):
+        p, k = ps[i], ks[i]
         mu, sd = float(p.sum()), float(math.sqrt(max((p * (1 - p)).sum(), 1e-12)))
-        return float(norm.sf((k - 0.5 - mu) / sd)), float(norm.cdf((k + 0.5 - mu) / sd))
-    dist = np.zeros(n + 1)
-    dist[0] = 1.0
-    for q in p:
-        dist[1:] = dist[1:] * (1 - q) + dist[:-1] * q
-        dist[0] *= 1 - q
-    return float(dist[k:].sum()), float(dist[:k + 1].sum())
+        upper[i], lower[i] = norm.sf((k - 0.5 - mu) / sd), norm.cdf((k + 0.5 - mu) / sd)
+    if exact:
+        longest = max(ps[i].size for i in exact)
+        q = np.zeros((len(exact), longest))  # padded with zeros: a Bernoulli(0) leaves the distribution as it is
+        for row, i in enumerate(exact):
+            q[row, :ps[i].size] = ps[i]
+        dist = np.zeros((len(exact), longest + 1))
+        dist[:, 0] = 1.0
+        for column in range(longest):
+            c = q[:, column:column + 1]
+            dist[:, 1:] = dist[:, 1:] * (1 - c) + dist[:, :-1] * c
+            dist[:, 0] *= 1 - c[:, 0]
+        cumulative = np.cumsum(dist, axis=1)
+        k = ks[exact].astype(np.int64)
+        rows = np.arange(len(exact))
+        below = np.where(k > 0, cumulative[rows, np.maximum(k - 1, 0)], 0.0)
+        upper[exact] = cumulative[:, -1] - below
+        lower[exact] = cumulative[rows, np.minimum(k, longest)]
+    return upper, lower
+
+
+def binomial_two_sided_half(k: int, n: int) -> float:
+    """The two-sided exact binomial test of k successes in n against a fair coin (scipy's binomtest with p=0.5,
+    whose distribution is symmetric): twice the smaller tail, at most 1."""
+    return float(min(1.0, 2.0 * binom.cdf(min(k, n - k), n, 0.5)))
 
 
 @dataclass
@@ -323,7 +374,7 @@ def detect(votes: VoteTable, rows: np.ndarray, battles: BattleTable, brows: np.n
     k_left = int(np.sum(y[decisive] == 1.0))
     features["decisive"], features["for_a"] = n, k_left
     if n:
-        p = binomtest(k_left, n, 0.5).pvalue
+        p = binomial_two_sided_half(k_left, n)
         add("position_bias", _evidence(p), f"{k_left} of {n} decisive votes for A (p = {p:.2g})")
     a, b = votes.left[rows][decisive], votes.right[rows][decisive]
     won_left = y[decisive] == 1.0
@@ -353,16 +404,21 @@ def detect(votes: VoteTable, rows: np.ndarray, battles: BattleTable, brows: np.n
     if n >= MIN_DECISIVE:
         met = np.unique(np.concatenate([a, b]))
         best = (1.0, None, 0, 0, 0.0)
+        tested, p_wins, wins_of = [], [], []
         for m in met:
             as_left, as_right = a == m, b == m
             p_win = np.concatenate([p_left[as_left], 1 - p_left[as_right]])
             if p_win.size < MIN_DECISIVE:
                 continue
-            wins = int(won_left[as_left].sum() + (~won_left[as_right]).sum())
-            upper, lower = poisson_binomial_tails(p_win, wins)
-            p = min(1.0, 2 * min(upper, lower))
-            if p < best[0]:
-                best = (p, int(m), wins, int(p_win.size), float(p_win.sum()))
+            tested.append(int(m))
+            p_wins.append(p_win)
+            wins_of.append(int(won_left[as_left].sum() + (~won_left[as_right]).sum()))
+        if tested:
+            uppers, lowers = poisson_binomial_tails_many(p_wins, np.array(wins_of))
+            for m, p_win, wins, upper, lower in zip(tested, p_wins, wins_of, uppers, lowers):
+                p = min(1.0, 2 * min(float(upper), float(lower)))
+                if p < best[0]:
+                    best = (p, m, wins, int(p_win.size), float(p_win.sum()))
         if best[1] is not None:
             p = min(1.0, best[0] * met.size)
             model_id = int(ctx.model_ids[best[1]])
@@ -428,7 +484,9 @@ def voters_assess(votes: VoteTable, battles: BattleTable, *, keep: np.ndarray | 
             score = max((r["evidence"] for r in reasons), default=0.0)
             own = np.bincount(votes.left[rows], minlength=m) + np.bincount(votes.right[rows], minlength=m)
             heavy = bool(np.any(own > LEAVE_OUT_MAX_SHARE * everyone))
-            verdicts.append(Verdict(str(kind), key, float(score), reasons, features, int(rows.size), heavy))
+            suspicion = max((r["evidence"] for r in reasons if r["detector"] not in SUPPORTING_ONLY), default=0.0)
+            verdicts.append(Verdict(str(kind), key, float(score), reasons, features, int(rows.size), heavy,
+                                    float(suspicion)))
     return verdicts
 
 
@@ -448,17 +506,20 @@ def voters_settle(
     suspecting: Callable[[list[Verdict]], Keys] | None = None,
 ) -> tuple[list[Verdict], Keys]:
     """Assess every voter, then again against a fit without the voters ``excluding`` leaves out and those
-    ``suspecting`` names (by default: a score of at least ``SUSPECT_SHARE`` of the threshold), until both sets
+    ``suspecting`` names (by default: a suspicion of at least ``SUSPECT_SHARE`` of the threshold), until both sets
     stop changing (at most ``ROUNDS`` fits): the last verdicts and who they leave out. Suspected voters stay on
     the board; they only stay out of the yardstick, so that riggers just under the line do not prop each other
     up."""
     if suspecting is None:
         line = SUSPECT_SHARE * settings.ARENA_TRUST_RISK_THRESHOLD
-        suspecting = lambda verdicts: {(v.kind, v.key): v.score >= line and not v.heavy for v in verdicts}  # noqa: E731
+        suspecting = lambda verdicts: {(v.kind, v.key): v.suspicion >= line and not v.heavy for v in verdicts}  # noqa: E731
 
     def yardstick_out(verdicts: list[Verdict], left: Keys) -> Keys:
         suspected = suspecting(verdicts)
-        return {key: out or suspected.get(key, False) for key, out in left.items()}
+        apart = {key: out or suspected.get(key, False) for key, out in left.items()}
+        if votes.vote_ids.size and (~_excluded_mask(votes, apart)).mean() < YARDSTICK_MIN_SHARE:
+            return left
+        return apart
 
     verdicts = voters_assess(votes, battles)
     left_out = excluding(verdicts)
@@ -492,7 +553,7 @@ def risk_recompute(vote_ids: Iterable[int] | None = None) -> RiskResult:
 
     def suspecting(verdicts: list[Verdict]) -> Keys:
         line = SUSPECT_SHARE * threshold
-        return {(v.kind, v.key): reviewed.get((v.kind, v.key)) != VoterRisk.State.CLEARED and v.score >= line
+        return {(v.kind, v.key): reviewed.get((v.kind, v.key)) != VoterRisk.State.CLEARED and v.suspicion >= line
                 and not v.heavy for v in verdicts}
 
     verdicts, excluding_now = voters_settle(votes, battles, excluding, suspecting)

@@ -157,3 +157,61 @@ def test_a_model_that_never_wins_does_not_make_its_voters_look_unlikely(settings
     verdicts, _ = risk.voters_settle(votes, battles, lambda vs: {(v.kind, v.key): False for v in vs})
     (one,) = [v for v in verdicts if v.key == "one"]
     assert one.score < settings.ARENA_TRUST_RISK_THRESHOLD, one.reasons
+
+
+def test_the_batched_tails_and_the_fair_coin_test_match_their_definitions() -> None:
+    """The detectors' p-values: the Poisson-binomial tails of several models at once equal the one-at-a-time
+    recursion (and the normal approximation past EXACT_TAIL_MAX), the fair-coin test equals scipy's binomtest."""
+    from scipy.stats import binomtest
+
+    def one_at_a_time(p: np.ndarray, k: int) -> tuple[float, float]:
+        dist = np.zeros(p.size + 1)
+        dist[0] = 1.0
+        for q in p:
+            dist[1:] = dist[1:] * (1 - q) + dist[:-1] * q
+            dist[0] *= 1 - q
+        return float(dist[k:].sum()), float(dist[:k + 1].sum())
+
+    rng = np.random.default_rng(3)
+    ps = [rng.random(int(n)) for n in rng.integers(1, 60, 40)] + [rng.random(risk.EXACT_TAIL_MAX + 50)]
+    ks = np.array([int(rng.integers(0, p.size + 1)) for p in ps])
+    upper, lower = risk.poisson_binomial_tails_many(ps, ks)
+    for p, k, u, lo in zip(ps[:-1], ks, upper, lower):
+        assert (u, lo) == pytest.approx(one_at_a_time(p, int(k)), abs=1e-12)
+    big, k = ps[-1], int(ks[-1])
+    exact_upper, exact_lower = one_at_a_time(big, k)
+    assert upper[-1] == pytest.approx(exact_upper, abs=0.01) and lower[-1] == pytest.approx(exact_lower, abs=0.01)
+    for n in (1, 2, 7, 30, 81):
+        for k in range(n + 1):
+            assert risk.binomial_two_sided_half(k, n) == pytest.approx(binomtest(k, n, 0.5).pvalue, abs=1e-12)
+
+
+def test_everyone_asking_the_same_few_prompts_does_not_empty_the_yardstick(settings):
+    """Tried: a bulk arena whose voters all re-ask two prompts, 20 to 40 battles each. Repeated prompts is
+    supporting evidence at 0.9 of the threshold, above the suspect line; counted as suspicion it took every voter
+    out of the yardstick, which was then fitted on a handful of votes and flagged every honest voter (z over 40).
+    It suspects nobody on its own now, and suspicion never takes more than half the votes out of the yardstick."""
+    threshold = settings.ARENA_TRUST_RISK_THRESHOLD
+    votes, battles, kinds = population(4, honest=60, honest_battles=30)
+    battles.prompt = np.array(["what is the capital of france"] * battles.prompt.size, dtype=object)
+    flagged = caught(votes, battles, threshold)
+    assert sum(kinds[s] == "honest" for s in flagged) <= 2, sorted(flagged)
+    assert {s for s, k in kinds.items() if k == "leave"} <= flagged
+    verdicts, _ = risk.voters_settle(votes, battles, lambda vs: {(x.kind, x.key): x.score >= threshold for x in vs})
+    repeaters = [v for v in verdicts if v.kind == "session" and kinds[v.key] == "honest"]
+    assert all(any(r["detector"] == "repeated_prompts" for r in v.reasons) for v in repeaters)
+    line = risk.SUSPECT_SHARE * threshold
+    assert all(v.score >= line for v in repeaters)  # each would have been suspected on repeats alone
+    assert sum(v.suspicion < line for v in repeaters) >= 0.9 * len(repeaters)
+
+
+def test_suspicion_that_would_take_most_votes_leaves_the_yardstick_as_it_is(settings):
+    """Where the suspect line would take over half the votes (here: suspect everyone), the yardstick keeps
+    them and only the flagged leave it, so an arena of suspects is still measured against its own votes."""
+    threshold = settings.ARENA_TRUST_RISK_THRESHOLD
+    votes, battles, kinds = population(5)
+    everyone = lambda vs: {(x.kind, x.key): True for x in vs}  # noqa: E731
+    flagging = lambda vs: {(x.kind, x.key): x.score >= threshold for x in vs}  # noqa: E731
+    with_all_suspected, _ = risk.voters_settle(votes, battles, flagging, everyone)
+    plain, _ = risk.voters_settle(votes, battles, flagging, lambda vs: {})
+    assert [(v.key, v.score) for v in with_all_suspected] == [(v.key, v.score) for v in plain]
