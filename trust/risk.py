@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
@@ -49,7 +48,9 @@ from django.db import transaction
 from django.db.models import Count, FilteredRelation, FloatField, Func, Max, Q, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
-from scipy.stats import binom, norm
+# The distributions' ufuncs, not scipy.stats' objects: a snapshot calls them for every voter, and each
+# scipy.stats call spends some 100 us checking its arguments.
+from scipy.special import bdtr, bdtrc, ndtr
 
 from arena.models import Battle, Turn, Vote
 from arena.selectors import row_chunks
@@ -305,7 +306,7 @@ def poisson_binomial_tails_many(ps: list[np.ndarray], ks: np.ndarray) -> tuple[n
     for i in set(range(len(ps))) - set(exact):
         p, k = ps[i], ks[i]
         mu, sd = float(p.sum()), float(math.sqrt(max((p * (1 - p)).sum(), 1e-12)))
-        upper[i], lower[i] = norm.sf((k - 0.5 - mu) / sd), norm.cdf((k + 0.5 - mu) / sd)
+        upper[i], lower[i] = ndtr(-(k - 0.5 - mu) / sd), ndtr((k + 0.5 - mu) / sd)
     if exact:
         longest = max(ps[i].size for i in exact)
         q = np.zeros((len(exact), longest))  # padded with zeros: a Bernoulli(0) leaves the distribution as it is
@@ -329,7 +330,7 @@ def poisson_binomial_tails_many(ps: list[np.ndarray], ks: np.ndarray) -> tuple[n
 def binomial_two_sided_half(k: int, n: int) -> float:
     """The two-sided exact binomial test of k successes in n against a fair coin (scipy's binomtest with p=0.5,
     whose distribution is symmetric): twice the smaller tail, at most 1."""
-    return float(min(1.0, 2.0 * binom.cdf(min(k, n - k), n, 0.5)))
+    return float(min(1.0, 2.0 * bdtr(min(k, n - k), n, 0.5)))
 
 
 @dataclass
@@ -396,7 +397,7 @@ def detect(votes: VoteTable, rows: np.ndarray, battles: BattleTable, brows: np.n
         variance = float(np.sum(p_left * (1 - p_left) * np.log(p_left / (1 - p_left)) ** 2))
         if variance > 1e-9:
             z = (expected - loglik) / math.sqrt(variance)
-            p = float(norm.sf(z))
+            p = float(ndtr(-z))
             features["unlikely_z"] = round(z, 2)
             add("unlikely_votes", _evidence(p),
                 f"decisive votes much less likely under the ratings than an ordinary voter's (z = {z:.1f})")
@@ -443,7 +444,7 @@ def detect(votes: VoteTable, rows: np.ndarray, battles: BattleTable, brows: np.n
         answered = int(battles.answered[eligible].sum())
         features["abandoned"], features["answered_battles"] = gone, answered
         if answered:
-            p = float(binom.sf(gone - 1, answered, ctx.abandon_rate)) if gone else 1.0
+            p = float(bdtrc(gone - 1, answered, ctx.abandon_rate)) if gone else 1.0
             add("abandoned", _evidence(p),
                 f"{gone} of {answered} battles left unvoted once both answers were in "
                 f"(arena-wide {ctx.abandon_rate:.0%}, p = {p:.2g})")
@@ -451,12 +452,18 @@ def detect(votes: VoteTable, rows: np.ndarray, battles: BattleTable, brows: np.n
     return reasons, features
 
 
+def _codes(keys: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(distinct keys in order of first appearance, each row's index into them) of an object array of keys."""
+    index: dict[str, int] = {}
+    inverse = np.fromiter((index.setdefault(k, len(index)) for k in keys.tolist()), dtype=np.int64, count=keys.size)
+    return list(index), inverse
+
+
 def _groups(keys: np.ndarray) -> dict[str, np.ndarray]:
-    out: dict[str, list[int]] = defaultdict(list)
-    for i, k in enumerate(keys.tolist()):
-        if k:
-            out[k].append(i)
-    return {k: np.array(v, dtype=np.int64) for k, v in out.items()}
+    distinct, inverse = _codes(keys)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(distinct) + 1))
+    return {k: order[bounds[i]:bounds[i + 1]] for i, k in enumerate(distinct) if k}
 
 
 def voters_assess(votes: VoteTable, battles: BattleTable, *, keep: np.ndarray | None = None) -> list[Verdict]:
@@ -493,8 +500,10 @@ def voters_assess(votes: VoteTable, battles: BattleTable, *, keep: np.ndarray | 
 def _excluded_mask(votes: VoteTable, flagged: dict[tuple[str, str], bool]) -> np.ndarray:
     """True for votes of voters whose records exclude them."""
     out = np.zeros(votes.vote_ids.size, dtype=bool)
-    for i, (s, a) in enumerate(zip(votes.session.tolist(), votes.address.tolist())):
-        out[i] = flagged.get(("session", s), False) or bool(a and flagged.get(("address", a), False))
+    for kind, keys in (("session", votes.session), ("address", votes.address)):
+        distinct, inverse = _codes(keys)
+        if distinct:
+            out |= np.array([bool(k) and flagged.get((kind, k), False) for k in distinct], dtype=bool)[inverse]
     return out
 
 
