@@ -223,7 +223,7 @@ Machine: {machine()}.
 {moe_section}
 
 ## The loop: simulated votes -> DPO -> a new version
- Command: `.venv/bin/python benchmarks/bench_inhouse.py --battles {args.battles} --eval-battles {args.eval_battles} --steps {args.steps} --max-new-tokens {args.max_new_tokens}`.
+Command: `.venv/bin/python benchmarks/bench_inhouse.py --battles {args.battles} --eval-battles {args.eval_battles} --steps {args.steps} --max-new-tokens {args.max_new_tokens}`.
 Embedded mode (SQLite, in-process generation), the built defaults, answers cut to {args.max_new_tokens} tokens.
 Voter: `LengthInstructionVoter` (prefers the answer that obeys "Answer in at most N words.", then the shorter);
 trained on {half} of its tasks, judged on the other {len(LENGTH_TASKS) - half}.
