@@ -497,6 +497,12 @@ def voters_assess(votes: VoteTable, battles: BattleTable, *, keep: np.ndarray | 
     return verdicts
 
 
+def suspected(verdict: Verdict) -> bool:
+    """Kept out of the yardstick (not off the board): a suspicion of SUSPECT_SHARE of the threshold, unless the
+    voter cast over LEAVE_OUT_MAX_SHARE of some model's votes."""
+    return verdict.suspicion >= SUSPECT_SHARE * settings.ARENA_TRUST_RISK_THRESHOLD and not verdict.heavy
+
+
 def _excluded_mask(votes: VoteTable, flagged: dict[tuple[str, str], bool]) -> np.ndarray:
     """True for votes of voters whose records exclude them."""
     out = np.zeros(votes.vote_ids.size, dtype=bool)
@@ -520,8 +526,7 @@ def voters_settle(
     the board; they only stay out of the yardstick, so that riggers just under the line do not prop each other
     up."""
     if suspecting is None:
-        line = SUSPECT_SHARE * settings.ARENA_TRUST_RISK_THRESHOLD
-        suspecting = lambda verdicts: {(v.kind, v.key): v.suspicion >= line and not v.heavy for v in verdicts}  # noqa: E731
+        suspecting = lambda verdicts: {(v.kind, v.key): suspected(v) for v in verdicts}  # noqa: E731
 
     def yardstick_out(verdicts: list[Verdict], left: Keys) -> Keys:
         suspected = suspecting(verdicts)
@@ -561,9 +566,8 @@ def risk_recompute(vote_ids: Iterable[int] | None = None) -> RiskResult:
         return out
 
     def suspecting(verdicts: list[Verdict]) -> Keys:
-        line = SUSPECT_SHARE * threshold
-        return {(v.kind, v.key): reviewed.get((v.kind, v.key)) != VoterRisk.State.CLEARED and v.suspicion >= line
-                and not v.heavy for v in verdicts}
+        return {(v.kind, v.key): reviewed.get((v.kind, v.key)) != VoterRisk.State.CLEARED and suspected(v)
+                for v in verdicts}
 
     verdicts, excluding_now = voters_settle(votes, battles, excluding, suspecting)
     excluded = _excluded_mask(votes, excluding_now)
