@@ -239,7 +239,8 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _battle(self, public_id: object) -> Battle:
-        return services.battle_resume(public_id=public_id, session_key=self.session_key)
+        # Read with send_state, whose battle_state fails stale turns itself.
+        return services.battle_resume(public_id=public_id, session_key=self.session_key, reap=False)
 
     async def send_state(self, battle: Battle, frame: str = "state") -> None:
         state = await database_sync_to_async(battle_state)(battle)

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, FilteredRelation, OuterRef, Q, QuerySet
 
 from models_hub.models import ModelEntry
 
@@ -23,6 +23,15 @@ logger = logging.getLogger(__name__)
 # by provider and fault (missing files for a local checkpoint, an HTTP status for an endpoint), and so would say
 # something about the model before the vote.
 SIDE_FAILED = "This side could not answer. Press retry to ask again."
+
+
+def with_side_models(votes: QuerySet[Vote]) -> QuerySet[Vote]:
+    """Votes with their battle's two sides joined as ``left_side`` and ``right_side`` (one row per vote): filter
+    and read ``left_side__model_id`` / ``right_side__model_id``."""
+    return votes.alias(
+        left_side=FilteredRelation("battle__sides", condition=Q(battle__sides__position="left")),
+        right_side=FilteredRelation("battle__sides", condition=Q(battle__sides__position="right")),
+    )
 
 
 def row_chunks(queryset: Any, size: int = 50_000) -> Iterator[list[tuple]]:

@@ -29,13 +29,13 @@ from typing import Any, TypedDict
 import numpy as np
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Case, F, FilteredRelation, Q, Value, When
+from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 from django.db.models.lookups import GreaterThan, LessThan
 
 from arena.events import group_send
 from arena.models import STYLE_FIELDS, Turn, Vote
-from arena.selectors import battles_counted, row_chunks
+from arena.selectors import battles_counted, row_chunks, with_side_models
 from models_hub.models import ModelEntry
 from trust.risk import RiskResult, risk_recompute
 from ratings import (
@@ -163,12 +163,8 @@ def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress
     battles = leaderboard_battles(board=board)
     outcome2 = Case(When(choice="left", then=Value(2)), When(choice="right", then=Value(0)), default=Value(1))
     votes_qs = (
-        Vote.objects.filter(battle__in=battles)
-        .annotate(
-            left_side=FilteredRelation("battle__sides", condition=Q(battle__sides__position="left")),
-            right_side=FilteredRelation("battle__sides", condition=Q(battle__sides__position="right")),
-            outcome2=outcome2, day=TruncDate("created_at", tzinfo=dt_timezone.utc),
-        )
+        with_side_models(Vote.objects.filter(battle__in=battles))
+        .annotate(outcome2=outcome2, day=TruncDate("created_at", tzinfo=dt_timezone.utc))
         # Both sides present and different models, written as left < right or left > right (false for a missing
         # side): an exclude() across the relation would be a correlated NOT EXISTS that PostgreSQL may run once
         # per vote (minutes at a million votes).

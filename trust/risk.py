@@ -45,7 +45,7 @@ from typing import Any, TypedDict
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, FilteredRelation, FloatField, Func, Max, Q, Sum
+from django.db.models import Count, FloatField, Func, Max, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 # The distributions' ufuncs, not scipy.stats' objects: a snapshot calls them for every voter, and each
@@ -53,7 +53,7 @@ from django.utils import timezone
 from scipy.special import bdtr, bdtrc, ndtr
 
 from arena.models import Battle, Turn, Vote
-from arena.selectors import row_chunks
+from arena.selectors import row_chunks, with_side_models
 from ratings import aggregate
 from ratings.bradley_terry import fit_bradley_terry, hessian
 
@@ -164,12 +164,8 @@ def vote_table(vote_ids: Iterable[int] | None = None) -> VoteTable:
     characters, how many), so a million votes cost one pass and no per-row datetimes."""
     wanted = None if vote_ids is None else np.unique(np.fromiter((int(v) for v in vote_ids), dtype=np.int64))
     queryset = (
-        Vote.objects.filter(battle__mode=Battle.Mode.ANONYMOUS)
-        .exclude(battle__session_key__startswith="import:")
-        .annotate(
-            left_side=FilteredRelation("battle__sides", condition=Q(battle__sides__position="left")),
-            right_side=FilteredRelation("battle__sides", condition=Q(battle__sides__position="right")),
-        )
+        with_side_models(Vote.objects.filter(battle__mode=Battle.Mode.ANONYMOUS)
+                         .exclude(battle__session_key__startswith="import:"))
         .filter(left_side__model_id__gt=0, right_side__model_id__gt=0)
         .values("id", "choice", "battle__session_key", "battle__ip_hash", "left_side__model_id",
                 "right_side__model_id")
