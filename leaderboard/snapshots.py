@@ -34,7 +34,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.db.models.lookups import GreaterThan, LessThan
 
 from arena.events import group_send
-from arena.models import STYLE_FIELDS, Turn, Vote
+from arena.models import STYLE_FIELDS, Battle, Turn, Vote
 from arena.selectors import battles_counted, row_chunks, with_side_models
 from models_hub.models import ModelEntry
 from trust.risk import RiskResult, risk_recompute
@@ -198,8 +198,12 @@ def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress
     sorted_ids = battle_ids[order]
     style = np.zeros((n, 2, 4))
     answered = np.zeros((n, 2), dtype=bool)
+    # Every done turn of an anonymous battle, unordered, matched to the votes here: the counted battles as a
+    # subquery again would be planned as an index probe per side (seconds per million), and Turn's default
+    # ordering would sort them all.
     turns_qs = (
-        Turn.objects.filter(side__battle__in=battles, status=Turn.Status.DONE)
+        Turn.objects.filter(side__battle__mode=Battle.Mode.ANONYMOUS, status=Turn.Status.DONE)
+        .order_by()
         .annotate(
             right=Case(When(side__position="right", then=Value(1)), default=Value(0)),
             **{f"c{k}": Coalesce(name, Value(-1)) for k, name in enumerate(STYLE_FIELDS)},

@@ -36,16 +36,15 @@ votes the rest are too few to stand as a yardstick (their noise would flag hones
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, FloatField, Func, Max, Sum
+from django.db.models import Exists, FloatField, Func, OuterRef
 from django.db.models.functions import Length
 from django.utils import timezone
 # The distributions' ufuncs, not scipy.stats' objects: a snapshot calls them for every voter, and each
@@ -140,10 +139,6 @@ def _normalise(prompt: str) -> str:
     return re.sub(r"\W+", " ", prompt.lower()).strip()
 
 
-def _live(session_key: str) -> bool:
-    return not session_key.startswith("import:")
-
-
 class Epoch(Func):
     """Seconds since 1970 of a datetime, computed by the database (no datetime objects per row)."""
 
@@ -160,20 +155,19 @@ class Epoch(Func):
 def vote_table(vote_ids: Iterable[int] | None = None) -> VoteTable:
     """The anonymous votes of live voters, restricted to ``vote_ids`` (the votes the leaderboard counts).
 
-    One streamed query: each vote with both sides' models and its battle's turns summed (last finished, answer
-    characters, how many), so a million votes cost one pass and no per-row datetimes."""
+    Two streamed reads and no per-row datetimes: each vote with both sides' models, then every turn of a live
+    anonymous battle (when it finished, its answer's characters), summed per battle here. Summed by the database
+    instead, the grouping sorts every turn, spilling to disk at a million votes."""
     wanted = None if vote_ids is None else np.unique(np.fromiter((int(v) for v in vote_ids), dtype=np.int64))
+    anonymous = Vote.objects.filter(battle__mode=Battle.Mode.ANONYMOUS).exclude(
+        battle__session_key__startswith="import:")
     queryset = (
-        with_side_models(Vote.objects.filter(battle__mode=Battle.Mode.ANONYMOUS)
-                         .exclude(battle__session_key__startswith="import:"))
+        with_side_models(anonymous)
         .filter(left_side__model_id__gt=0, right_side__model_id__gt=0)
-        .values("id", "choice", "battle__session_key", "battle__ip_hash", "left_side__model_id",
-                "right_side__model_id")
-        .annotate(voted_at=Epoch("created_at"), done=Epoch(Max("battle__sides__turns__finished_at")),
-                  chars=Sum(Length("battle__sides__turns__response")), turns=Count("battle__sides__turns__id"))
+        .annotate(voted_at=Epoch("created_at"))
         .order_by("id")
-        .values_list("id", "choice", "battle__session_key", "battle__ip_hash", "left_side__model_id",
-                     "right_side__model_id", "voted_at", "done", "chars", "turns")
+        .values_list("id", "choice", "battle__session_key", "battle__ip_hash", "battle_id", "left_side__model_id",
+                     "right_side__model_id", "voted_at")
     )
     shared: dict[str, str] = {}
     ids, outcome, numbers, session, address = [], [], [], [], []
@@ -186,11 +180,33 @@ def vote_table(vote_ids: Iterable[int] | None = None) -> VoteTable:
             outcome.append(OUTCOME[r[1]])
             session.append(shared.setdefault(r[2], r[2]))
             address.append(shared.setdefault(r[3] or "", r[3] or ""))
-        numbers.append(np.array([r[4:] for r in rows], dtype=np.float64).reshape(-1, 6))
-    table = np.concatenate(numbers) if numbers else np.zeros((0, 6))
-    left, right = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
+        numbers.append(np.array([r[4:] for r in rows], dtype=np.float64).reshape(-1, 4))
+    table = np.concatenate(numbers) if numbers else np.zeros((0, 4))
+    battle_ids = table[:, 0].astype(np.int64)
+    order = np.argsort(battle_ids, kind="stable")
+    sorted_ids = battle_ids[order]
+    n = battle_ids.size
+    done = np.full(n, -np.inf)
+    chars, turns = np.zeros(n), np.zeros(n)
+    turns_qs = (
+        Turn.objects.filter(side__battle__mode=Battle.Mode.ANONYMOUS)
+        .exclude(side__battle__session_key__startswith="import:")
+        .order_by()
+        .annotate(done=Epoch("finished_at"), chars=Length("response"))
+        .values_list("side__battle_id", "done", "chars")
+    )
+    for rows in row_chunks(turns_qs):
+        chunk = np.array(rows, dtype=np.float64).reshape(-1, 3)
+        at = np.searchsorted(sorted_ids, chunk[:, 0].astype(np.int64))
+        found = at < n
+        found[found] = sorted_ids[at[found]] == chunk[found, 0].astype(np.int64)
+        i = order[at[found]]  # a battle has one vote
+        np.maximum.at(done, i, np.nan_to_num(chunk[found, 1], nan=-np.inf))
+        np.add.at(chars, i, np.nan_to_num(chunk[found, 2]))
+        np.add.at(turns, i, 1.0)
+    left, right = table[:, 1].astype(np.int64), table[:, 2].astype(np.int64)
     model_ids = np.unique(np.concatenate([left, right]))
-    done, turns = table[:, 3], table[:, 5]
+    voted_at = table[:, 3].copy()
     return VoteTable(
         vote_ids=np.array(ids, dtype=np.int64),
         session=np.array(session, dtype=object),
@@ -198,26 +214,49 @@ def vote_table(vote_ids: Iterable[int] | None = None) -> VoteTable:
         left=np.searchsorted(model_ids, left),
         right=np.searchsorted(model_ids, right),
         outcome=np.array(outcome, dtype=np.float64),
-        voted_at=table[:, 2].copy(),
-        wait=table[:, 2] - done,  # nan where no turn has finished
-        answer_chars=np.where(turns > 0, 2.0 * np.nan_to_num(table[:, 4]) / np.maximum(turns, 1), 0.0),
+        voted_at=voted_at,
+        wait=np.where(np.isfinite(done), voted_at - done, np.nan),  # nan where no turn has finished
+        answer_chars=np.where(turns > 0, 2.0 * chars / np.maximum(turns, 1), 0.0),
         model_ids=model_ids,
     )
 
 
 def battle_table() -> BattleTable:
-    battles = list(
-        Battle.objects.filter(mode=Battle.Mode.ANONYMOUS).exclude(session_key__startswith="import:")
-        .order_by("id").values_list("id", "session_key", "ip_hash", "created_at")
-        .annotate(voted=Count("vote"))
+    """Every live anonymous battle: its voter, when it started, whether it was voted, whether both sides' last
+    answers were in, and its normalised first prompt. Streamed, with epoch seconds from the database."""
+    live = Battle.objects.filter(mode=Battle.Mode.ANONYMOUS).exclude(session_key__startswith="import:")
+    queryset = (
+        live.order_by("id")
+        .annotate(created=Epoch("created_at"), voted=Exists(Vote.objects.filter(battle=OuterRef("pk"))))
+        .values_list("id", "session_key", "ip_hash", "created", "voted")
     )
-    first_prompt = dict(
-        Turn.objects.filter(side__battle__mode=Battle.Mode.ANONYMOUS, side__position="left", index=0)
-        .exclude(side__battle__session_key__startswith="import:")
-        .values_list("side__battle_id", "prompt")
-    )
+    session, address, numbers = [], [], []
+    shared: dict[str, str] = {}
+    for rows in row_chunks(queryset):
+        for r in rows:
+            session.append(shared.setdefault(r[1], r[1]))
+            address.append(shared.setdefault(r[2] or "", r[2] or ""))
+        numbers.append(np.array([(r[0], r[3], r[4]) for r in rows], dtype=np.float64).reshape(-1, 3))
+    table = np.concatenate(numbers) if numbers else np.zeros((0, 3))
+    battle_ids = table[:, 0].astype(np.int64)
+    voted = table[:, 2] > 0
+    n = battle_ids.size
+    # The first prompt (normalised once per distinct text), read unordered and placed by battle id.
+    normalised: dict[str, str] = {}
+    prompt = np.full(n, "", dtype=object)
+    first = (Turn.objects.filter(side__battle__mode=Battle.Mode.ANONYMOUS, side__position="left", index=0)
+             .exclude(side__battle__session_key__startswith="import:").order_by()
+             .values_list("side__battle_id", "prompt"))
+    for rows in row_chunks(first):
+        of = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        at = np.searchsorted(battle_ids, of)
+        found = at < n
+        found[found] = battle_ids[at[found]] == of[found]
+        texts = [normalised[r[1]] if r[1] in normalised else normalised.setdefault(r[1], _normalise(r[1]))
+                 for r in rows]
+        prompt[at[found]] = np.array(texts, dtype=object)[found]
     # Unvoted battles: were both sides' last answers in?
-    unvoted = [b[0] for b in battles if not b[4]]
+    unvoted = battle_ids[~voted].tolist()
     last: dict[int, int] = {}
     undone: set[int] = set()
     statuses: list[tuple[int, int, str]] = []
@@ -229,13 +268,17 @@ def battle_table() -> BattleTable:
     for battle_id, idx, status in statuses:
         if idx == last[battle_id] and status != Turn.Status.DONE:
             undone.add(battle_id)
+    answered = voted.copy()
+    if unvoted:
+        complete = np.array([b in last and b not in undone for b in unvoted], dtype=bool)
+        answered[np.flatnonzero(~voted)] = complete
     return BattleTable(
-        session=np.array([b[1] for b in battles], dtype=object),
-        address=np.array([b[2] or "" for b in battles], dtype=object),
-        created=np.array([b[3].timestamp() for b in battles], dtype=np.float64),
-        voted=np.array([bool(b[4]) for b in battles], dtype=bool),
-        answered=np.array([bool(b[4]) or (b[0] in last and b[0] not in undone) for b in battles], dtype=bool),
-        prompt=np.array([_normalise(first_prompt.get(b[0], "")) for b in battles], dtype=object),
+        session=np.array(session, dtype=object),
+        address=np.array(address, dtype=object),
+        created=table[:, 1].copy(),
+        voted=voted,
+        answered=answered,
+        prompt=prompt,
     )
 
 
@@ -257,36 +300,49 @@ class Yardstick:
         theta = fit_bradley_terry(counts)
         return cls(theta, np.linalg.inv(hessian(counts, theta)), counts.votes(), keep)
 
-    def without(self, votes: VoteTable, rows: np.ndarray) -> np.ndarray:
-        """(M,) the fit without the kept votes among ``rows``, to first order; the models they never met keep
-        the full fit's values (their change is second order here and unused by the detectors)."""
-        kept = rows[self.keep[rows]] if rows.size else rows
-        if self.inverse_hessian is None or not kept.size:
-            return self.theta
-        a, b, y = votes.left[kept], votes.right[kept], votes.outcome[kept]
-        met = np.unique(np.concatenate([a, b]))
-        own = np.bincount(a, minlength=self.theta.size) + np.bincount(b, minlength=self.theta.size)
-        if np.any(own[met] > LEAVE_OUT_MAX_SHARE * self.model_votes[met]):
-            return self.theta
+    def shifts(self, votes: VoteTable, rows: np.ndarray, voter: np.ndarray, voters: int) -> np.ndarray:
+        """(voters, M): how far each voter's kept votes among ``rows`` (``voter[i]`` is row i's, in
+        ``range(voters)``) move the fit, to first order: the fit without them is ``theta + shifts[v]``. Zero for the
+        models a voter's kept votes never met (their change is second order and unused by the detectors), and for
+        a voter who cast over LEAVE_OUT_MAX_SHARE of some model's kept votes (measured with its own votes)."""
+        m = self.theta.size
+        out = np.zeros((voters, m))
+        kept = self.keep[rows]
+        if self.inverse_hessian is None or not kept.any():
+            return out
+        v, a, b, y = voter[kept], votes.left[rows][kept], votes.right[rows][kept], votes.outcome[rows][kept]
+        own = _per_voter_model(v, a, b, None, voters, m)
         r = 1.0 / (1.0 + np.exp(self.theta[b] - self.theta[a])) - y  # d(NLL)/d(theta_a) of each vote
-        g = np.bincount(a, r, self.theta.size) - np.bincount(b, r, self.theta.size)
-        out = self.theta.copy()
-        out[met] += self.inverse_hessian[np.ix_(met, met)] @ g[met]
+        g = _per_voter_model(v, a, b, r, voters, m)
+        out = g @ self.inverse_hessian  # symmetric: row v is H^-1 g_v
+        heavy = np.any(own > LEAVE_OUT_MAX_SHARE * self.model_votes, axis=1)
+        out *= (own > 0) & ~heavy[:, None]
         return out
+
+    def without(self, votes: VoteTable, rows: np.ndarray) -> np.ndarray:
+        """(M,) the fit without the kept votes among ``rows`` (one voter's), to first order."""
+        return self.theta + self.shifts(votes, rows, np.zeros(rows.size, dtype=np.int64), 1)[0]
+
+
+def _per_voter_model(v: np.ndarray, a: np.ndarray, b: np.ndarray, weight: np.ndarray | None, voters: int,
+                     m: int) -> np.ndarray:
+    """(voters, m): per voter and model, the votes that model was in (``weight`` None), or the sum of ``weight``
+    with the left model's sign (a gradient)."""
+    size = voters * m
+    first = np.bincount(v * m + a, weight, minlength=size)
+    second = np.bincount(v * m + b, weight, minlength=size)
+    return (first + second if weight is None else first - second).reshape(voters, m)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Detectors: each takes one voter's rows and returns (evidence, text, features)
+# Detectors, for every voter of a kind at once: grouped numpy over the rows sorted by voter (a snapshot screens
+# tens of thousands of voters per million votes, up to ROUNDS times).
 
 
-def _evidence(p: float) -> float:
-    return float(-math.log10(max(p, 1e-300))) if p < 1 else 0.0
-
-
-def _busiest_hour(times: np.ndarray) -> int:
-    t = np.sort(times)
-    ends = np.searchsorted(t, t + 3600.0, side="left")
-    return int((ends - np.arange(t.size)).max()) if t.size else 0
+def _evidence(p: np.ndarray | float) -> np.ndarray:
+    """-log10(p) where p < 1, else 0 (p floored at 1e-300)."""
+    p = np.asarray(p, dtype=np.float64)
+    return np.where(p < 1, -np.log10(np.maximum(p, 1e-300)), 0.0)
 
 
 def poisson_binomial_tails(p: np.ndarray, k: int) -> tuple[float, float]:
@@ -296,249 +352,487 @@ def poisson_binomial_tails(p: np.ndarray, k: int) -> tuple[float, float]:
 
 
 def poisson_binomial_tails_many(ps: list[np.ndarray], ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """poisson_binomial_tails for several (p, k) at once: one pass over the longest p for all the exact ones."""
-    upper, lower = np.zeros(len(ps)), np.zeros(len(ps))
-    exact = [i for i, p in enumerate(ps) if p.size <= EXACT_TAIL_MAX]
-    for i in set(range(len(ps))) - set(exact):
-        p, k = ps[i], ks[i]
-        mu, sd = float(p.sum()), float(math.sqrt(max((p * (1 - p)).sum(), 1e-12)))
-        upper[i], lower[i] = ndtr(-(k - 0.5 - mu) / sd), ndtr((k + 0.5 - mu) / sd)
-    if exact:
-        longest = max(ps[i].size for i in exact)
-        q = np.zeros((len(exact), longest))  # padded with zeros: a Bernoulli(0) leaves the distribution as it is
-        for row, i in enumerate(exact):
-            q[row, :ps[i].size] = ps[i]
-        dist = np.zeros((len(exact), longest + 1))
-        dist[:, 0] = 1.0
-        for column in range(longest):
-            c = q[:, column:column + 1]
-            dist[:, 1:] = dist[:, 1:] * (1 - c) + dist[:, :-1] * c
-            dist[:, 0] *= 1 - c[:, 0]
-        cumulative = np.cumsum(dist, axis=1)
-        k = ks[exact].astype(np.int64)
-        rows = np.arange(len(exact))
-        below = np.where(k > 0, cumulative[rows, np.maximum(k - 1, 0)], 0.0)
-        upper[exact] = cumulative[:, -1] - below
-        lower[exact] = cumulative[rows, np.minimum(k, longest)]
+    """poisson_binomial_tails for several (p, k) at once."""
+    sizes = np.array([p.size for p in ps], dtype=np.int64)
+    flat = np.concatenate(ps) if ps else np.zeros(0)
+    return _tails_grouped(flat, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64), sizes,
+                          np.asarray(ks, dtype=np.int64))
+
+
+def _tails_grouped(flat: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
+                   ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """P(X_g >= k_g) and P(X_g <= k_g) for groups g of ``flat`` (``flat[starts[g]:starts[g] + sizes[g]]``): exact
+    up to EXACT_TAIL_MAX terms, one recursion for all the groups of similar length; the normal approximation past
+    that."""
+    n = sizes.size
+    upper, lower = np.zeros(n), np.zeros(n)
+    if not n:
+        return upper, lower
+    group = np.repeat(np.arange(n), sizes)
+    big = sizes > EXACT_TAIL_MAX
+    if big.any():
+        mu = np.bincount(group, flat, n)[big]
+        sd = np.sqrt(np.maximum(np.bincount(group, flat * (1 - flat), n)[big], 1e-12))
+        upper[big], lower[big] = ndtr(-(ks[big] - 0.5 - mu) / sd), ndtr((ks[big] + 0.5 - mu) / sd)
+    within = np.arange(flat.size) - np.repeat(starts, sizes)
+    shorter, width = -1, 8
+    while shorter < EXACT_TAIL_MAX:  # lengths in (shorter, width]
+        these = np.flatnonzero(~big & (sizes <= width) & (sizes > shorter))
+        if these.size:
+            q = np.zeros((these.size, width))  # padded with zeros: a Bernoulli(0) leaves the distribution as it is
+            slot = np.full(n, -1)
+            slot[these] = np.arange(these.size)
+            entries = slot[group] >= 0
+            q[slot[group][entries], within[entries]] = flat[entries]
+            longest = int(sizes[these].max())
+            dist = np.zeros((these.size, longest + 1))
+            dist[:, 0] = 1.0
+            for column in range(longest):
+                c = q[:, column:column + 1]
+                dist[:, 1:] = dist[:, 1:] * (1 - c) + dist[:, :-1] * c
+                dist[:, 0] *= 1 - c[:, 0]
+            cumulative = np.cumsum(dist, axis=1)
+            k = ks[these]
+            rows = np.arange(these.size)
+            below = np.where(k > 0, cumulative[rows, np.maximum(k - 1, 0)], 0.0)
+            upper[these] = cumulative[:, -1] - below
+            lower[these] = cumulative[rows, np.minimum(k, longest)]
+        shorter, width = width, min(2 * width, EXACT_TAIL_MAX)
     return upper, lower
 
 
-def binomial_two_sided_half(k: int, n: int) -> float:
+def binomial_two_sided_half(k, n):
     """The two-sided exact binomial test of k successes in n against a fair coin (scipy's binomtest with p=0.5,
-    whose distribution is symmetric): twice the smaller tail, at most 1."""
-    return float(min(1.0, 2.0 * bdtr(min(k, n - k), n, 0.5)))
+    whose distribution is symmetric): twice the smaller tail, at most 1. Scalars or arrays."""
+    k, n = np.asarray(k, dtype=np.int64), np.asarray(n, dtype=np.int64)
+    p = np.minimum(1.0, 2.0 * bdtr(np.minimum(k, n - k), n, 0.5))
+    return float(p) if p.ndim == 0 else p
+
+
+def _starts(sorted_codes: np.ndarray) -> np.ndarray:
+    """Where each run of equal values begins in a sorted array."""
+    if not sorted_codes.size:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.concatenate([[True], sorted_codes[1:] != sorted_codes[:-1]]))
+
+
+def _group_max(values: np.ndarray, sorted_codes: np.ndarray, voters: int) -> np.ndarray:
+    out = np.zeros(voters, dtype=values.dtype)
+    starts = _starts(sorted_codes)
+    if starts.size:
+        out[sorted_codes[starts]] = np.maximum.reduceat(values, starts)
+    return out
+
+
+DETECTORS = ("votes_per_hour", "fast_votes", "position_bias", "unlikely_votes", "favours_model", "repeated_prompts",
+             "abandoned")
+
+
+@dataclass
+class VoterIndex:
+    """Every voter, sessions then addresses (each kind's keys sorted), and each vote's and battle's voter of each
+    kind (-1 for none): built once per screening, shared by its rounds."""
+
+    kind: np.ndarray  # (V,) object
+    key: np.ndarray  # (V,) object
+    kinds: dict[str, tuple[int, int]]  # kind -> the range of its voters
+    vote_voter: dict[str, np.ndarray]  # kind -> (N,) global voter index or -1
+    battle_voter: dict[str, np.ndarray]  # kind -> (B,)
+    prompt_code: np.ndarray  # (B,) the battle's normalised first prompt, as an integer
+    positions: dict[tuple[str, str], int]
+    votes: int
+    static: dict[str, Any] | None = None  # the columns every round shares (voters_assess)
+
+    @classmethod
+    def build(cls, votes: VoteTable, battles: BattleTable) -> "VoterIndex":
+        kinds, vote_voter, battle_voter, all_kinds, all_keys = {}, {}, {}, [], []
+        positions: dict[tuple[str, str], int] = {}
+        for kind, vkeys, bkeys in ((str(VoterRisk.Kind.SESSION), votes.session, battles.session),
+                                   (str(VoterRisk.Kind.ADDRESS), votes.address, battles.address)):
+            distinct = sorted((set(vkeys.tolist()) | set(bkeys.tolist())) - {""})
+            offset = len(all_keys)
+            local = {k: offset + i for i, k in enumerate(distinct)}
+            vote_voter[kind] = np.fromiter((local.get(k, -1) for k in vkeys.tolist()), np.int64, vkeys.size)
+            battle_voter[kind] = np.fromiter((local.get(k, -1) for k in bkeys.tolist()), np.int64, bkeys.size)
+            kinds[kind] = (offset, offset + len(distinct))
+            positions.update(((kind, k), i) for k, i in local.items())
+            all_keys += distinct
+            all_kinds += [kind] * len(distinct)
+        prompts: dict[str, int] = {}
+        prompt_code = np.fromiter((prompts.setdefault(p, len(prompts)) for p in battles.prompt.tolist()), np.int64,
+                                  battles.prompt.size)
+        return cls(np.array(all_kinds, dtype=object), np.array(all_keys, dtype=object), kinds, vote_voter,
+                   battle_voter, prompt_code, positions, votes.vote_ids.size)
+
+    def __len__(self) -> int:
+        return self.key.size
+
+    def vote_mask(self, voters: np.ndarray) -> np.ndarray:
+        """(N,) True for the votes of any voter ``voters`` marks, by session or by address."""
+        out = np.zeros(self.votes, dtype=bool)
+        for codes in self.vote_voter.values():
+            has = codes >= 0
+            out[has] |= voters[codes[has]]
+        return out
+
+
+@dataclass
+class Verdicts:
+    """Every voter's verdict, as columns over VoterIndex's voters; ``verdicts[i]`` (or iterating) gives one
+    voter's Verdict with its reasons and features, built on demand."""
+
+    index: VoterIndex
+    score: np.ndarray
+    suspicion: np.ndarray  # the score without supporting-only evidence (repeated prompts): what suspects a voter
+    heavy: np.ndarray  # cast over LEAVE_OUT_MAX_SHARE of some model's votes: never only suspected
+    votes: np.ndarray
+    evidence: dict[str, np.ndarray]  # detector -> (V,)
+    tested: dict[str, np.ndarray]  # detector -> (V,) whether it was applied (its evidence is then a feature)
+    figures: dict[str, np.ndarray]  # what the texts and features quote
+    rate_limit: np.ndarray
+    abandon_rate: float
+    model_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return self.score.size
+
+    def __iter__(self) -> Iterator[Verdict]:
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, i: int) -> Verdict:
+        f = {name: values[i] for name, values in self.figures.items()}
+        reasons: list[Reason] = []
+        features: dict[str, Any] = {"votes": int(self.votes[i]), "battles": int(f["battles"]),
+                                    "busiest_hour": int(f["busiest"]), "fast_votes": int(f["fast"]),
+                                    "decisive": int(f["decisive"]), "for_a": int(f["for_a"])}
+        if self.tested["unlikely_votes"][i]:
+            features["unlikely_z"] = round(float(f["z"]), 2)
+        if self.tested["favours_model"][i]:
+            features["favoured_model_id"] = int(self.model_ids[int(f["favoured"])])
+        if f["battles"]:
+            features["repeated_prompts"] = int(f["repeats"])
+            features["abandoned"], features["answered_battles"] = int(f["gone"]), int(f["answered"])
+        direction = "for" if f["favoured_wins"] > f["favoured_expected"] else "against"
+        texts = {
+            "votes_per_hour": lambda: f"{int(f['busiest'])} votes within one hour (limit {int(self.rate_limit[i])})",
+            "fast_votes": lambda: f"{int(f['fast'])} of {int(f['known'])} votes came faster than the answers can "
+                                  f"be read",
+            "position_bias": lambda: f"{int(f['for_a'])} of {int(f['decisive'])} decisive votes for A "
+                                     f"(p = {f['p_position']:.2g})",
+            "unlikely_votes": lambda: f"decisive votes much less likely under the ratings than an ordinary voter's "
+                                      f"(z = {f['z']:.1f})",
+            "favours_model": lambda: f"votes {direction} model #{int(self.model_ids[int(f['favoured'])])}: "
+                                     f"{int(f['favoured_wins'])} wins in {int(f['favoured_votes'])} decisive votes "
+                                     f"where the ratings expect {f['favoured_expected']:.1f} "
+                                     f"(p = {f['p_favours']:.2g})",
+            "repeated_prompts": lambda: f"{int(f['repeats'])} of {int(f['battles'])} battles repeat an earlier prompt",
+            "abandoned": lambda: f"{int(f['gone'])} of {int(f['answered'])} battles left unvoted once both answers "
+                                 f"were in (arena-wide {self.abandon_rate:.0%}, p = {f['p_abandoned']:.2g})",
+        }
+        for detector in DETECTORS:
+            if not self.tested[detector][i]:
+                continue
+            evidence = float(self.evidence[detector][i])
+            features[f"{detector}_evidence"] = round(evidence, 2)
+            if evidence > 0:
+                reasons.append({"detector": detector, "evidence": round(evidence, 2), "text": texts[detector]()})
+        reasons.sort(key=lambda r: -r["evidence"])
+        return Verdict(str(self.index.kind[i]), str(self.index.key[i]), float(self.score[i]), reasons, features,
+                       int(self.votes[i]), bool(self.heavy[i]), float(self.suspicion[i]))
+
+    def keys(self, mask: np.ndarray) -> set[tuple[str, str]]:
+        """(kind, key) of the voters ``mask`` marks."""
+        return {(str(self.index.kind[i]), str(self.index.key[i])) for i in np.flatnonzero(mask)}
+
+
+LEAVE_OUT_CHUNK = 1 << 22  # voters x models per chunk of the leave-one-out shifts (32 MiB a matrix)
+YARDSTICK_DETECTORS = ("unlikely_votes", "favours_model")  # the rest do not depend on the fit
+YARDSTICK_FIGURES = ("z", "favoured", "favoured_wins", "favoured_votes", "favoured_expected", "p_favours")
+
+
+@dataclass
+class KindRows:
+    """One kind's vote rows grouped by voter, and the (voter, model) groups of their decisive votes: the same in
+    every round, so sorted once."""
+
+    span: tuple[int, int]
+    rows: np.ndarray  # vote rows of a voter of this kind, by voter then time
+    voter: np.ndarray  # (len(rows),) the voter, local to span
+    decisive: np.ndarray  # (len(rows),)
+    enough: np.ndarray  # (voters,) at least MIN_DECISIVE decisive votes
+    pair_order: np.ndarray  # entries (each decisive vote of such a voter, for each side) sorted by (voter, model)
+    starts: np.ndarray  # where each (voter, model) group starts in that order
+    sizes: np.ndarray
+    met: np.ndarray  # (voters,) models met in decisive votes
+
+
+def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcodes: np.ndarray,
+                 prompt_code: np.ndarray, span: tuple[int, int], out: dict[str, Any], ctx: "Context") -> KindRows:
+    """Fill ``out``'s columns that do not depend on the yardstick for the voters in ``span`` (their global
+    indices), from the vote and battle rows whose voter (``codes``/``bcodes``) is one of them."""
+    threshold = settings.ARENA_TRUST_RISK_THRESHOLD
+    lo, hi = span
+    nv = hi - lo
+    m = votes.model_ids.size
+    ev, tested, fig = out["evidence"], out["tested"], out["figures"]
+    cut = slice(lo, hi)
+
+    rows = np.flatnonzero(codes >= 0)
+    c = codes[rows] - lo
+    order = np.lexsort((votes.voted_at[rows], c))  # by voter, then time
+    rows, c = rows[order], c[order]
+    out["votes"][cut] = np.bincount(c, minlength=nv)
+
+    # Rates
+    if rows.size:
+        t = votes.voted_at[rows]
+        stamp = (c << 42) | np.round((t - t.min()) * 1000).astype(np.int64)  # voter, then milliseconds
+        within = np.searchsorted(stamp, stamp + 3_600_000, side="left") - np.arange(rows.size)
+        busiest = _group_max(within, c, nv)
+    else:
+        busiest = np.zeros(nv, dtype=np.int64)
+    fig["busiest"][cut] = busiest
+    ev["votes_per_hour"][cut] = threshold * busiest / ctx.rate_limit
+    tested["votes_per_hour"][cut] = True
+    wait = votes.wait[rows]
+    known = ~np.isnan(wait)
+    fast = known & (wait < votes.answer_chars[rows] / FAST_READ_CHARS_PER_SECOND)
+    n_known, n_fast = np.bincount(c, known, nv), np.bincount(c, fast, nv)
+    fig["fast"][cut], fig["known"][cut] = n_fast, n_known
+    share = n_fast / np.maximum(n_known, 1)
+    tested["fast_votes"][cut] = n_known >= FAST_MIN_VOTES
+    ev["fast_votes"][cut] = np.where((n_known >= FAST_MIN_VOTES) & (share >= FAST_SHARE),
+                                     threshold * share / FAST_SHARE, 0.0)
+
+    # Position bias, on decisive votes
+    y = votes.outcome[rows]
+    decisive = y != 0.5
+    n = np.bincount(c, decisive, nv).astype(np.int64)
+    k_left = np.bincount(c, decisive & (y == 1.0), nv).astype(np.int64)
+    fig["decisive"][cut], fig["for_a"][cut] = n, k_left
+    p = binomial_two_sided_half(k_left, n)
+    fig["p_position"][cut] = p
+    tested["position_bias"][cut] = n > 0
+    ev["position_bias"][cut] = np.where(n > 0, _evidence(p), 0.0)
+
+    # Cast over LEAVE_OUT_MAX_SHARE of some model's votes (chunks of voters)
+    everyone = np.bincount(votes.left, minlength=m) + np.bincount(votes.right, minlength=m)
+    heavy = np.zeros(nv, dtype=bool)
+    for first, last, part in _voter_chunks(c, nv, m):
+        a, b = votes.left[rows[part]], votes.right[rows[part]]
+        heavy[first:last] = np.any(_per_voter_model(c[part] - first, a, b, None, last - first, m)
+                                   > LEAVE_OUT_MAX_SHARE * everyone, axis=1)
+    out["heavy"][cut] = heavy
+
+    # The (voter, model) groups the favoured-model test takes, for voters with enough decisive votes
+    enough = n >= MIN_DECISIVE
+    dc = c[decisive]
+    take = enough[dc]
+    pair = np.concatenate([dc[take], dc[take]]) * max(m, 1) + np.concatenate(
+        [votes.left[rows][decisive][take], votes.right[rows][decisive][take]])
+    pair_order = np.argsort(pair, kind="stable")
+    starts = _starts(pair[pair_order])
+    sizes = np.diff(np.concatenate([starts, [pair.size]])).astype(np.int64)
+    met = np.bincount(pair[pair_order][starts] // max(m, 1), minlength=nv)
+
+    # Battles: repeated prompts and battles left after the answers
+    brows = np.flatnonzero(bcodes >= 0)
+    bc = bcodes[brows] - lo
+    nb = np.bincount(bc, minlength=nv)
+    fig["battles"][cut] = nb
+    prompts = max(1, int(prompt_code.max()) + 1) if prompt_code.size else 1
+    distinct = np.bincount(np.unique(bc * prompts + prompt_code[brows]) // prompts, minlength=nv)
+    repeats = nb - distinct
+    fig["repeats"][cut] = repeats
+    repeated = (nb >= REPEAT_MIN_BATTLES) & (repeats >= REPEAT_SHARE * np.maximum(nb, 1))
+    tested["repeated_prompts"][cut] = repeated
+    # Supporting evidence only, just under the threshold: people do re-ask their own test prompt.
+    ev["repeated_prompts"][cut] = np.where(repeated, SUPPORTING * threshold, 0.0)
+    order = np.lexsort((battles.created[brows], bc))
+    brows, bc = brows[order], bc[order]
+    latest = np.concatenate([bc[1:] != bc[:-1], [True]]) if bc.size else np.zeros(0, dtype=bool)
+    eligible = ~latest  # the latest battle may still be voted on
+    answered = battles.answered[brows]
+    gone = np.bincount(bc[eligible], (answered & ~battles.voted[brows])[eligible], nv).astype(np.int64)
+    n_answered = np.bincount(bc[eligible], answered[eligible], nv).astype(np.int64)
+    fig["gone"][cut], fig["answered"][cut] = gone, n_answered
+    p = np.where(gone > 0, bdtrc(np.maximum(gone - 1, 0), n_answered, ctx.abandon_rate), 1.0)
+    fig["p_abandoned"][cut] = p
+    tested["abandoned"][cut] = (nb > 0) & (n_answered > 0)
+    ev["abandoned"][cut] = np.where(tested["abandoned"][cut], _evidence(p), 0.0)
+    return KindRows(span, rows, c, decisive, enough, pair_order, starts, sizes, met)
+
+
+def _voter_chunks(voter: np.ndarray, voters: int, m: int) -> Iterator[tuple[int, int, slice]]:
+    """(first, last, rows) for runs of voters of at most LEAVE_OUT_CHUNK voter-model cells, over rows sorted by
+    voter."""
+    bounds = np.searchsorted(voter, np.arange(0, voters + 1))
+    step = max(1, LEAVE_OUT_CHUNK // max(m, 1))
+    for first in range(0, voters, step):
+        last = min(voters, first + step)
+        yield first, last, slice(bounds[first], bounds[last])
+
+
+def _yardstick_kind(votes: VoteTable, yardstick: Yardstick, kr: KindRows, out: dict[str, Any]) -> None:
+    """Fill the columns of the detectors measured against ``yardstick``: unlikely votes and favoured models."""
+    lo, hi = kr.span
+    nv = hi - lo
+    m = votes.model_ids.size
+    ev, tested, fig = out["evidence"], out["tested"], out["figures"]
+    cut = slice(lo, hi)
+    rows, c = kr.rows, kr.voter
+
+    # Each vote's chance of going left, under the fit without its voter's votes
+    p_left = np.zeros(rows.size)
+    cov = yardstick.inverse_hessian
+    theta = yardstick.theta
+    for first, last, part in _voter_chunks(c, nv, m):
+        pr, pv = rows[part], c[part] - first
+        a, b = votes.left[pr], votes.right[pr]
+        shift = yardstick.shifts(votes, pr, pv, last - first)
+        d = theta[a] + shift[pv, a] - theta[b] - shift[pv, b]
+        if cov is not None:
+            # The yardstick is itself an estimate: predict with its uncertainty (the probit approximation of the
+            # logistic integrated over a normal d), so a voter is not blamed for what the ratings cannot know yet.
+            # Capped: a model that never won (or never lost) has no finite estimate, and the ridge alone bounds
+            # its variance, which would pull every prediction about it back to a coin flip.
+            var_d = np.clip(cov[a, a] + cov[b, b] - 2 * cov[a, b], 0.0, MAX_PREDICTIVE_VARIANCE)
+            d = d / np.sqrt(1.0 + np.pi * var_d / 8.0)
+        p_left[part] = np.clip(1.0 / (1.0 + np.exp(-d)), 1e-6, 1 - 1e-6)
+
+    # Likelihood of the decisive votes
+    decisive = kr.decisive
+    dc, dp, won_left = c[decisive], p_left[decisive], votes.outcome[rows][decisive] == 1.0
+    loglik = np.bincount(dc, np.log(np.where(won_left, dp, 1 - dp)), nv)
+    expected = np.bincount(dc, dp * np.log(dp) + (1 - dp) * np.log(1 - dp), nv)
+    variance = np.bincount(dc, dp * (1 - dp) * np.log(dp / (1 - dp)) ** 2, nv)
+    applies = kr.enough & (variance > 1e-9)
+    z = np.where(applies, (expected - loglik) / np.sqrt(np.where(applies, variance, 1.0)), 0.0)
+    fig["z"][cut] = z
+    tested["unlikely_votes"][cut] = applies
+    ev["unlikely_votes"][cut] = np.where(applies, _evidence(ndtr(-z)), 0.0)
+
+    # Favoured (or disfavoured) models: per voter and model met, its wins against the predicted chances
+    take = kr.enough[dc]
+    voter = np.concatenate([dc[take], dc[take]])[kr.pair_order]
+    model = np.concatenate([votes.left[rows][decisive][take], votes.right[rows][decisive][take]])[kr.pair_order]
+    chance = np.concatenate([dp[take], 1 - dp[take]])[kr.pair_order]
+    won = np.concatenate([won_left[take], ~won_left[take]])[kr.pair_order]
+    starts, sizes = kr.starts, kr.sizes
+    big = sizes >= MIN_DECISIVE
+    group = np.repeat(np.arange(starts.size), sizes)
+    wins = np.bincount(group, won, starts.size).astype(np.int64)
+    mean = np.bincount(group, chance, starts.size)
+    upper, lower = _tails_grouped(chance[big[group]],
+                                  np.concatenate([[0], np.cumsum(sizes[big])[:-1]]).astype(np.int64), sizes[big],
+                                  wins[big])
+    p_pair = np.minimum(1.0, 2 * np.minimum(upper, lower))
+    g_voter, g_model = voter[starts][big], model[starts][big]
+    best = np.lexsort((g_model, p_pair, g_voter))  # per voter: the smallest p, then the lowest model
+    first = best[_starts(g_voter[best])]
+    first = first[p_pair[first] < 1.0]
+    bv = g_voter[first]
+    has = np.zeros(nv, dtype=bool)
+    has[bv] = True
+    p_fav = np.ones(nv)
+    p_fav[bv] = np.minimum(1.0, p_pair[first] * kr.met[bv])
+    for name, values in (("favoured", g_model[first]), ("favoured_wins", wins[big][first]),
+                         ("favoured_votes", sizes[big][first]), ("favoured_expected", mean[big][first])):
+        column = np.zeros(nv)
+        column[bv] = values
+        fig[name][cut] = column
+    fig["p_favours"][cut] = p_fav
+    tested["favours_model"][cut] = has
+    ev["favours_model"][cut] = np.where(has, _evidence(p_fav), 0.0)
 
 
 @dataclass
 class Context:
-    theta: np.ndarray
-    covariance: np.ndarray | None  # (M, M) of theta, or None: theta taken as exact
-    model_ids: np.ndarray
-    abandon_rate: float
     rate_limit: int
+    abandon_rate: float
 
 
-def detect(votes: VoteTable, rows: np.ndarray, battles: BattleTable, brows: np.ndarray,
-           ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
-    threshold = settings.ARENA_TRUST_RISK_THRESHOLD
-    reasons: list[Reason] = []
-    features: dict[str, Any] = {"votes": int(rows.size), "battles": int(brows.size)}
-
-    def add(detector: str, evidence: float, text: str) -> None:
-        features[f"{detector}_evidence"] = round(evidence, 2)
-        if evidence > 0:
-            reasons.append({"detector": detector, "evidence": round(float(evidence), 2), "text": text})
-
-    # Rates
-    busiest = _busiest_hour(votes.voted_at[rows])
-    features["busiest_hour"] = busiest
-    add("votes_per_hour", threshold * busiest / ctx.rate_limit,
-        f"{busiest} votes within one hour (limit {ctx.rate_limit})")
-    wait = votes.wait[rows]
-    known = ~np.isnan(wait)
-    need = votes.answer_chars[rows] / FAST_READ_CHARS_PER_SECOND
-    fast = int(np.sum(known & (wait < need)))
-    features["fast_votes"] = fast
-    if known.sum() >= FAST_MIN_VOTES:
-        share = fast / int(known.sum())
-        add("fast_votes", threshold * share / FAST_SHARE if share >= FAST_SHARE else 0.0,
-            f"{fast} of {int(known.sum())} votes came faster than the answers can be read")
-
-    # Position bias and likelihood, on decisive votes
-    y = votes.outcome[rows]
-    decisive = y != 0.5
-    n = int(decisive.sum())
-    k_left = int(np.sum(y[decisive] == 1.0))
-    features["decisive"], features["for_a"] = n, k_left
-    if n:
-        p = binomial_two_sided_half(k_left, n)
-        add("position_bias", _evidence(p), f"{k_left} of {n} decisive votes for A (p = {p:.2g})")
-    a, b = votes.left[rows][decisive], votes.right[rows][decisive]
-    won_left = y[decisive] == 1.0
-    d = ctx.theta[a] - ctx.theta[b]
-    if ctx.covariance is not None and n:
-        # The yardstick is itself an estimate: predict with its uncertainty (the probit approximation of the
-        # logistic integrated over a normal d), so a voter is not blamed for what the ratings cannot know yet.
-        # Capped: a model that never won (or never lost) has no finite estimate, and the ridge alone bounds its
-        # variance, which would pull every prediction about it back to a coin flip.
-        cov = ctx.covariance
-        var_d = np.clip(cov[a, a] + cov[b, b] - 2 * cov[a, b], 0.0, MAX_PREDICTIVE_VARIANCE)
-        d = d / np.sqrt(1.0 + np.pi * var_d / 8.0)
-    p_left = 1.0 / (1.0 + np.exp(-d)) if n else np.zeros(0)
-    p_left = np.clip(p_left, 1e-6, 1 - 1e-6)
-    if n >= MIN_DECISIVE:
-        chosen = np.where(won_left, p_left, 1 - p_left)
-        loglik = float(np.log(chosen).sum())
-        expected = float(np.sum(p_left * np.log(p_left) + (1 - p_left) * np.log(1 - p_left)))
-        variance = float(np.sum(p_left * (1 - p_left) * np.log(p_left / (1 - p_left)) ** 2))
-        if variance > 1e-9:
-            z = (expected - loglik) / math.sqrt(variance)
-            p = float(ndtr(-z))
-            features["unlikely_z"] = round(z, 2)
-            add("unlikely_votes", _evidence(p),
-                f"decisive votes much less likely under the ratings than an ordinary voter's (z = {z:.1f})")
-    # Favoured (or disfavoured) models
-    if n >= MIN_DECISIVE:
-        met = np.unique(np.concatenate([a, b]))
-        best = (1.0, None, 0, 0, 0.0)
-        tested, p_wins, wins_of = [], [], []
-        for m in met:
-            as_left, as_right = a == m, b == m
-            p_win = np.concatenate([p_left[as_left], 1 - p_left[as_right]])
-            if p_win.size < MIN_DECISIVE:
-                continue
-            tested.append(int(m))
-            p_wins.append(p_win)
-            wins_of.append(int(won_left[as_left].sum() + (~won_left[as_right]).sum()))
-        if tested:
-            uppers, lowers = poisson_binomial_tails_many(p_wins, np.array(wins_of))
-            for m, p_win, wins, upper, lower in zip(tested, p_wins, wins_of, uppers, lowers):
-                p = min(1.0, 2 * min(float(upper), float(lower)))
-                if p < best[0]:
-                    best = (p, m, wins, int(p_win.size), float(p_win.sum()))
-        if best[1] is not None:
-            p = min(1.0, best[0] * met.size)
-            model_id = int(ctx.model_ids[best[1]])
-            features["favoured_model_id"] = model_id
-            direction = "for" if best[2] > best[4] else "against"
-            add("favours_model", _evidence(p),
-                f"votes {direction} model #{model_id}: {best[2]} wins in {best[3]} decisive votes where the "
-                f"ratings expect {best[4]:.1f} (p = {p:.2g})")
-
-    # Battles: repeated prompts and battles left after the answers
-    nb = int(brows.size)
-    if nb:
-        prompts = battles.prompt[brows]
-        repeats = nb - len(set(prompts.tolist()))
-        features["repeated_prompts"] = repeats
-        if nb >= REPEAT_MIN_BATTLES and repeats / nb >= REPEAT_SHARE:
-            # Supporting evidence only, just under the threshold: people do re-ask their own test prompt.
-            add("repeated_prompts", SUPPORTING * threshold, f"{repeats} of {nb} battles repeat an earlier prompt")
-        order = np.argsort(battles.created[brows])
-        eligible = brows[order][:-1]  # the latest battle may still be voted on
-        gone = int(np.sum(battles.answered[eligible] & ~battles.voted[eligible]))
-        answered = int(battles.answered[eligible].sum())
-        features["abandoned"], features["answered_battles"] = gone, answered
-        if answered:
-            p = float(bdtrc(gone - 1, answered, ctx.abandon_rate)) if gone else 1.0
-            add("abandoned", _evidence(p),
-                f"{gone} of {answered} battles left unvoted once both answers were in "
-                f"(arena-wide {ctx.abandon_rate:.0%}, p = {p:.2g})")
-    reasons.sort(key=lambda r: -r["evidence"])
-    return reasons, features
-
-
-def _codes(keys: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """(distinct keys in order of first appearance, each row's index into them) of an object array of keys."""
-    index: dict[str, int] = {}
-    inverse = np.fromiter((index.setdefault(k, len(index)) for k in keys.tolist()), dtype=np.int64, count=keys.size)
-    return list(index), inverse
-
-
-def _groups(keys: np.ndarray) -> dict[str, np.ndarray]:
-    distinct, inverse = _codes(keys)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(distinct) + 1))
-    return {k: order[bounds[i]:bounds[i + 1]] for i, k in enumerate(distinct) if k}
-
-
-def voters_assess(votes: VoteTable, battles: BattleTable, *, keep: np.ndarray | None = None) -> list[Verdict]:
-    """Every voter's verdict (sessions and addresses), each measured against the ratings fitted on the ``keep``
-    votes without its own."""
-    yardstick = Yardstick.fit(votes, np.ones(votes.vote_ids.size, dtype=bool) if keep is None else keep)
+def _static_columns(votes: VoteTable, battles: BattleTable, index: VoterIndex) -> dict[str, Any]:
+    """The columns that stay the same in every round (rates, position bias, battles), and each kind's rows; made
+    once per index."""
+    if index.static is not None:
+        return index.static
     rate = float(np.sum(battles.answered & ~battles.voted) / max(1, battles.answered.sum()))
     abandon_rate = min(0.5, max(0.05, rate))
-    verdicts = []
-    empty = np.zeros(0, dtype=np.int64)
-    m = votes.model_ids.size
-    everyone = np.bincount(votes.left, minlength=m) + np.bincount(votes.right, minlength=m)
-    for kind, vkeys, bkeys, limit in (
-        (VoterRisk.Kind.SESSION, votes.session, battles.session, settings.ARENA_TRUST_MAX_VOTES_PER_HOUR),
-        (VoterRisk.Kind.ADDRESS, votes.address, battles.address,
-         settings.ARENA_TRUST_MAX_VOTES_PER_HOUR * ADDRESS_RATE_FACTOR),
-    ):
-        by_vote, by_battle = _groups(vkeys), _groups(bkeys)
-        for key in sorted(set(by_vote) | set(by_battle)):
-            rows, brows = by_vote.get(key, empty), by_battle.get(key, empty)
-            ctx = Context(theta=yardstick.without(votes, rows), covariance=yardstick.inverse_hessian,
-                          model_ids=votes.model_ids,
-                          abandon_rate=abandon_rate, rate_limit=limit)
-            reasons, features = detect(votes, rows, battles, brows, ctx)
-            score = max((r["evidence"] for r in reasons), default=0.0)
-            own = np.bincount(votes.left[rows], minlength=m) + np.bincount(votes.right[rows], minlength=m)
-            heavy = bool(np.any(own > LEAVE_OUT_MAX_SHARE * everyone))
-            suspicion = max((r["evidence"] for r in reasons if r["detector"] not in SUPPORTING_ONLY), default=0.0)
-            verdicts.append(Verdict(str(kind), key, float(score), reasons, features, int(rows.size), heavy,
-                                    float(suspicion)))
-    return verdicts
-
-
-def suspected(verdict: Verdict) -> bool:
-    """Kept out of the yardstick (not off the board): a suspicion of SUSPECT_SHARE of the threshold, unless the
-    voter cast over LEAVE_OUT_MAX_SHARE of some model's votes."""
-    return verdict.suspicion >= SUSPECT_SHARE * settings.ARENA_TRUST_RISK_THRESHOLD and not verdict.heavy
-
-
-def _excluded_mask(votes: VoteTable, flagged: dict[tuple[str, str], bool]) -> np.ndarray:
-    """True for votes of voters whose records exclude them."""
-    out = np.zeros(votes.vote_ids.size, dtype=bool)
-    for kind, keys in (("session", votes.session), ("address", votes.address)):
-        distinct, inverse = _codes(keys)
-        if distinct:
-            out |= np.array([bool(k) and flagged.get((kind, k), False) for k in distinct], dtype=bool)[inverse]
+    v = len(index)
+    out: dict[str, Any] = {
+        "votes": np.zeros(v, dtype=np.int64), "heavy": np.zeros(v, dtype=bool), "rate_limit": np.zeros(v, np.int64),
+        "abandon_rate": abandon_rate, "kinds": [],
+        "evidence": {d: np.zeros(v) for d in DETECTORS}, "tested": {d: np.zeros(v, dtype=bool) for d in DETECTORS},
+        "figures": {name: np.zeros(v) for name in (
+            "battles", "busiest", "fast", "known", "decisive", "for_a", "p_position", "repeats", "gone", "answered",
+            "p_abandoned")},
+    }
+    for kind, limit in ((str(VoterRisk.Kind.SESSION), settings.ARENA_TRUST_MAX_VOTES_PER_HOUR),
+                        (str(VoterRisk.Kind.ADDRESS), settings.ARENA_TRUST_MAX_VOTES_PER_HOUR * ADDRESS_RATE_FACTOR)):
+        span = index.kinds[kind]
+        out["rate_limit"][span[0]:span[1]] = limit
+        out["kinds"].append(_static_kind(votes, battles, index.vote_voter[kind], index.battle_voter[kind],
+                                         index.prompt_code, span, out, Context(limit, abandon_rate)))
+    index.static = out
     return out
 
 
-Keys = dict[tuple[str, str], bool]
+def voters_assess(votes: VoteTable, battles: BattleTable, *, keep: np.ndarray | None = None,
+                  index: VoterIndex | None = None) -> Verdicts:
+    """Every voter's verdict (sessions and addresses), each measured against the ratings fitted on the ``keep``
+    votes without its own."""
+    index = VoterIndex.build(votes, battles) if index is None else index
+    static = _static_columns(votes, battles, index)
+    yardstick = Yardstick.fit(votes, np.ones(votes.vote_ids.size, dtype=bool) if keep is None else keep)
+    v = len(index)
+    out: dict[str, Any] = {
+        "evidence": {**static["evidence"], **{d: np.zeros(v) for d in YARDSTICK_DETECTORS}},
+        "tested": {**static["tested"], **{d: np.zeros(v, dtype=bool) for d in YARDSTICK_DETECTORS}},
+        "figures": {**static["figures"], **{name: np.zeros(v) for name in YARDSTICK_FIGURES}},
+    }
+    for kind_rows in static["kinds"]:
+        _yardstick_kind(votes, yardstick, kind_rows, out)
+    rounded = {d: np.round(out["evidence"][d], 2) for d in DETECTORS}
+    score = np.max(np.stack([np.maximum(e, 0.0) for e in rounded.values()]), axis=0) if v else np.zeros(0)
+    suspicion = (np.max(np.stack([np.maximum(e, 0.0) for d, e in rounded.items() if d not in SUPPORTING_ONLY]),
+                        axis=0) if v else np.zeros(0))
+    return Verdicts(index, score, suspicion, static["heavy"], static["votes"], out["evidence"], out["tested"],
+                    out["figures"], static["rate_limit"], static["abandon_rate"], votes.model_ids)
+
+
+def suspected(verdicts: Verdicts) -> np.ndarray:
+    """Kept out of the yardstick (not off the board): a suspicion of SUSPECT_SHARE of the threshold, unless the
+    voter cast over LEAVE_OUT_MAX_SHARE of some model's votes."""
+    return (verdicts.suspicion >= SUSPECT_SHARE * settings.ARENA_TRUST_RISK_THRESHOLD) & ~verdicts.heavy
 
 
 def voters_settle(
-    votes: VoteTable, battles: BattleTable, excluding: Callable[[list[Verdict]], Keys],
-    suspecting: Callable[[list[Verdict]], Keys] | None = None,
-) -> tuple[list[Verdict], Keys]:
+    votes: VoteTable, battles: BattleTable, excluding: Callable[[Verdicts], np.ndarray],
+    suspecting: Callable[[Verdicts], np.ndarray] | None = None,
+) -> tuple[Verdicts, np.ndarray]:
     """Assess every voter, then again against a fit without the voters ``excluding`` leaves out and those
     ``suspecting`` names (by default: a suspicion of at least ``SUSPECT_SHARE`` of the threshold), until both sets
-    stop changing (at most ``ROUNDS`` fits): the last verdicts and who they leave out. Suspected voters stay on
-    the board; they only stay out of the yardstick, so that riggers just under the line do not prop each other
-    up."""
-    if suspecting is None:
-        suspecting = lambda verdicts: {(v.kind, v.key): suspected(v) for v in verdicts}  # noqa: E731
+    stop changing (at most ``ROUNDS`` fits): the last verdicts and who they leave out (a (V,) mask over them).
+    Suspected voters stay on the board; they only stay out of the yardstick, so that riggers just under the line
+    do not prop each other up."""
+    suspecting = suspected if suspecting is None else suspecting
+    index = VoterIndex.build(votes, battles)
 
-    def yardstick_out(verdicts: list[Verdict], left: Keys) -> Keys:
-        suspected = suspecting(verdicts)
-        apart = {key: out or suspected.get(key, False) for key, out in left.items()}
-        if votes.vote_ids.size and (~_excluded_mask(votes, apart)).mean() < YARDSTICK_MIN_SHARE:
+    def yardstick_out(verdicts: Verdicts, left: np.ndarray) -> np.ndarray:
+        apart = left | suspecting(verdicts)
+        if votes.vote_ids.size and (~index.vote_mask(apart)).mean() < YARDSTICK_MIN_SHARE:
             return left
         return apart
 
-    verdicts = voters_assess(votes, battles)
+    verdicts = voters_assess(votes, battles, index=index)
     left_out = excluding(verdicts)
     apart = yardstick_out(verdicts, left_out)
     for _ in range(ROUNDS - 1):
-        verdicts = voters_assess(votes, battles, keep=~_excluded_mask(votes, apart))
+        verdicts = voters_assess(votes, battles, keep=~index.vote_mask(apart), index=index)
         now = excluding(verdicts)
         apart_now = yardstick_out(verdicts, now)
-        if now == left_out and apart_now == apart:
+        if np.array_equal(now, left_out) and np.array_equal(apart_now, apart):
             break
         left_out, apart = now, apart_now
     return verdicts, left_out
@@ -552,50 +846,55 @@ def risk_recompute(vote_ids: Iterable[int] | None = None) -> RiskResult:
     battles = battle_table()
     reviewed = {(r.kind, r.key): r.state for r in VoterRisk.objects.exclude(
         state__in=[VoterRisk.State.FLAGGED, VoterRisk.State.LAPSED]).only("kind", "key", "state")}
+    states: dict[str, np.ndarray] = {}
 
-    def excluding(verdicts: list[Verdict]) -> dict[tuple[str, str], bool]:
-        out = {}
-        for v in verdicts:
-            state = reviewed.get((v.kind, v.key))
-            out[(v.kind, v.key)] = state == VoterRisk.State.CONFIRMED or (
-                state != VoterRisk.State.CLEARED and v.score >= threshold)
-        return out
+    def state_is(verdicts: Verdicts, state: str) -> np.ndarray:
+        if state not in states:
+            mask = np.zeros(len(verdicts), dtype=bool)
+            for key, value in reviewed.items():
+                if value == state and key in verdicts.index.positions:
+                    mask[verdicts.index.positions[key]] = True
+            states[state] = mask
+        return states[state]
 
-    def suspecting(verdicts: list[Verdict]) -> Keys:
-        return {(v.kind, v.key): reviewed.get((v.kind, v.key)) != VoterRisk.State.CLEARED and suspected(v)
-                for v in verdicts}
+    def excluding(verdicts: Verdicts) -> np.ndarray:
+        cleared = state_is(verdicts, VoterRisk.State.CLEARED)
+        return state_is(verdicts, VoterRisk.State.CONFIRMED) | (~cleared & (verdicts.score >= threshold))
+
+    def suspecting(verdicts: Verdicts) -> np.ndarray:
+        return ~state_is(verdicts, VoterRisk.State.CLEARED) & suspected(verdicts)
 
     verdicts, excluding_now = voters_settle(votes, battles, excluding, suspecting)
-    excluded = _excluded_mask(votes, excluding_now)
-    flagged = [v for v in verdicts if v.score >= threshold]
+    excluded = verdicts.index.vote_mask(excluding_now)
     _store(verdicts, threshold)
     return RiskResult(
         excluded_vote_ids=set(votes.vote_ids[excluded].tolist()),
-        flagged=[v for v in flagged if excluding_now[(v.kind, v.key)]],
+        flagged=[verdicts[i] for i in np.flatnonzero((verdicts.score >= threshold) & excluding_now)],
         voters=len(verdicts),
     )
 
 
-def _store(verdicts: list[Verdict], threshold: float) -> None:
+def _store(verdicts: Verdicts, threshold: float) -> None:
     """Write the records: new ones flagged; flagged ones lapse below the threshold and come back above it;
     staff decisions (cleared, confirmed) stay, with the score kept current."""
     now = timezone.now()
-    current = {(v.kind, v.key): v for v in verdicts}
+    positions = verdicts.index.positions
     with transaction.atomic():
         existing = {(r.kind, r.key): r for r in VoterRisk.objects.select_for_update()}
-        for key, v in current.items():
-            record = existing.get(key)
-            if record is None:
-                if v.score >= threshold:
-                    VoterRisk.objects.create(kind=v.kind, key=v.key, state=VoterRisk.State.FLAGGED, score=v.score,
-                                             reasons=v.reasons, features=v.features, votes=v.votes, computed_at=now)
-                continue
+        for i in np.flatnonzero(verdicts.score >= threshold):
+            if (str(verdicts.index.kind[i]), str(verdicts.index.key[i])) not in existing:
+                v = verdicts[i]
+                VoterRisk.objects.create(kind=v.kind, key=v.key, state=VoterRisk.State.FLAGGED, score=v.score,
+                                         reasons=v.reasons, features=v.features, votes=v.votes, computed_at=now)
+        for key, record in existing.items():
+            if key not in positions:
+                continue  # a voter with no counted votes any more keeps its record as it was
+            v = verdicts[positions[key]]
             record.score, record.reasons, record.features, record.votes = v.score, v.reasons, v.features, v.votes
             record.computed_at = now
             if record.state in (VoterRisk.State.FLAGGED, VoterRisk.State.LAPSED):
                 record.state = VoterRisk.State.FLAGGED if v.score >= threshold else VoterRisk.State.LAPSED
             record.save()
-    # A voter with no counted votes any more keeps its record as it was.
 
 
 def risk_review(record: VoterRisk, *, state: str, by: str) -> None:

@@ -78,9 +78,8 @@ def population(seed: int, *, honest: int = 100, honest_battles: int = 10, rigger
 
 
 def caught(votes, battles, threshold: float) -> set[str]:
-    _, left_out = risk.voters_settle(
-        votes, battles, lambda verdicts: {(x.kind, x.key): x.score >= threshold for x in verdicts})
-    return {key for (kind, key), out in left_out.items() if kind == "session" and out}
+    verdicts, left_out = risk.voters_settle(votes, battles, lambda verdicts: verdicts.score >= threshold)
+    return {key for kind, key in verdicts.keys(left_out) if kind == "session"}
 
 
 def rigged_share(votes, kinds, flagged) -> float:
@@ -133,7 +132,7 @@ def test_over_seeds_the_rigged_votes_caught_exceed_a_single_fit(settings, monkey
     assert wrongly <= 0.02 * 100 * len(tables), wrongly
     # The same votes against a single fit of all votes, each voter's own votes in it: many riggers slip.
     monkeypatch.setattr(risk, "ROUNDS", 1)
-    monkeypatch.setattr(risk.Yardstick, "without", lambda self, votes, rows: self.theta)
+    monkeypatch.setattr(risk.Yardstick, "shifts", lambda self, votes, rows, voter, voters: np.zeros((voters, 6)))
     single = [rigged_share(v, k, caught(v, b, threshold)) for v, b, k in tables]
     assert np.mean(single) < np.mean(now) - 0.1, (single, now)
 
@@ -154,7 +153,7 @@ def test_a_model_that_never_wins_does_not_make_its_voters_look_unlikely(settings
         created=1.7e9 + 120.0 * np.arange(n), voted=np.ones(n, dtype=bool), answered=np.ones(n, dtype=bool),
         prompt=np.array([f"question {i}" for i in range(n)], dtype=object),
     )
-    verdicts, _ = risk.voters_settle(votes, battles, lambda vs: {(v.kind, v.key): False for v in vs})
+    verdicts, _ = risk.voters_settle(votes, battles, lambda vs: np.zeros(len(vs), dtype=bool))
     (one,) = [v for v in verdicts if v.key == "one"]
     assert one.score < settings.ARENA_TRUST_RISK_THRESHOLD, one.reasons
 
@@ -197,7 +196,7 @@ def test_everyone_asking_the_same_few_prompts_does_not_empty_the_yardstick(setti
     flagged = caught(votes, battles, threshold)
     assert sum(kinds[s] == "honest" for s in flagged) <= 2, sorted(flagged)
     assert {s for s, k in kinds.items() if k == "leave"} <= flagged
-    verdicts, _ = risk.voters_settle(votes, battles, lambda vs: {(x.kind, x.key): x.score >= threshold for x in vs})
+    verdicts, _ = risk.voters_settle(votes, battles, lambda vs: vs.score >= threshold)
     repeaters = [v for v in verdicts if v.kind == "session" and kinds[v.key] == "honest"]
     assert all(any(r["detector"] == "repeated_prompts" for r in v.reasons) for v in repeaters)
     line = risk.SUSPECT_SHARE * threshold
@@ -210,8 +209,69 @@ def test_suspicion_that_would_take_most_votes_leaves_the_yardstick_as_it_is(sett
     them and only the flagged leave it, so an arena of suspects is still measured against its own votes."""
     threshold = settings.ARENA_TRUST_RISK_THRESHOLD
     votes, battles, kinds = population(5)
-    everyone = lambda vs: {(x.kind, x.key): True for x in vs}  # noqa: E731
-    flagging = lambda vs: {(x.kind, x.key): x.score >= threshold for x in vs}  # noqa: E731
+    everyone = lambda vs: np.ones(len(vs), dtype=bool)  # noqa: E731
+    flagging = lambda vs: vs.score >= threshold  # noqa: E731
     with_all_suspected, _ = risk.voters_settle(votes, battles, flagging, everyone)
-    plain, _ = risk.voters_settle(votes, battles, flagging, lambda vs: {})
+    plain, _ = risk.voters_settle(votes, battles, flagging, lambda vs: np.zeros(len(vs), dtype=bool))
     assert [(v.key, v.score) for v in with_all_suspected] == [(v.key, v.score) for v in plain]
+
+
+def varied(seed: int) -> tuple[risk.VoteTable, risk.BattleTable]:
+    """population() with what the screen has to tell apart: addresses shared by three sessions, waits unknown or
+    too short to read (one voter's always), voters who re-ask one prompt, battles whose answers never came, one voter who always
+    votes A, and one who cast 450 votes on the top model (past the exact tails, and most of that model's votes)."""
+    votes, battles, _ = population(seed, honest=60, honest_battles=25)
+    rng = np.random.default_rng(seed)
+    n, nb = votes.vote_ids.size, battles.session.size
+    votes.address = np.array([f"ip-{int(s.lstrip('honestrig')) // 3}" for s in votes.session], dtype=object)
+    battles.address = np.array([f"ip-{int(s.lstrip('honestrig')) // 3}" for s in battles.session], dtype=object)
+    votes.wait = np.where(rng.random(n) < 0.1, np.nan, np.where(rng.random(n) < 0.2, 0.5, 30.0))
+    votes.wait[votes.session == "honest4"] = 0.5
+    votes.answer_chars = rng.uniform(50, 2000, n)
+    battles.prompt = np.array(["question again" if s in ("honest1", "honest2") else f"question {i}"
+                               for i, s in enumerate(battles.session)], dtype=object)
+    battles.answered = rng.random(nb) < 0.9
+    always_a = votes.session == "honest5"
+    votes.outcome = np.where(always_a, 1.0, votes.outcome)
+    grind = 450
+    extra = risk.VoteTable(
+        vote_ids=np.arange(n, n + grind), session=np.array(["grinder"] * grind, dtype=object),
+        address=np.array(["ip-grinder"] * grind, dtype=object), left=np.zeros(grind, dtype=np.int64),
+        right=rng.integers(1, 6, grind), outcome=(rng.random(grind) < 0.8).astype(float),
+        voted_at=1.8e9 + 20.0 * np.arange(grind), wait=np.full(grind, 30.0), answer_chars=np.full(grind, 400.0),
+        model_ids=votes.model_ids)
+    joined = risk.VoteTable(**{f: (getattr(votes, f) if f == "model_ids" else
+                                   np.concatenate([getattr(votes, f), getattr(extra, f)]))
+                               for f in risk.VoteTable.__dataclass_fields__})
+    return joined, battles
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_every_voter_at_once_matches_the_one_voter_at_a_time_definition(seed, settings):
+    """The screen runs over all voters as grouped arrays; tests/trust/risk_reference.py is the same screen one
+    voter at a time (the way it was first written). Every voter's score, suspicion, reasons (with their texts)
+    and features agree, against the full fit and against a fit that leaves some voters out."""
+    from tests.trust import risk_reference
+
+    votes, battles = varied(seed)
+    rng = np.random.default_rng(seed)
+    keep = np.ones(votes.vote_ids.size, dtype=bool)
+    keep[np.isin(votes.session, ["rigger0", "rigger3", "honest7"])] = False
+    keep &= rng.random(keep.size) < 0.95
+    for kept in (None, keep):
+        fast = list(risk.voters_assess(votes, battles, keep=kept))
+        slow = risk_reference.voters_assess(votes, battles, keep=kept)
+        assert [(v.kind, v.key) for v in fast] == [(v.kind, v.key) for v in slow]
+        assert len(fast) > 80 and any(v.score >= settings.ARENA_TRUST_RISK_THRESHOLD for v in slow)
+        detectors = {r["detector"] for v in slow for r in v.reasons}
+        assert detectors >= {"fast_votes", "position_bias", "favours_model", "repeated_prompts", "abandoned"}
+        for one, other in zip(fast, slow):
+            where = (one.kind, one.key)
+            assert one.score == pytest.approx(other.score, abs=0.011), where
+            assert one.suspicion == pytest.approx(other.suspicion, abs=0.011), where
+            assert (one.votes, one.heavy) == (other.votes, other.heavy), where
+            assert [r["detector"] for r in one.reasons] == [r["detector"] for r in other.reasons], where
+            assert [r["text"] for r in one.reasons] == [r["text"] for r in other.reasons], where
+            assert one.features.keys() == other.features.keys(), where
+            for name, value in other.features.items():
+                assert one.features[name] == pytest.approx(value, abs=0.011), (where, name)
