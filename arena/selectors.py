@@ -16,6 +16,7 @@ from .events import POSITION_LABEL
 from .generation import turn_is_stale, turn_partial_text, turn_reap_stale
 from .models import Battle, Side, Turn, Vote
 from .rendering import render_markdown
+from .rows import battle_turns
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +95,10 @@ def battle_state(battle: Battle) -> dict:
     """What the battle's owner may see now: turns per side, and model names only once they may be shown.
 
     Turns left queued or running past any job's time limit are failed first (turn_reap_stale), so what the page
-    shows is final. Two queries: the vote, and every turn with its side and model."""
-    vote = Vote.objects.filter(battle=battle).first()
-    turns = list(Turn.objects.filter(side__battle=battle).select_related("side__model").order_by("side__position", "index"))
+    shows is final. One query: every turn with its side and model, and the vote (arena.rows)."""
+    turns, voted = battle_turns(battle)
     if any(turn_is_stale(t) for t in turns) and turn_reap_stale(battle=battle):
-        turns = list(Turn.objects.filter(side__battle=battle).select_related("side__model")
-                     .order_by("side__position", "index"))
+        turns, voted = battle_turns(battle)
     sides: dict[str, list[dict]] = {}
     names = {}
     for t in turns:
@@ -112,12 +111,12 @@ def battle_state(battle: Battle) -> dict:
             "cut": t.cut_by_limit, "stopped": t.stop_requested and t.status == Turn.Status.DONE,
         })
         names[label] = t.side.model.public_name
-    reveal = vote is not None or battle.mode != Battle.Mode.ANONYMOUS
+    reveal = voted is not None or battle.mode != Battle.Mode.ANONYMOUS
     return {
         "battle": battle.public_id,
         "mode": battle.mode,
         "sides": sides,
-        "voted": vote.choice if vote else None,
+        "voted": voted,
         "models": names if reveal else None,
     }
 

@@ -12,7 +12,7 @@ import re
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, Max, OuterRef
+from django.db.models import Max
 from django.utils import timezone
 
 from inference.dispatch import dispatch
@@ -25,6 +25,7 @@ from .events import LABEL_POSITION, POSITION_LABEL, turn_publish
 from .generation import turn_reap_stale
 from .models import Battle, Side, Turn, Vote
 from .ratelimit import RateLimited, ip_hash, rate_limit_hit
+from .rows import battle_by_public_id, battle_turns
 from .sampling import NoPairAvailable, breaker_closed, pair_sample
 from .tasks import generate_turn
 
@@ -160,10 +161,8 @@ def _owned_battle(public_id: object, session_key: str, *, for_update: bool, moda
     exactly like a missing one: ids are not to be probed."""
     if not isinstance(public_id, str) or not public_id or len(public_id) > 32:
         raise BattleError("Unknown battle.", code="not_found", status=404)
-    battles = Battle.objects.select_for_update() if for_update else Battle.objects
-    other = Side.objects.filter(battle=OuterRef("pk")).exclude(model__modality=modality)
-    battle = battles.filter(public_id=public_id).annotate(other_modality=Exists(other)).first()
-    if battle is None or battle.session_key != session_key or battle.other_modality:
+    battle, other_modality = battle_by_public_id(public_id, modality=modality, for_update=for_update)
+    if battle is None or battle.session_key != session_key or other_modality:
         raise BattleError("Unknown battle.", code="not_found", status=404)
     return battle
 
@@ -298,7 +297,7 @@ def vote_record(
             rate_limit("votes", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_VOTES)
             if battle.mode == Battle.Mode.DIRECT:
                 raise BattleError("A direct chat has nothing to vote on.", code="no_vote_in_direct", status=409)
-            turns = list(Turn.objects.filter(side__battle=battle).select_related("side__model"))
+            turns, _ = battle_turns(battle)
             if any(t.status == Turn.Status.FAILED for t in turns):
                 raise BattleError("A side failed to answer, so this battle cannot be voted on.", code="side_failed", status=409)
             if any(t.status != Turn.Status.DONE for t in turns):

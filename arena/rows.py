@@ -1,0 +1,129 @@
+"""The vote path's two reads, as SQL written once: a battle by its public id, and a battle's turns with their sides
+and models (and its vote). A resume and a vote make four such reads; compiling each as a queryset cost more CPU
+than PostgreSQL spent running it. The rows become model instances as the ORM would make them (``Model.from_db``,
+each field's database converters), with the relations the callers follow already set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+from django.db.models import Model
+from django.db.models.expressions import Col
+
+from models_hub.models import ModelEntry
+
+from .models import Battle, Side, Turn, Vote
+
+
+@dataclass(frozen=True)
+class _Part:
+    model: type[Model]
+    alias: str
+
+    @property
+    def fields(self) -> list:
+        return list(self.model._meta.concrete_fields)
+
+
+class _Select:
+    """The concrete columns of several models in one row, and the instances back from such a row."""
+
+    def __init__(self, *parts: _Part) -> None:
+        self.parts = parts
+        self._converters: dict[str, list[list[tuple[Any, Col]]]] = {}
+
+    def columns(self) -> str:
+        qn = connection.ops.quote_name
+        return ", ".join(f"{p.alias}.{qn(f.column)}" for p in self.parts for f in p.fields)
+
+    @property
+    def width(self) -> int:
+        return sum(len(p.fields) for p in self.parts)
+
+    def _converters_for(self) -> list[list[tuple[Any, Col]]]:
+        vendor = connection.vendor
+        if vendor not in self._converters:
+            per_part = []
+            for p in self.parts:
+                converters = []
+                for f in p.fields:
+                    col = f.get_col(p.model._meta.db_table)
+                    converters.append((connection.ops.get_db_converters(col) + f.get_db_converters(connection), col))
+                per_part.append(converters)
+            self._converters[vendor] = per_part
+        return self._converters[vendor]
+
+    def instances(self, row: tuple) -> list[Model]:
+        out, at = [], 0
+        for p, converters in zip(self.parts, self._converters_for()):
+            values = list(row[at:at + len(converters)])
+            for i, (functions, col) in enumerate(converters):
+                for function in functions:
+                    values[i] = function(values[i], col, connection)
+            out.append(p.model.from_db(connection.alias, [f.attname for f in p.fields], values))
+            at += len(converters)
+        return out
+
+
+_BATTLE = _Select(_Part(Battle, "b"))
+_TURN = _Select(_Part(Turn, "t"), _Part(Side, "s"), _Part(ModelEntry, "m"))
+_SQL: dict[tuple, str] = {}
+
+
+def _table(model: type[Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def battle_by_public_id(public_id: str, *, modality: str, for_update: bool) -> tuple[Battle | None, bool]:
+    """(the battle, whether a side's model is not of ``modality``), locked for the transaction with
+    ``for_update`` where the database locks rows; (None, False) for no such battle."""
+    lock = for_update and connection.features.has_select_for_update
+    key = ("battle", connection.vendor, lock)
+    if key not in _SQL:
+        qn = connection.ops.quote_name
+        _SQL[key] = (
+            f"SELECT {_BATTLE.columns()}, EXISTS(SELECT 1 FROM {_table(Side)} s JOIN {_table(ModelEntry)} m "
+            f"ON m.{qn('id')} = s.{qn('model_id')} WHERE s.{qn('battle_id')} = b.{qn('id')} "
+            f"AND NOT (m.{qn('modality')} = %s)) FROM {_table(Battle)} b WHERE b.{qn('public_id')} = %s"
+            + (" FOR UPDATE" if lock else "")
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL[key], [modality, public_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None, False
+    (battle,) = _BATTLE.instances(row)
+    return battle, bool(row[_BATTLE.width])
+
+
+def battle_turns(battle: Battle) -> tuple[list[Turn], str | None]:
+    """(every turn of the battle by side position and index, each with ``side`` and ``side.model`` set; the vote's
+    choice or None). One query."""
+    key = ("turns", connection.vendor)
+    if key not in _SQL:
+        qn = connection.ops.quote_name
+        _SQL[key] = (
+            f"SELECT {_TURN.columns()}, (SELECT v.{qn('choice')} FROM {_table(Vote)} v WHERE v.{qn('battle_id')} = %s) "
+            f"FROM {_table(Turn)} t JOIN {_table(Side)} s ON s.{qn('id')} = t.{qn('side_id')} "
+            f"JOIN {_table(ModelEntry)} m ON m.{qn('id')} = s.{qn('model_id')} "
+            f"WHERE s.{qn('battle_id')} = %s ORDER BY s.{qn('position')}, t.{qn('index')}"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL[key], [battle.pk, battle.pk])
+        rows = cursor.fetchall()
+    if not rows:
+        vote = Vote.objects.filter(battle=battle).values_list("choice", flat=True).first()
+        return [], vote
+    sides: dict[int, Side] = {}
+    turns = []
+    for row in rows:
+        turn, side, model = _TURN.instances(row)
+        if side.pk not in sides:
+            Side.model.field.set_cached_value(side, model)
+            Side.battle.field.set_cached_value(side, battle)
+            sides[side.pk] = side
+        Turn.side.field.set_cached_value(turn, sides[side.pk])
+        turns.append(turn)
+    return turns, rows[0][_TURN.width]
