@@ -1,7 +1,8 @@
-"""The vote path's two reads, as SQL written once: a battle by its public id, and a battle's turns with their sides
-and models (and its vote). A resume and a vote make four such reads; compiling each as a queryset cost more CPU
-than PostgreSQL spent running it. The rows become model instances as the ORM would make them (``Model.from_db``,
-each field's database converters), with the relations the callers follow already set."""
+"""The vote path's statements, as SQL written once: a battle by its public id, a battle's turns with their sides
+and models (and its vote), and the vote's insert. A resume and a vote make five such statements; compiling each
+as a queryset cost more CPU than PostgreSQL spent running it. The rows become model instances as the ORM would
+make them (``Model.from_db``, each field's database converters), with the relations the callers follow already
+set."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Model
+from django.utils import timezone
 from django.db.models.expressions import Col
 
 from models_hub.models import ModelEntry
 
-from .models import Battle, Side, Turn, Vote
+from .models import Battle, SimulatedSession, Side, Turn, Vote
 
 
 @dataclass(frozen=True)
@@ -127,3 +129,34 @@ def battle_turns(battle: Battle) -> tuple[list[Turn], str | None]:
         Turn.side.field.set_cached_value(turn, sides[side.pk])
         turns.append(turn)
     return turns, rows[0][_TURN.width]
+
+
+def vote_insert(battle: Battle, *, choice: str, session_key: str, identity_leak: bool) -> Vote:
+    """Insert the battle's vote in one statement, marked simulated when its session is a simulated voter's (the
+    rule arena.simulated applies to every other vote as it is saved). A second vote on the battle raises
+    IntegrityError (one vote per battle)."""
+    key = ("vote", connection.vendor)
+    returning = connection.features.can_return_columns_from_insert
+    if key not in _SQL:
+        qn = connection.ops.quote_name
+        _SQL[key] = (
+            f"INSERT INTO {_table(Vote)} ({qn('battle_id')}, {qn('choice')}, {qn('session_key')}, "
+            f"{qn('identity_leak')}, {qn('simulated')}, {qn('created_at')}) VALUES (%s, %s, %s, %s, "
+            f"EXISTS(SELECT 1 FROM {_table(SimulatedSession)} WHERE {qn('session_key')} = %s), %s)"
+            + (f" RETURNING {qn('id')}, {qn('simulated')}" if returning else "")
+        )
+    now = timezone.now()
+    field = Vote._meta.get_field("created_at")
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL[key], [battle.pk, choice, session_key, identity_leak, session_key,
+                                   field.get_db_prep_save(now, connection)])
+        if returning:
+            pk, simulated = cursor.fetchone()
+        else:
+            pk = cursor.lastrowid
+            simulated = SimulatedSession.objects.filter(session_key=session_key).exists()
+    vote = Vote.from_db(connection.alias, ["id", "battle_id", "choice", "session_key", "identity_leak", "simulated",
+                                           "created_at"],
+                        [pk, battle.pk, choice, session_key, identity_leak, bool(simulated), now])
+    Vote.battle.field.set_cached_value(vote, battle)
+    return vote

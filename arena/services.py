@@ -25,7 +25,7 @@ from .events import LABEL_POSITION, POSITION_LABEL, turn_publish
 from .generation import turn_reap_stale
 from .models import Battle, Side, Turn, Vote
 from .ratelimit import RateLimited, ip_hash, rate_limit_hit
-from .rows import battle_by_public_id, battle_turns
+from .rows import battle_by_public_id, battle_turns, vote_insert
 from .sampling import NoPairAvailable, breaker_closed, pair_sample
 from .tasks import generate_turn
 
@@ -303,7 +303,7 @@ def vote_record(
             if any(t.status != Turn.Status.DONE for t in turns):
                 raise BattleError("Wait until both answers are finished before voting.", code="not_finished", status=409)
             leak = any(answer_reveals_identity(t.response, t.side.model) for t in turns)
-            vote = Vote.objects.create(battle=battle, choice=choice, session_key=session_key, identity_leak=leak)
+            vote = vote_insert(battle, choice=choice, session_key=session_key, identity_leak=leak)
     except IntegrityError:
         raise BattleError("You already voted on this battle.", code="already_voted", status=409) from None
     sides = {POSITION_LABEL[t.side.position]: t.side.model.public_name for t in turns}

@@ -1,7 +1,8 @@
 """Simulated voters: a known, checkable preference that plays whole battles through the real websocket path.
 
 A simulated voter has its own session, registered as a `SimulatedSession`; every vote that session casts is
-marked `simulated` as it is written (the `pre_save` receiver below), so it never counts on the public
+marked `simulated` as it is written (the `pre_save` receiver below, and the vote path's own insert,
+`arena.rows.vote_insert`), so it never counts on the public
 leaderboard and is exported only when asked for. The voter sees exactly what a person sees: the frames of the
 battle websocket, sides "A" and "B", and no model names until after its vote.
 

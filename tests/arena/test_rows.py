@@ -1,4 +1,4 @@
-"""arena.rows: the vote path's hand-written reads give what the ORM gives (every field, converted as the ORM
+"""arena.rows: the vote path's hand-written statements give what the ORM gives (every field, converted as the ORM
 converts it, the relations set so that following them costs no query), on PostgreSQL here and on the embedded
 default's SQLite in a process of its own."""
 
@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from arena.models import Battle, Side, Turn, Vote
-from arena.rows import battle_by_public_id, battle_turns
+from arena.models import Battle, Side, SimulatedSession, Turn, Vote
+from arena.rows import battle_by_public_id, battle_turns, vote_insert
 from models_hub.models import ModelEntry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,8 +60,18 @@ def compare() -> str:
     assert [s[-1] for s in seen] == ["A", "A", "heron", "heron"]
     assert isinstance(turns[0].stop_requested, bool) and isinstance(turns[0].finished_at, datetime.datetime)
 
-    Vote.objects.create(battle=battle, choice="right", session_key="rows-session")
+    vote = vote_insert(battle, choice="right", session_key="rows-session", identity_leak=True)
+    assert fields(vote) == fields(Vote.objects.get(battle=battle))
+    assert vote.identity_leak is True and vote.simulated is False and vote.battle is battle
     assert battle_turns(battle)[1] == "right"
+    with pytest.raises(IntegrityError), transaction.atomic():
+        vote_insert(battle, choice="left", session_key="rows-session", identity_leak=False)
+    assert Vote.objects.get(battle=battle).choice == "right"
+    # A simulated voter's session: its vote is marked as it is written, as every other vote's save marks it.
+    SimulatedSession.objects.create(session_key="rows-simulated", voter="always-a")
+    other = Battle.objects.create(session_key="rows-simulated")
+    assert vote_insert(other, choice="left", session_key="rows-simulated", identity_leak=False).simulated is True
+    assert Vote.objects.get(battle=other).simulated is True
 
     found, other = battle_by_public_id(battle.public_id, modality="text", for_update=False)
     assert fields(found) == fields(Battle.objects.get(pk=battle.pk)) and other is False
@@ -80,7 +90,6 @@ def test_the_reads_match_the_orm_on_postgresql(db):
 def test_a_battle_read_for_update_is_locked_until_the_transaction_ends(transactional_db):
     """Tried: a second connection updating the battle while the first holds it for a vote."""
     import psycopg
-    from django.db import transaction
 
     battle = make_battle()
     params = connection.get_connection_params()
