@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, FilteredRelation, OuterRef, Q, QuerySet
+from django.db.models import Exists, FilteredRelation, FloatField, Func, OuterRef, Q, QuerySet
 
 from models_hub.models import ModelEntry
 
@@ -24,6 +24,19 @@ logger = logging.getLogger(__name__)
 # by provider and fault (missing files for a local checkpoint, an HTTP status for an endpoint), and so would say
 # something about the model before the vote.
 SIDE_FAILED = "This side could not answer. Press retry to ask again."
+
+
+class Epoch(Func):
+    """Seconds since 1970 of a datetime, computed by the database (no datetime objects per row)."""
+
+    output_field = FloatField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)::float8", **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)",
+                           **extra)
 
 
 def with_side_models(votes: QuerySet[Vote]) -> QuerySet[Vote]:

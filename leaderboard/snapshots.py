@@ -30,14 +30,14 @@ import numpy as np
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models import Case, F, Value, When
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import Coalesce, Length, TruncDate
 from django.db.models.lookups import GreaterThan, LessThan
 
 from arena.events import group_send
 from arena.models import STYLE_FIELDS, Battle, Turn, Vote
-from arena.selectors import battles_counted, row_chunks, with_side_models
+from arena.selectors import Epoch, battles_counted, row_chunks, with_side_models
 from models_hub.models import ModelEntry
-from trust.risk import RiskResult, risk_recompute
+from trust.risk import RiskResult, VoteTable, risk_recompute
 from ratings import (
     Ranking,
     aggregate,
@@ -142,6 +142,15 @@ class LeaderboardVotes:
     days: list[str]
     style: np.ndarray
     has_text: np.ndarray  # (N,) bool: both sides have answers to count style on
+    # For the trust screen (trust.risk.VoteTable), read in the same passes: the battle's session and address
+    # hash (object arrays), when the vote was cast and the last answer finished (Unix seconds; nan for none),
+    # and the answers' characters and turns summed over both sides.
+    session: np.ndarray
+    address: np.ndarray
+    voted_at: np.ndarray
+    done: np.ndarray
+    chars: np.ndarray
+    turns: np.ndarray
 
     def __len__(self) -> int:
         return int(self.vote_ids.size)
@@ -158,7 +167,8 @@ def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress
 
     Two streamed queries, held as arrays: the votes with both sides' models, and the done turns with the style
     counts stored when each was saved (a turn saved before they were stored is re-read and counted here).
-    Category lists and day strings are shared between the votes that have the same ones.
+    Category lists and day strings are shared between the votes that have the same ones. The same two passes
+    read what the trust screen needs (who voted when, how long the answers were), so it reads no votes itself.
     """
     battles = leaderboard_battles(board=board)
     outcome2 = Case(When(choice="left", then=Value(2)), When(choice="right", then=Value(0)), default=Value(1))
@@ -170,17 +180,25 @@ def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress
         # per vote (minutes at a million votes).
         .filter(LessThan(F("left_side__model_id"), F("right_side__model_id"))
                 | GreaterThan(F("left_side__model_id"), F("right_side__model_id")))
+        .annotate(voted_at=Epoch("created_at"))
         .order_by("id")
         .values_list("id", "battle_id", "outcome2", "left_side__model_id", "right_side__model_id", "day",
-                     "battle__categories")
+                     "battle__categories", "voted_at", "battle__session_key", "battle__ip_hash")
     )
     numbers: list[np.ndarray] = []
+    voted_at: list[np.ndarray] = []
     categories: list[list[str]] = []
     days: list[str] = []
+    sessions: list[str] = []
+    addresses: list[str] = []
     shared_categories: dict[Any, list[str]] = {}
     shared_days: dict[Any, str] = {}
+    shared_keys: dict[str, str] = {}
     for rows in row_chunks(votes_qs):
         numbers.append(np.array([r[:5] for r in rows], dtype=np.int64).reshape(-1, 5))
+        voted_at.append(np.fromiter((r[7] for r in rows), dtype=np.float64, count=len(rows)))
+        sessions += [shared_keys.setdefault(r[8], r[8]) for r in rows]
+        addresses += [shared_keys.setdefault(r[9] or "", r[9] or "") for r in rows]
         for row in rows:
             # JSON text from the cursor (Django reads jsonb as text and decodes it in the field, not here).
             key = row[6] if isinstance(row[6], str) else json.dumps(row[6])
@@ -198,6 +216,8 @@ def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress
     sorted_ids = battle_ids[order]
     style = np.zeros((n, 2, 4))
     answered = np.zeros((n, 2), dtype=bool)
+    done = np.full(n, -np.inf)
+    chars, turns = np.zeros(n), np.zeros(n)
     # Every done turn of an anonymous battle, unordered, matched to the votes here: the counted battles as a
     # subquery again would be planned as an index probe per side (seconds per million), and Turn's default
     # ordering would sort them all.
@@ -207,16 +227,21 @@ def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress
         .annotate(
             right=Case(When(side__position="right", then=Value(1)), default=Value(0)),
             **{f"c{k}": Coalesce(name, Value(-1)) for k, name in enumerate(STYLE_FIELDS)},
+            done=Epoch("finished_at"), chars=Length("response"),
         )
-        .values_list("side__battle_id", "right", "pk", "c0", "c1", "c2", "c3")
+        .values_list("side__battle_id", "right", "pk", "c0", "c1", "c2", "c3", "done", "chars")
     )
     unstored: list[np.ndarray] = []
     for rows in progress(row_chunks(turns_qs), desc="answers", unit="chunk"):
-        chunk = np.array(rows, dtype=np.int64).reshape(-1, 7)
+        chunk = np.array([r[:7] for r in rows], dtype=np.int64).reshape(-1, 7)
+        times = np.array([r[7:] for r in rows], dtype=np.float64).reshape(-1, 2)
         at = np.searchsorted(sorted_ids, chunk[:, 0])
         found = at < n
         found[found] = sorted_ids[at[found]] == chunk[found, 0]
-        chunk, i = chunk[found], order[at[found]]
+        chunk, times, i = chunk[found], times[found], order[at[found]]
+        np.maximum.at(done, i, np.nan_to_num(times[:, 0], nan=-np.inf))
+        np.add.at(chars, i, np.nan_to_num(times[:, 1]))
+        np.add.at(turns, i, 1.0)
         j = chunk[:, 1]
         answered[i, j] = True
         stored = chunk[:, 3] >= 0
@@ -238,6 +263,12 @@ def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress
         days=days,
         style=style,
         has_text=answered.all(axis=1),
+        session=np.array(sessions, dtype=object),
+        address=np.array(addresses, dtype=object),
+        voted_at=np.concatenate(voted_at) if voted_at else np.zeros(0),
+        done=np.where(np.isfinite(done), done, np.nan),
+        chars=chars,
+        turns=turns,
     )
 
 
@@ -443,9 +474,20 @@ def _votes_subset(votes: LeaderboardVotes, mask: np.ndarray) -> LeaderboardVotes
     })
 
 
+def trust_vote_table(votes: LeaderboardVotes) -> VoteTable:
+    """What the trust screen reads of the votes (trust.risk.vote_table), from the snapshot's own read: the live
+    voters' votes (imported battles were judged where they were collected)."""
+    live = np.fromiter((not s.startswith("import:") for s in votes.session.tolist()), dtype=bool, count=len(votes))
+    return VoteTable.from_columns(
+        vote_ids=votes.vote_ids[live], session=votes.session[live], address=votes.address[live],
+        left=votes.left[live], right=votes.right[live], outcome=votes.outcome[live], voted_at=votes.voted_at[live],
+        done=votes.done[live], chars=votes.chars[live], turns=votes.turns[live],
+    )
+
+
 def trust_votes_split(votes: LeaderboardVotes) -> tuple[LeaderboardVotes, LeaderboardVotes, RiskResult]:
     """Recompute the voters' risk (trust.risk) and split the votes: (counted, left out as flagged, the risk)."""
-    risk = risk_recompute(votes.vote_ids.tolist())
+    risk = risk_recompute(votes=trust_vote_table(votes))
     out = np.isin(votes.vote_ids, np.fromiter(risk.excluded_vote_ids, dtype=np.int64, count=len(risk.excluded_vote_ids)))
     return _votes_subset(votes, ~out), _votes_subset(votes, out), risk
 

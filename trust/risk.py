@@ -44,7 +44,7 @@ from typing import Any, TypedDict
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, FloatField, Func, OuterRef
+from django.db.models import Exists, OuterRef
 from django.db.models.functions import Length
 from django.utils import timezone
 # The distributions' ufuncs, not scipy.stats' objects: a snapshot calls them for every voter, and each
@@ -52,7 +52,7 @@ from django.utils import timezone
 from scipy.special import bdtr, bdtrc, ndtr
 
 from arena.models import Battle, Turn, Vote
-from arena.selectors import row_chunks, with_side_models
+from arena.selectors import Epoch, row_chunks, with_side_models
 from ratings import aggregate
 from ratings.bradley_terry import fit_bradley_terry, hessian
 
@@ -101,6 +101,23 @@ class VoteTable:
     answer_chars: np.ndarray  # characters of one turn of both answers, averaged over the turns
     model_ids: np.ndarray
 
+    @classmethod
+    def from_columns(cls, *, vote_ids: np.ndarray, session: np.ndarray, address: np.ndarray, left: np.ndarray,
+                     right: np.ndarray, outcome: np.ndarray, voted_at: np.ndarray, done: np.ndarray,
+                     chars: np.ndarray, turns: np.ndarray) -> "VoteTable":
+        """From per-vote columns: ``left``/``right`` model entry ids, ``done`` when the battle's last turn finished
+        (nan when none did), ``chars`` and ``turns`` its answers' characters and turns summed over both sides."""
+        left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+        model_ids = np.unique(np.concatenate([left, right]))
+        return cls(
+            vote_ids=np.asarray(vote_ids, dtype=np.int64), session=session, address=address,
+            left=np.searchsorted(model_ids, left), right=np.searchsorted(model_ids, right),
+            outcome=np.asarray(outcome, dtype=np.float64), voted_at=np.asarray(voted_at, dtype=np.float64),
+            wait=voted_at - done,  # nan where no turn has finished
+            answer_chars=np.where(turns > 0, 2.0 * chars / np.maximum(turns, 1), 0.0),
+            model_ids=model_ids,
+        )
+
 
 @dataclass
 class BattleTable:
@@ -137,19 +154,6 @@ class RiskResult:
 
 def _normalise(prompt: str) -> str:
     return re.sub(r"\W+", " ", prompt.lower()).strip()
-
-
-class Epoch(Func):
-    """Seconds since 1970 of a datetime, computed by the database (no datetime objects per row)."""
-
-    output_field = FloatField()
-
-    def as_postgresql(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)::float8", **extra)
-
-    def as_sqlite(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)",
-                           **extra)
 
 
 def vote_table(vote_ids: Iterable[int] | None = None) -> VoteTable:
@@ -204,20 +208,11 @@ def vote_table(vote_ids: Iterable[int] | None = None) -> VoteTable:
         np.maximum.at(done, i, np.nan_to_num(chunk[found, 1], nan=-np.inf))
         np.add.at(chars, i, np.nan_to_num(chunk[found, 2]))
         np.add.at(turns, i, 1.0)
-    left, right = table[:, 1].astype(np.int64), table[:, 2].astype(np.int64)
-    model_ids = np.unique(np.concatenate([left, right]))
-    voted_at = table[:, 3].copy()
-    return VoteTable(
-        vote_ids=np.array(ids, dtype=np.int64),
-        session=np.array(session, dtype=object),
-        address=np.array(address, dtype=object),
-        left=np.searchsorted(model_ids, left),
-        right=np.searchsorted(model_ids, right),
-        outcome=np.array(outcome, dtype=np.float64),
-        voted_at=voted_at,
-        wait=np.where(np.isfinite(done), voted_at - done, np.nan),  # nan where no turn has finished
-        answer_chars=np.where(turns > 0, 2.0 * chars / np.maximum(turns, 1), 0.0),
-        model_ids=model_ids,
+    return VoteTable.from_columns(
+        vote_ids=np.array(ids, dtype=np.int64), session=np.array(session, dtype=object),
+        address=np.array(address, dtype=object), left=table[:, 1], right=table[:, 2],
+        outcome=np.array(outcome, dtype=np.float64), voted_at=table[:, 3].copy(),
+        done=np.where(np.isfinite(done), done, np.nan), chars=chars, turns=turns,
     )
 
 
@@ -838,11 +833,12 @@ def voters_settle(
     return verdicts, left_out
 
 
-def risk_recompute(vote_ids: Iterable[int] | None = None) -> RiskResult:
-    """Score every live voter of the counted votes, store the records of those at or above the threshold,
-    and return the vote ids the leaderboard should leave out (flagged and confirmed voters; never cleared)."""
+def risk_recompute(vote_ids: Iterable[int] | None = None, *, votes: VoteTable | None = None) -> RiskResult:
+    """Score every live voter of the counted votes (``votes``, as the snapshot read them; else read here, only
+    ``vote_ids`` if given), store the records of those at or above the threshold, and return the vote ids the
+    leaderboard should leave out (flagged and confirmed voters; never cleared)."""
     threshold = settings.ARENA_TRUST_RISK_THRESHOLD
-    votes = vote_table(vote_ids)
+    votes = vote_table(vote_ids) if votes is None else votes
     battles = battle_table()
     reviewed = {(r.kind, r.key): r.state for r in VoterRisk.objects.exclude(
         state__in=[VoterRisk.State.FLAGGED, VoterRisk.State.LAPSED]).only("kind", "key", "state")}

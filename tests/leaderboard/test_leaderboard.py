@@ -3,6 +3,7 @@ jobs at once leave one consistent snapshot, what the public and staff see, and t
 
 from __future__ import annotations
 
+import datetime
 import random
 import threading
 from dataclasses import dataclass, field
@@ -532,3 +533,33 @@ def test_votes_still_needed_is_capped_where_two_models_are_all_but_equal(db, cli
     html = " ".join(client.get("/leaderboard/head-to-head/").content.decode().split())
     assert "more than 10,000" in html and str(exact) not in html
     assert "settled" in html
+
+
+def test_the_trust_screen_reads_the_snapshots_votes_as_it_would_read_them_itself(five):
+    """The snapshot hands the trust screen the votes it read (one pass, not two): the same table as the screen's
+    own read, trust.risk.vote_table, over voters on shared addresses, answers finished at different times, a
+    battle with no finished turn, an imported battle (left to where it was collected) and a multi-turn one."""
+    from django.utils import timezone
+
+    from leaderboard.snapshots import leaderboard_votes, trust_vote_table
+    from trust.risk import vote_table
+
+    specs = simulate(five, 40, seed=3)
+    specs[0].session_key = "import:llmfao:0"
+    battles = [record(spec) for spec in specs]
+    now = timezone.now()
+    for i, battle in enumerate(battles):
+        Battle.objects.filter(pk=battle.pk).update(ip_hash=f"ip-{i % 7}" if i % 5 else "")
+        if i % 9:
+            for k, turn in enumerate(Turn.objects.filter(side__battle=battle)):
+                Turn.objects.filter(pk=turn.pk).update(finished_at=now - datetime.timedelta(seconds=30 * i + k))
+    Vote.objects.filter(battle__in=battles).update(created_at=now)
+    shared = trust_vote_table(leaderboard_votes())
+    own = vote_table(shared.vote_ids.tolist())
+    assert shared.vote_ids.size == len(battles) - 1 and "import:llmfao:0" not in set(shared.session)
+    for name in ("vote_ids", "session", "address", "left", "right", "outcome", "model_ids"):
+        assert np.array_equal(getattr(shared, name), getattr(own, name)), name
+    for name in ("voted_at", "wait", "answer_chars"):
+        assert np.allclose(getattr(shared, name), getattr(own, name), equal_nan=True), name
+    assert np.isnan(shared.wait).sum() == sum(1 for i in range(1, len(battles)) if i % 9 == 0)
+    assert (shared.answer_chars > 0).all()
