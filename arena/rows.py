@@ -6,7 +6,9 @@ set."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from django.db import connection
@@ -19,14 +21,18 @@ from models_hub.models import ModelEntry
 from .models import Battle, SimulatedSession, Side, Turn, Vote
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Part:
     model: type[Model]
     alias: str
 
-    @property
+    @cached_property
     def fields(self) -> list:
         return list(self.model._meta.concrete_fields)
+
+    @cached_property
+    def attnames(self) -> list[str]:
+        return [f.attname for f in self.fields]
 
 
 class _Select:
@@ -64,7 +70,7 @@ class _Select:
             for i, (functions, col) in enumerate(converters):
                 for function in functions:
                     values[i] = function(values[i], col, connection)
-            out.append(p.model.from_db(connection.alias, [f.attname for f in p.fields], values))
+            out.append(p.model.from_db(connection.alias, p.attnames, values))
             at += len(converters)
         return out
 
@@ -78,21 +84,26 @@ def _table(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
+def _statement(key: tuple, build: Callable[[Callable[[str], str]], str]) -> str:
+    """The SQL ``build(quote_name)`` writes, built once per database vendor and ``key``."""
+    key = (connection.vendor, *key)
+    if key not in _SQL:
+        _SQL[key] = build(connection.ops.quote_name)
+    return _SQL[key]
+
+
 def battle_by_public_id(public_id: str, *, modality: str, for_update: bool) -> tuple[Battle | None, bool]:
     """(the battle, whether a side's model is not of ``modality``), locked for the transaction with
     ``for_update`` where the database locks rows; (None, False) for no such battle."""
     lock = for_update and connection.features.has_select_for_update
-    key = ("battle", connection.vendor, lock)
-    if key not in _SQL:
-        qn = connection.ops.quote_name
-        _SQL[key] = (
-            f"SELECT {_BATTLE.columns()}, EXISTS(SELECT 1 FROM {_table(Side)} s JOIN {_table(ModelEntry)} m "
-            f"ON m.{qn('id')} = s.{qn('model_id')} WHERE s.{qn('battle_id')} = b.{qn('id')} "
-            f"AND NOT (m.{qn('modality')} = %s)) FROM {_table(Battle)} b WHERE b.{qn('public_id')} = %s"
-            + (" FOR UPDATE" if lock else "")
-        )
+    sql = _statement(("battle", lock), lambda qn: (
+        f"SELECT {_BATTLE.columns()}, EXISTS(SELECT 1 FROM {_table(Side)} s JOIN {_table(ModelEntry)} m "
+        f"ON m.{qn('id')} = s.{qn('model_id')} WHERE s.{qn('battle_id')} = b.{qn('id')} "
+        f"AND NOT (m.{qn('modality')} = %s)) FROM {_table(Battle)} b WHERE b.{qn('public_id')} = %s"
+        + (" FOR UPDATE" if lock else "")
+    ))
     with connection.cursor() as cursor:
-        cursor.execute(_SQL[key], [modality, public_id])
+        cursor.execute(sql, [modality, public_id])
         row = cursor.fetchone()
     if row is None:
         return None, False
@@ -103,17 +114,14 @@ def battle_by_public_id(public_id: str, *, modality: str, for_update: bool) -> t
 def battle_turns(battle: Battle) -> tuple[list[Turn], str | None]:
     """(every turn of the battle by side position and index, each with ``side`` and ``side.model`` set; the vote's
     choice or None). One query."""
-    key = ("turns", connection.vendor)
-    if key not in _SQL:
-        qn = connection.ops.quote_name
-        _SQL[key] = (
-            f"SELECT {_TURN.columns()}, (SELECT v.{qn('choice')} FROM {_table(Vote)} v WHERE v.{qn('battle_id')} = %s) "
-            f"FROM {_table(Turn)} t JOIN {_table(Side)} s ON s.{qn('id')} = t.{qn('side_id')} "
-            f"JOIN {_table(ModelEntry)} m ON m.{qn('id')} = s.{qn('model_id')} "
-            f"WHERE s.{qn('battle_id')} = %s ORDER BY s.{qn('position')}, t.{qn('index')}"
-        )
+    sql = _statement(("turns",), lambda qn: (
+        f"SELECT {_TURN.columns()}, (SELECT v.{qn('choice')} FROM {_table(Vote)} v WHERE v.{qn('battle_id')} = %s) "
+        f"FROM {_table(Turn)} t JOIN {_table(Side)} s ON s.{qn('id')} = t.{qn('side_id')} "
+        f"JOIN {_table(ModelEntry)} m ON m.{qn('id')} = s.{qn('model_id')} "
+        f"WHERE s.{qn('battle_id')} = %s ORDER BY s.{qn('position')}, t.{qn('index')}"
+    ))
     with connection.cursor() as cursor:
-        cursor.execute(_SQL[key], [battle.pk, battle.pk])
+        cursor.execute(sql, [battle.pk, battle.pk])
         rows = cursor.fetchall()
     if not rows:
         vote = Vote.objects.filter(battle=battle).values_list("choice", flat=True).first()
@@ -135,20 +143,17 @@ def vote_insert(battle: Battle, *, choice: str, session_key: str, identity_leak:
     """Insert the battle's vote in one statement, marked simulated when its session is a simulated voter's (the
     rule arena.simulated applies to every other vote as it is saved). A second vote on the battle raises
     IntegrityError (one vote per battle)."""
-    key = ("vote", connection.vendor)
     returning = connection.features.can_return_columns_from_insert
-    if key not in _SQL:
-        qn = connection.ops.quote_name
-        _SQL[key] = (
-            f"INSERT INTO {_table(Vote)} ({qn('battle_id')}, {qn('choice')}, {qn('session_key')}, "
-            f"{qn('identity_leak')}, {qn('simulated')}, {qn('created_at')}) VALUES (%s, %s, %s, %s, "
-            f"EXISTS(SELECT 1 FROM {_table(SimulatedSession)} WHERE {qn('session_key')} = %s), %s)"
-            + (f" RETURNING {qn('id')}, {qn('simulated')}" if returning else "")
-        )
+    sql = _statement(("vote", returning), lambda qn: (
+        f"INSERT INTO {_table(Vote)} ({qn('battle_id')}, {qn('choice')}, {qn('session_key')}, "
+        f"{qn('identity_leak')}, {qn('simulated')}, {qn('created_at')}) VALUES (%s, %s, %s, %s, "
+        f"EXISTS(SELECT 1 FROM {_table(SimulatedSession)} WHERE {qn('session_key')} = %s), %s)"
+        + (f" RETURNING {qn('id')}, {qn('simulated')}" if returning else "")
+    ))
     now = timezone.now()
     field = Vote._meta.get_field("created_at")
     with connection.cursor() as cursor:
-        cursor.execute(_SQL[key], [battle.pk, choice, session_key, identity_leak, session_key,
+        cursor.execute(sql, [battle.pk, choice, session_key, identity_leak, session_key,
                                    field.get_db_prep_save(now, connection)])
         if returning:
             pk, simulated = cursor.fetchone()
