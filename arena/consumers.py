@@ -9,8 +9,10 @@ anonymous battle before its vote.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import json
 import logging
+import threading
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
@@ -28,6 +30,48 @@ from .models import Battle, new_public_id
 from .selectors import SIDE_FAILED, battle_state
 
 logger = logging.getLogger(__name__)
+
+
+_threads: ThreadPoolExecutor | None = None
+
+
+def _db_threads() -> ThreadPoolExecutor | None:
+    """The threads the sockets of this process run their database calls on, each with a pooled connection; None
+    without a connection pool (the embedded SQLite server: one writer), where the calls share Django's one
+    thread-sensitive thread."""
+    global _threads
+    default = settings.DATABASES["default"]
+    if not settings.ARENA_DB_THREADS or not default.get("OPTIONS", {}).get("pool"):
+        return None
+    if _threads is None:
+        _threads = ThreadPoolExecutor(max_workers=settings.ARENA_DB_THREADS, thread_name_prefix="arena-db")
+    return _threads
+
+
+_reset_lock = threading.Lock()
+
+
+def database_reset() -> None:
+    """After a database error: close this thread's connection and the process's connection pool. The pool would
+    reconnect by itself, but with doubling pauses between attempts (seconds apart after an outage of a few
+    seconds, so the first voters after a restart would wait out the pool's timeout); a new pool connects at once."""
+    db_connections.close_all()
+    with _reset_lock:
+        for alias in db_connections:
+            wrapper = db_connections[alias]
+            if wrapper.vendor == "postgresql" and wrapper.settings_dict["OPTIONS"].get("pool") \
+                    and alias in wrapper._connection_pools:
+                wrapper.close_pool()
+
+
+def db(fn):
+    """``fn`` (Django, blocking) awaited from the socket's event loop. Thread-sensitive calls would all queue on
+    one thread per process, so one voter's query waits for every other's round trip; with a pool, several run at
+    once, each on its own connection."""
+    threads = _db_threads()
+    if threads is None:
+        return database_sync_to_async(fn)
+    return database_sync_to_async(fn, thread_sensitive=False, executor=threads)
 
 UNAVAILABLE = (OperationalError, InterfaceError, RedisError, OSError)
 LAYER_UNAVAILABLE = (RedisError, OSError)
@@ -166,8 +210,8 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
             # A store we depend on (PostgreSQL, Redis) is briefly away: nothing was half-written, say so plainly.
             logger.warning("battle message %s refused, a service is unavailable: %s", kind, exc)
             if isinstance(exc, (OperationalError, InterfaceError)):
-                # Drop the broken connection now so the next message connects afresh once the database is back.
-                await database_sync_to_async(db_connections.close_all)()
+                # Drop the broken connections now so the next message connects afresh once the database is back.
+                await db(database_reset)()
             await self.send_error(
                 "service_unavailable", "The arena is briefly unavailable. Please try again in a moment.", 503
             )
@@ -190,7 +234,7 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
         public_id = new_public_id()
         await self._follow(public_id)
         try:
-            battle = await database_sync_to_async(services.battle_create)(
+            battle = await db(services.battle_create)(
                 session_key=self.session_key, ip=self.ip, mode=mode, prompt=content.get("prompt"),
                 models=content.get("models"), public_id=public_id,
             )
@@ -204,12 +248,12 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
         await self.send_state(battle, frame="started")
 
     async def on_continue(self, content: dict) -> None:
-        await database_sync_to_async(services.battle_continue)(
+        await db(services.battle_continue)(
             public_id=self.battle_id, session_key=self.session_key, ip=self.ip, prompt=content.get("prompt")
         )
 
     async def on_regenerate(self, content: dict) -> None:
-        await database_sync_to_async(services.battle_regenerate)(
+        await db(services.battle_regenerate)(
             public_id=self.battle_id, session_key=self.session_key, ip=self.ip, side=content.get("side")
         )
         await self.send_state(await self._battle(self.battle_id))
@@ -218,17 +262,17 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
         choice = content.get("choice")
         if not isinstance(choice, str) or choice not in VOTE_CHOICES:
             raise services.BattleError("Unknown vote: choose A, B, tie or bothbad.", code="invalid_choice")
-        vote, names = await database_sync_to_async(services.vote_record)(
+        vote, names = await db(services.vote_record)(
             public_id=self.battle_id, session_key=self.session_key, ip=self.ip, choice=VOTE_CHOICES[choice]
         )
         await self.send_json({"type": "voted", "choice": choice, "models": names})
 
     async def on_stop(self, content: dict) -> None:
         # The turn frames that end the stopped answers follow on the battle's group.
-        await database_sync_to_async(services.battle_stop)(public_id=self.battle_id, session_key=self.session_key)
+        await db(services.battle_stop)(public_id=self.battle_id, session_key=self.session_key)
 
     async def on_resume(self, content: dict) -> None:
-        state = await database_sync_to_async(self._resumed_state)(content.get("battle"))
+        state = await db(self._resumed_state)(content.get("battle"))
         await self._follow(state["battle"])
         await self.send_json({"type": "state", **state})
 
@@ -237,13 +281,12 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
         state["max_turns"] = settings.ARENA_MAX_TURNS
         return state
 
-    @database_sync_to_async
-    def _battle(self, public_id: object) -> Battle:
+    async def _battle(self, public_id: object) -> Battle:
         # Read with send_state, whose battle_state fails stale turns itself.
-        return services.battle_resume(public_id=public_id, session_key=self.session_key, reap=False)
+        return await db(services.battle_resume)(public_id=public_id, session_key=self.session_key, reap=False)
 
     async def send_state(self, battle: Battle, frame: str = "state") -> None:
-        state = await database_sync_to_async(battle_state)(battle)
+        state = await db(battle_state)(battle)
         state["max_turns"] = settings.ARENA_MAX_TURNS
         await self.send_json({"type": frame, **state})
 

@@ -168,6 +168,9 @@ def check_redis_url(url: str) -> str:
 
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
+# Threads per web process that the battle sockets run their database calls on, each borrowing a pooled
+# connection (keep it under ARENA_DB_POOL_SIZE); 0, or no pool, runs them all on Channels' one thread.
+ARENA_DB_THREADS = envint("ARENA_DB_THREADS", 4, minimum=0)
 REDIS_URL = check_redis_url(os.environ["REDIS_URL"]) if os.environ.get("REDIS_URL") else ""
 
 # Embedded (no DATABASE_URL) means a local run on the operator's own machine: DEBUG is on there unless told off.
