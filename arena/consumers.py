@@ -9,10 +9,10 @@ anonymous battle before its vote.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 import json
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
@@ -30,7 +30,6 @@ from .models import Battle, new_public_id
 from .selectors import SIDE_FAILED, battle_state
 
 logger = logging.getLogger(__name__)
-
 
 _threads: ThreadPoolExecutor | None = None
 
@@ -52,16 +51,17 @@ _reset_lock = threading.Lock()
 
 
 def database_reset() -> None:
-    """After a database error: close this thread's connection and the process's connection pool. The pool would
-    reconnect by itself, but with doubling pauses between attempts (seconds apart after an outage of a few
-    seconds, so the first voters after a restart would wait out the pool's timeout); a new pool connects at once."""
+    """After a database error: close this thread's connections and, where the sockets use the thread pool, the
+    process's connection pool. The pool would reconnect by itself, but with doubling pauses between attempts, so
+    after an outage of some seconds the first voters once the database is back would wait out the pool's timeout
+    and be refused again; a new pool connects at once. A call still waiting on the old pool is refused (503)."""
     db_connections.close_all()
+    if _db_threads() is None:
+        return
     with _reset_lock:
-        for alias in db_connections:
-            wrapper = db_connections[alias]
-            if wrapper.vendor == "postgresql" and wrapper.settings_dict["OPTIONS"].get("pool") \
-                    and alias in wrapper._connection_pools:
-                wrapper.close_pool()
+        wrapper = db_connections["default"]
+        if wrapper.alias in wrapper._connection_pools:  # reading wrapper.pool would open a new one
+            wrapper.close_pool()
 
 
 def db(fn):
@@ -72,6 +72,7 @@ def db(fn):
     if threads is None:
         return database_sync_to_async(fn)
     return database_sync_to_async(fn, thread_sensitive=False, executor=threads)
+
 
 UNAVAILABLE = (OperationalError, InterfaceError, RedisError, OSError)
 LAYER_UNAVAILABLE = (RedisError, OSError)
@@ -211,7 +212,7 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
             logger.warning("battle message %s refused, a service is unavailable: %s", kind, exc)
             if isinstance(exc, (OperationalError, InterfaceError)):
                 # Drop the broken connections now so the next message connects afresh once the database is back.
-                await db(database_reset)()
+                await database_sync_to_async(database_reset)()
             await self.send_error(
                 "service_unavailable", "The arena is briefly unavailable. Please try again in a moment.", 503
             )

@@ -472,9 +472,10 @@ async def read_leaderboard(args, base: str, port: int, tally: Tally, phase: str)
 
 
 async def vote_voter(index: int, *, port: int, session: str, battles: list[str], tally: Tally, seed: int,
-                     timeout: float, progress: tqdm) -> None:
-    """Vote on finished battles of this session as fast as answers come: resume one (the socket follows it),
-    vote, next. Only the vote message is timed."""
+                     timeout: float, progress: tqdm, phase: str, start: float, interval: float) -> None:
+    """Vote on finished battles of this session: resume one (the socket follows it), vote, next. With
+    ``interval`` 0, as fast as the answers come (closed loop); else the k-th resume is sent at ``start`` +
+    k * ``interval`` (at once when behind), whatever the answers before it took. Only the vote message is timed."""
     rng = random.Random(seed * 7919 + index)
     try:
         ws = await BattleSocket.connect(port, session=session)
@@ -482,7 +483,9 @@ async def vote_voter(index: int, *, port: int, session: str, battles: list[str],
         tally.voter_errors.append(f"vote voter {index} connect: {type(exc).__name__}: {exc}")
         return
     try:
-        for battle in battles:
+        for k, battle in enumerate(battles):
+            if interval:
+                await asyncio.sleep(max(0.0, start + k * interval - time.perf_counter()))
             started = time.perf_counter()
             ws.send({"type": "resume", "battle": battle})
             frame = await ws.reply(timeout)
@@ -490,7 +493,7 @@ async def vote_voter(index: int, *, port: int, session: str, battles: list[str],
                 tally.start_errors[f"resume: {frame.get('code', frame.get('type'))}"] += 1
                 continue
             tally.start_seconds.append(time.perf_counter() - started)
-            await cast_vote(ws, battle, "throughput", rng, tally, "votes", timeout)
+            await cast_vote(ws, battle, "throughput", rng, tally, phase, timeout)
             progress.update(1)
     except Exception as exc:
         tally.voter_errors.append(f"vote voter {index}: {type(exc).__name__}: {exc}")
@@ -550,22 +553,29 @@ async def vote_sessions(bases: list[str], n: int) -> list[str]:
     return list(await asyncio.gather(*(new_session(bases[i % len(bases)]) for i in range(n))))
 
 
-async def vote_phase(args, ports: list[int], battles: dict[str, list[str]], tally: Tally) -> dict:
+async def vote_phase(args, ports: list[int], battles: dict[str, list[str]], tally: Tally, rate: float) -> dict:
+    """One run of the vote path: ``rate`` 0 as fast as answered, else ``rate`` votes per second offered, spread
+    evenly over the voters (each sends its next resume on its own schedule, also when answers come late)."""
     sessions = list(battles)
     total = sum(len(b) for b in battles.values())
-    with tqdm(total=total, desc=f"votes ({len(sessions)} voters)", unit="vote") as progress:
+    phase = f"votes@{rate:g}"
+    interval = len(sessions) / rate if rate else 0.0
+    desc = f"votes ({len(sessions)} voters, " + (f"{rate:g}/s offered)" if rate else "as fast as answered)")
+    with tqdm(total=total, desc=desc, unit="vote") as progress:
         started = time.perf_counter()
         await asyncio.gather(*(
             vote_voter(i, port=ports[i % len(ports)], session=session, battles=battles[session], tally=tally,
-                       seed=args.seed, timeout=args.timeout, progress=progress)
+                       seed=args.seed, timeout=args.timeout, progress=progress, phase=phase,
+                       start=started + i * interval / len(sessions), interval=interval)
             for i, session in enumerate(sessions)
         ))
         elapsed = time.perf_counter() - started
-    answers = [a for a in tally.answers if a.phase == "votes"]
+    answers = [a for a in tally.answers if a.phase == phase]
     ok = [a.seconds for a in answers if a.ok]
-    return {"seconds": elapsed, "voters": len(sessions), "battles": total, "votes_ok": len(ok),
+    return {"rate": rate, "seconds": elapsed, "voters": len(sessions), "battles": total, "votes_ok": len(ok),
             "votes_per_s": len(ok) / elapsed, "vote_p50_ms": percentile(ok, 50) * 1e3,
-            "vote_p99_ms": percentile(ok, 99) * 1e3, "refused": Counter(a.code for a in answers if a.ok is False),
+            "vote_p99_ms": percentile(ok, 99) * 1e3, "vote_max_ms": max(ok, default=0.0) * 1e3,
+            "refused": Counter(a.code for a in answers if a.ok is False),
             "unanswered": sum(1 for a in answers if a.ok is None)}
 
 
@@ -854,34 +864,48 @@ def report(args, results: dict) -> str:
         f"{sum(load['cpu_seconds'].values()) / load['seconds']:.2f} |",
         "",
     ]
-    if "votes" in results:
-        votes = results["votes"]
-        cpu = votes["cpu_seconds"]
-        total_cpu = sum(cpu.values())
-        generator = cpu.get("voters (this process)", 0.0)
+    runs = results.get("vote_runs", [])
+    if runs:
+        def label(run: dict) -> str:
+            return f"{run['rate']:g} votes/s offered" if run["rate"] else "as fast as answered"
+
+        names = sorted({name for run in runs for name in run["cpu_seconds"]},
+                       key=lambda n: -max(run["cpu_seconds"].get(n, 0.0) for run in runs))
         lines += [
             "## The vote path",
             "",
-            f"{votes['voters']} voters (own sessions and sockets, spread over the {args.web_processes} daphne "
-            f"processes), each with {args.vote_battles} finished battles of its session stored beforehand: resume a "
-            "battle, vote on it, next one, as fast as the answers come. The latency is the vote message's, "
-            "from sending it to its answer.",
+            f"{runs[0]['voters']} voters per run (own sessions and sockets, spread over the {args.web_processes} "
+            f"daphne processes), each with {args.vote_battles} finished battles of its session stored beforehand: "
+            "resume a battle, vote on it, next one. *As fast as answered* is a closed loop (each voter sends its "
+            "next resume when the vote is answered), so it measures how many votes the server takes, with a "
+            "latency set by the queue the voters themselves keep full. *Offered* runs send a resume every "
+            "voters/rate seconds per voter, on schedule whatever earlier answers took (an open loop), so the "
+            "latency is the one voters see at that rate. The latency is the vote message's, from sending it to "
+            "its answer.",
             "",
-            "| figure | value |",
-            "|---|---:|",
-            f"| run time | {votes['seconds']:.1f} s |",
-            f"| votes accepted | {votes['votes_ok']} of {votes['battles']} |",
-            f"| votes accepted per second | {votes['votes_per_s']:.1f} |",
-            f"| vote latency p50 / p99 | {votes['vote_p50_ms']:.1f} / {votes['vote_p99_ms']:.1f} ms |",
-            f"| votes refused / unanswered | {dict(votes['refused']) or 'none'} / {votes['unanswered']} |",
-            f"| cores busy on average, all processes | {total_cpu / votes['seconds']:.2f} |",
-            f"| the load generator's share of that CPU | {generator / total_cpu:.0%} "
-            f"({generator / votes['seconds']:.2f} cores) |",
+            "| figure | " + " | ".join(label(run) for run in runs) + " |",
+            "|---|" + "---:|" * len(runs),
+            "| run time | " + " | ".join(f"{run['seconds']:.1f} s" for run in runs) + " |",
+            "| votes accepted | " + " | ".join(f"{run['votes_ok']} of {run['battles']}" for run in runs) + " |",
+            "| votes accepted per second | " + " | ".join(f"{run['votes_per_s']:.1f}" for run in runs) + " |",
+            "| vote latency p50 / p99 / max | " + " | ".join(
+                f"{run['vote_p50_ms']:.1f} / {run['vote_p99_ms']:.1f} / {run['vote_max_ms']:.0f} ms" for run in runs
+            ) + " |",
+            "| votes refused / unanswered | " + " | ".join(
+                f"{dict(run['refused']) or 'none'} / {run['unanswered']}" for run in runs) + " |",
+            "| cores busy on average, all processes | " + " | ".join(
+                f"{sum(run['cpu_seconds'].values()) / run['seconds']:.2f}" for run in runs) + " |",
+            "| the load generator's share of that CPU | " + " | ".join(
+                f"{run['cpu_seconds'].get('voters (this process)', 0.0) / sum(run['cpu_seconds'].values()):.0%}"
+                for run in runs) + " |",
             "",
-            "| process | CPU s | cores |",
-            "|---|---:|---:|",
-            *[f"| {name} | {sec:.1f} | {sec / votes['seconds']:.2f} |"
-              for name, sec in sorted(cpu.items(), key=lambda kv: -kv[1])],
+            "CPU per process (CPU seconds, and cores busy on average over the run):",
+            "",
+            "| process | " + " | ".join(label(run) for run in runs) + " |",
+            "|---|" + "---:|" * len(runs),
+            *[f"| {name} | " + " | ".join(
+                f"{run['cpu_seconds'].get(name, 0.0):.1f} s ({run['cpu_seconds'].get(name, 0.0) / run['seconds']:.2f})"
+                for run in runs) + " |" for name in names],
             "",
         ]
     check = results["check"]
@@ -950,6 +974,8 @@ def main() -> int:
     parser.add_argument("--worker-pool", default="threads", help="Celery pool of the worker (make worker: threads)")
     parser.add_argument("--web-processes", type=int, default=2, help="daphne processes; voters take them in turn")
     parser.add_argument("--vote-voters", type=int, default=40, help="voters of the vote-path phase")
+    parser.add_argument("--vote-rates", default="0,250",
+                        help="vote-path runs: votes per second offered, 0 for as fast as the answers come")
     parser.add_argument("--vote-battles", type=int, default=150, help="finished battles per vote-path voter")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for any answer")
     parser.add_argument("--sizes", default="10000,1000000", help="stored votes to read the leaderboard at")
@@ -1053,22 +1079,28 @@ def main() -> int:
         print(json.dumps({k: v for k, v in results["load"].items() if k != "check"}, default=str, indent=1))
         print("exactly-once:", "held" if not check["problems"] else check["problems"][:10], flush=True)
 
-        # The vote path alone: finished battles stored for each voter's session, voted on as fast as answered.
+        # The vote path alone: finished battles stored for each voter's session, voted on as fast as answered,
+        # then at each offered rate.
+        results["vote_runs"] = []
+        rates = [float(r) for r in args.vote_rates.split(",") if r.strip()]
         if args.vote_voters and args.vote_battles:
             bases = [f"http://127.0.0.1:{port}" for port in web_ports]
-            sessions = asyncio.run(vote_sessions(bases, args.vote_voters))
-            tally.sessions.update(sessions)
             pair = tuple(ModelEntry.objects.filter(pool=POOL).order_by("slug").values_list("pk", flat=True)[:2])
-            battles = finished_battles(postgres.url, sessions=sessions, per_session=args.vote_battles, model_ids=pair)
-            for ids in battles.values():
-                tally.started.extend(ids)
-            cpu_before = cpu_seconds(roots)
-            votes = asyncio.run(vote_phase(args, web_ports, battles, tally))
-            cpu_after = cpu_seconds(roots)
-            votes["cpu_seconds"] = {k: cpu_after[k] - cpu_before[k] for k in roots}
-            results["votes"] = votes
-            results["loadavg"]["after the vote path"] = os.getloadavg()[0]
-            print(json.dumps(votes, default=str, indent=1), flush=True)
+            for rate in rates:
+                sessions = asyncio.run(vote_sessions(bases, args.vote_voters))
+                tally.sessions.update(sessions)
+                battles = finished_battles(postgres.url, sessions=sessions, per_session=args.vote_battles,
+                                           model_ids=pair)
+                for ids in battles.values():
+                    tally.started.extend(ids)
+                cpu_before = cpu_seconds(roots)
+                votes = asyncio.run(vote_phase(args, web_ports, battles, tally, rate))
+                cpu_after = cpu_seconds(roots)
+                votes["cpu_seconds"] = {k: cpu_after[k] - cpu_before[k] for k in roots}
+                results["vote_runs"].append(votes)
+                results["loadavg"][f"after the vote path at {rate:g}/s" if rate else "after the vote path"] = (
+                    os.getloadavg()[0])
+                print(json.dumps(votes, default=str, indent=1), flush=True)
 
         from arena.models import Vote
 

@@ -43,6 +43,16 @@ def _proof_of_work_where_a_page_solves_it(request, settings):
 
 
 @pytest.fixture(autouse=True)
+def _socket_calls_on_the_test_thread(settings):
+    """Sockets driven inside the test process (WebsocketCommunicator) run their database calls on Channels' one
+    thread, as the embedded server does, so what they write is where the test thread's assertions and teardown
+    expect it. The thread pool of the production processes (ARENA_DB_THREADS) is tried over daphne: every test
+    of a LiveArena, and the PostgreSQL restart in tests/arena/test_faults.py."""
+    settings.ARENA_DB_THREADS = 0
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     """Rate-limit counters live in the cache (the real Redis); each test starts with none."""
     from django.core.cache import cache

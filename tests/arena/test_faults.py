@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from channels.db import database_sync_to_async
@@ -20,6 +21,16 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 @database_sync_to_async
 def db(fn):
     return fn()
+
+
+@pytest.fixture
+def postgres_restarted(postgres_cluster):
+    """The test cluster, for a test that stops and starts it: afterwards the test thread's own connection (broken
+    by the restart) and this process's connection pool (its reconnects backed off) are closed, so the database
+    teardown connects at once."""
+    yield postgres_cluster
+    connection.close()
+    connection.close_pool()
 
 
 @pytest.mark.asyncio
@@ -58,7 +69,8 @@ def test_healthz_names_a_stopped_database(client, postgres_cluster):
 
 
 @pytest.mark.asyncio
-async def test_it_refuses_battles_clearly_while_postgres_is_down_and_serves_again_after(standin, inprocess, postgres_cluster):
+async def test_it_refuses_battles_clearly_while_postgres_is_down_and_serves_again_after(standin, inprocess, postgres_restarted):
+    postgres_cluster = postgres_restarted
     await db(lambda: [standin_entry(standin, "one", "echo"), standin_entry(standin, "two", "echo")])
     voter = await Voter.open()
     postgres_cluster.stop()
@@ -390,3 +402,75 @@ def test_a_snapshot_job_killed_while_writing_leaves_the_previous_snapshot_shown(
     fresh = leaderboard_snapshot_create()
     assert fresh is not None and fresh.votes_used == 60
 
+
+
+def test_daphne_takes_every_open_sockets_vote_once_postgres_is_back(standin, arena, postgres_restarted):
+    """Tried over daphne, whose sockets run their database calls on several threads, each with a pooled
+    connection: four voters with finished battles (so several pooled connections are open), PostgreSQL stopped,
+    every vote sent, PostgreSQL started again after 16 s, every vote sent again. While it is down each vote is
+    refused as briefly unavailable (after the pool's timeout, 4 s here); once it is back, with every pooled
+    connection broken by the restart, each is taken at the first try and exactly once. Before the pool was
+    closed after such errors, its own reconnect attempts, backed off to 8 s apart by then, had the first votes
+    after the restart wait out its timeout and be refused again."""
+    import json
+
+    import httpx
+    import websockets
+
+    postgres_cluster = postgres_restarted
+    standin_entry(standin, "steady-e", "echo")
+    standin_entry(standin, "steady-f", "echo")
+    arena.stop()
+    arena.env.update({"ARENA_POW": "0", "ARENA_DB_POOL_TIMEOUT": "4"})
+    arena.start()
+
+    async def answer(ws, kinds: tuple[str, ...]) -> dict:
+        while (frame := json.loads(await asyncio.wait_for(ws.recv(), 60)))["type"] not in kinds:
+            pass
+        return frame
+
+    async def voter(down: asyncio.Event, back: asyncio.Event, refused: list) -> str:
+        session = (await asyncio.to_thread(httpx.get, arena.url + "/")).cookies["sessionid"]
+        async with websockets.connect(f"ws://127.0.0.1:{arena.port}/ws/battle/", origin=arena.url,
+                                      additional_headers={"Cookie": f"sessionid={session}"}) as ws:
+            await ws.send(json.dumps({"type": "start", "prompt": "one moment"}))
+            done: set[str] = set()
+            while done != {"A", "B"}:
+                frame = await answer(ws, ("turn", "error"))
+                assert frame["type"] == "turn", frame
+                if frame["status"] == "done":
+                    done.add(frame["side"])
+            await down.wait()
+            await ws.send(json.dumps({"type": "vote", "choice": "A"}))
+            refused.append(await answer(ws, ("voted", "error")))
+            await back.wait()
+            await ws.send(json.dumps({"type": "vote", "choice": "A"}))
+            frame = await answer(ws, ("voted", "error"))
+            return "voted" if frame["type"] == "voted" else f"after the restart: {frame}"
+
+    async def run() -> tuple[list, list]:
+        down, back, refused = asyncio.Event(), asyncio.Event(), []
+        voters = [asyncio.create_task(voter(down, back, refused)) for _ in range(4)]
+        await asyncio.to_thread(wait_for, lambda: Turn.objects.filter(status="done").count() == 8)
+        await asyncio.to_thread(postgres_cluster.stop)
+        stopped = asyncio.get_running_loop().time()
+        try:
+            down.set()
+            await asyncio.to_thread(wait_for, lambda: len(refused) == 4, 60)
+            # Down long enough for the pool's reconnect attempts to back off past its timeout (1, 2, 4, 8 s apart).
+            await asyncio.sleep(max(0.0, stopped + 16 - asyncio.get_running_loop().time()))
+        finally:
+            await asyncio.to_thread(postgres_cluster.start)
+        back.set()
+        return await asyncio.gather(*voters, return_exceptions=True), refused
+
+    connection.close()
+    # On a thread of its own: a module's Playwright (the sync API) may hold an event loop on this one.
+    with ThreadPoolExecutor(1) as thread:
+        outcomes, refused = thread.submit(asyncio.run, run()).result()
+    assert [(f["type"], f.get("status")) for f in refused] == [("error", 503)] * 4, refused
+    assert all("briefly unavailable" in f["message"] for f in refused)
+    assert outcomes == ["voted"] * 4, outcomes
+    connection.close()
+    connection.close_pool()  # this process's own pool, backed off as daphne's was
+    assert Vote.objects.count() == 4
