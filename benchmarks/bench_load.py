@@ -4,7 +4,7 @@ leaderboard page and ranking export read with 10k and 1M stored votes.
 Everything runs on 127.0.0.1 and is started here: a throwaway PostgreSQL and Redis (``devstack``), the
 migrations, the OpenAI-compatible stand-in model (``tests.standin``, model ``echo`` answers at once, so the load
 falls on the web, channel-layer and database path), two model entries pointing at it in pool ``bench``, one
-Celery worker ``-Q bench`` and one daphne process, with the rate limits switched off.
+Celery worker ``-Q bench`` and ``--web-processes`` daphne processes (2), with the rate limits on but out of reach.
 
 1. Load: ``--voters`` concurrent voters, each with its own session (GET / for the cookie) and websocket, loop
    start -> both turns ended -> vote, for ``--duration`` seconds or ``--battles`` battles, whichever ends first.
@@ -12,7 +12,11 @@ Celery worker ``-Q bench`` and one daphne process, with the rate limits switched
    not_finished); a ``--replay-share`` of votes are sent twice (expected refusal: already_voted). Every vote
    answer is recorded; afterwards PostgreSQL must hold exactly one Vote for each battle with a success answer
    (with the choice that was answered) and none for a battle whose every vote was refused.
-2. Leaderboard: for each of ``--sizes`` stored votes, bulk-insert anonymous battles (Battle, 2 Side, 2 Turn,
+2. The vote path: ``--vote-voters`` voters, each with ``--vote-battles`` finished battles of its session stored
+   beforehand, resume a battle and vote on it, once per ``--vote-rates`` entry: 0 as fast as the answers come
+   (a closed loop: capacity), else that many votes per second offered (an open loop: each voter sends its next
+   resume on schedule, so the latency is what voters see at that rate).
+3. Leaderboard: for each of ``--sizes`` stored votes, bulk-insert anonymous battles (Battle, 2 Side, 2 Turn,
    Vote per vote, by COPY) among ``--models`` models with known Bradley-Terry strengths, time
    ``manage.py compute_leaderboard``, then time ``--gets`` GETs each of /leaderboard/ and
    /leaderboard/rankings.csv while ``--bg-voters`` voters keep voting. The fitted scores are checked against the
