@@ -45,9 +45,11 @@ def _proof_of_work_where_a_page_solves_it(request, settings):
 @pytest.fixture(autouse=True)
 def _socket_calls_on_the_test_thread(settings):
     """Sockets driven inside the test process (WebsocketCommunicator) run their database calls on Channels' one
-    thread, as the embedded server does, so what they write is where the test thread's assertions and teardown
-    expect it. The thread pool of the production processes (ARENA_DB_THREADS) is tried over daphne: every test
-    of a LiveArena, and the PostgreSQL restart in tests/arena/test_faults.py."""
+    thread, as the embedded server does. The test's own connection comes from the same pool as theirs, and the
+    thread mode closes that pool after a database error, under the test (tried: the tests after the in-process
+    PostgreSQL restart failed with "the connection is closed"). The thread mode of the production processes
+    (ARENA_DB_THREADS) is tried over daphne: every test of a LiveArena, and the PostgreSQL restart in
+    tests/arena/test_faults.py."""
     settings.ARENA_DB_THREADS = 0
     yield
 

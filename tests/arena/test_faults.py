@@ -403,7 +403,6 @@ def test_a_snapshot_job_killed_while_writing_leaves_the_previous_snapshot_shown(
     assert fresh is not None and fresh.votes_used == 60
 
 
-
 def test_daphne_takes_every_open_sockets_vote_once_postgres_is_back(standin, arena, postgres_restarted):
     """Tried over daphne, whose sockets run their database calls on several threads, each with a pooled
     connection: four voters with finished battles (so several pooled connections are open), PostgreSQL stopped,
