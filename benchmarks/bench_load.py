@@ -873,6 +873,12 @@ def report(args, results: dict) -> str:
         def label(run: dict) -> str:
             return f"{run['rate']:g} votes/s offered" if run["rate"] else "as fast as answered"
 
+        def row(name: str, cell) -> str:  # one table row: ``cell(run)`` for each run
+            return f"| {name} | " + " | ".join(cell(run) for run in runs) + " |"
+
+        def cores(run: dict) -> float:
+            return sum(run["cpu_seconds"].values())
+
         names = sorted({name for run in runs for name in run["cpu_seconds"]},
                        key=lambda n: -max(run["cpu_seconds"].get(n, 0.0) for run in runs))
         lines += [
@@ -887,29 +893,24 @@ def report(args, results: dict) -> str:
             "latency is the one voters see at that rate. The latency is the vote message's, from sending it to "
             "its answer.",
             "",
-            "| figure | " + " | ".join(label(run) for run in runs) + " |",
+            row("figure", label),
             "|---|" + "---:|" * len(runs),
-            "| run time | " + " | ".join(f"{run['seconds']:.1f} s" for run in runs) + " |",
-            "| votes accepted | " + " | ".join(f"{run['votes_ok']} of {run['battles']}" for run in runs) + " |",
-            "| votes accepted per second | " + " | ".join(f"{run['votes_per_s']:.1f}" for run in runs) + " |",
-            "| vote latency p50 / p99 / max | " + " | ".join(
-                f"{run['vote_p50_ms']:.1f} / {run['vote_p99_ms']:.1f} / {run['vote_max_ms']:.0f} ms" for run in runs
-            ) + " |",
-            "| votes refused / unanswered | " + " | ".join(
-                f"{dict(run['refused']) or 'none'} / {run['unanswered']}" for run in runs) + " |",
-            "| cores busy on average, all processes | " + " | ".join(
-                f"{sum(run['cpu_seconds'].values()) / run['seconds']:.2f}" for run in runs) + " |",
-            "| the load generator's share of that CPU | " + " | ".join(
-                f"{run['cpu_seconds'].get('voters (this process)', 0.0) / sum(run['cpu_seconds'].values()):.0%}"
-                for run in runs) + " |",
+            row("run time", lambda run: f"{run['seconds']:.1f} s"),
+            row("votes accepted", lambda run: f"{run['votes_ok']} of {run['battles']}"),
+            row("votes accepted per second", lambda run: f"{run['votes_per_s']:.1f}"),
+            row("vote latency p50 / p99 / max",
+                lambda run: f"{run['vote_p50_ms']:.1f} / {run['vote_p99_ms']:.1f} / {run['vote_max_ms']:.0f} ms"),
+            row("votes refused / unanswered", lambda run: f"{dict(run['refused']) or 'none'} / {run['unanswered']}"),
+            row("cores busy on average, all processes", lambda run: f"{cores(run) / run['seconds']:.2f}"),
+            row("the load generator's share of that CPU",
+                lambda run: f"{run['cpu_seconds'].get('voters (this process)', 0.0) / cores(run):.0%}"),
             "",
             "CPU per process (CPU seconds, and cores busy on average over the run):",
             "",
-            "| process | " + " | ".join(label(run) for run in runs) + " |",
+            row("process", label),
             "|---|" + "---:|" * len(runs),
-            *[f"| {name} | " + " | ".join(
-                f"{run['cpu_seconds'].get(name, 0.0):.1f} s ({run['cpu_seconds'].get(name, 0.0) / run['seconds']:.2f})"
-                for run in runs) + " |" for name in names],
+            *[row(name, lambda run, name=name: f"{run['cpu_seconds'].get(name, 0.0):.1f} s "
+                  f"({run['cpu_seconds'].get(name, 0.0) / run['seconds']:.2f})") for name in names],
             "",
         ]
     check = results["check"]
