@@ -11,6 +11,8 @@ from django.utils import timezone
 from models_hub.models import ModelEntry
 from ratings import style_counts
 
+from .facts import key_code
+
 # A finished turn's style counts (see ratings.style_counts), stored when it is saved so that a leaderboard
 # snapshot reads four integers per answer instead of re-reading and re-parsing every answer.
 STYLE_FIELDS = ("style_tokens", "style_headers", "style_list_items", "style_bold")
@@ -40,6 +42,12 @@ class Battle(models.Model):
     # since how and when a side fails says something about its model before the vote.
     retried_failure = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The session key's, address hash's and normalised first prompt's 64-bit codes (arena.facts.key_code), set as
+    # the battle is saved: the trust screen reads every battle's voter and prompt as three integers. A prompt code
+    # of 0 means not known yet (the battle was written before its first turn); the screen reads those prompts.
+    session_code = models.BigIntegerField(default=0)
+    address_code = models.BigIntegerField(default=0)
+    prompt_code = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -49,6 +57,12 @@ class Battle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_mode_display()} {self.public_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        self.session_code, self.address_code = key_code(self.session_key), key_code(self.ip_hash)
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "session_code", "address_code"}
+        super().save(*args, **kwargs)
 
 
 class Side(models.Model):
@@ -154,6 +168,42 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.battle.public_id}: {self.choice}"
+
+
+class VoteFact(models.Model):
+    """One narrow row per vote, written with it (arena.facts): what a leaderboard snapshot and the trust screen
+    read, as fixed-width numbers and without a join. ``counted``: the vote would count on a board (an anonymous
+    battle, no identity leak, no failed side nor one retried before the vote, two different models of
+    ``modality``); the board is the public one unless ``simulated``."""
+
+    vote = models.OneToOneField(Vote, on_delete=models.CASCADE, primary_key=True, related_name="fact")
+    battle_id = models.BigIntegerField()
+    modality = models.CharField(max_length=16, blank=True)
+    counted = models.BooleanField()
+    simulated = models.BooleanField()
+    imported = models.BooleanField()
+    left_model_id = models.BigIntegerField()
+    right_model_id = models.BigIntegerField()
+    outcome = models.SmallIntegerField(help_text="Twice the left model's outcome: 2 won, 1 tie or both bad, 0 lost.")
+    voted_at = models.DateTimeField()
+    done_at = models.DateTimeField(null=True, help_text="When the battle's last answer finished.")
+    chars = models.BigIntegerField(help_text="Characters of the done answers, both sides.")
+    turns = models.IntegerField(help_text="Done turns, both sides.")
+    style_left_0 = models.IntegerField()
+    style_left_1 = models.IntegerField()
+    style_left_2 = models.IntegerField()
+    style_left_3 = models.IntegerField()
+    style_right_0 = models.IntegerField()
+    style_right_1 = models.IntegerField()
+    style_right_2 = models.IntegerField()
+    style_right_3 = models.IntegerField()
+    has_text = models.BooleanField(help_text="Both sides have an answer to count style on.")
+    categories = models.BigIntegerField(help_text="Bitmask over arena.facts.CATEGORY_BITS; -1: others, see the battle.")
+    session_code = models.BigIntegerField()
+    address_code = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"fact of vote {self.vote_id}"
 
 
 class SimulatedSession(models.Model):

@@ -688,6 +688,15 @@ def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np
 
     styles = ["\t".join(map(str, style_counts(r))) for r in RESPONSES]
     categories = ('["lang:en"]', '["coding", "lang:en"]')
+    # The vote's fact row (arena.facts), as the vote path writes it with the vote.
+    from arena.facts import OUTCOME_CODE, categories_mask, key_code, prompt_code
+
+    masks = [categories_mask(json.loads(c)) for c in categories]
+    prompt_codes = [prompt_code(p) for p in ("What is the capital of France?",
+                                             "Write a python function that reverses a list.")]
+    counts = [style_counts(r) for r in RESPONSES]
+    lengths = [len(r) for r in RESPONSES]
+    codes: dict[str, int] = {}
     started = time.perf_counter()
     with psycopg.connect(database_url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
         with conn.cursor() as cursor:
@@ -719,13 +728,17 @@ def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np
             # Voters: VOTES_PER_SESSION votes per session on average, two sessions per address, spread over the
             # 60 days, so that each stored vote is an ordinary voter's for the trust screen the snapshot runs.
             voter = rng.integers(0, max(1, count // VOTES_PER_SESSION), n).tolist()
-            battle, side, turn, vote = io.StringIO(), io.StringIO(), io.StringIO(), io.StringIO()
+            battle, side, turn, vote, fact = io.StringIO(), io.StringIO(), io.StringIO(), io.StringIO(), io.StringIO()
             for i in range(n):
                 k = offset + i
                 bid, t, a = first_battle + k, f"{when[i]}+00", f"{answered[i]}+00"
                 who = f"bulk-{seed}-{voter[i]}"
-                battle.write(f"{bid}\tbulk-{bid}\tanonymous\t{who}\taddr-{seed}-{voter[i] // 2}\t"
-                             f"{categories[coding[i]]}\tf\t{a}\n")
+                address = f"addr-{seed}-{voter[i] // 2}"
+                session_code = codes[who] if who in codes else codes.setdefault(who, key_code(who))
+                address_code = codes[address] if address in codes else codes.setdefault(address, key_code(address))
+                battle.write(f"{bid}\tbulk-{bid}\tanonymous\t{who}\t{address}\t"
+                             f"{categories[coding[i]]}\tf\t{a}\t{session_code}\t{address_code}\t"
+                             f"{prompt_codes[coding[i]]}\n")
                 for j, (position, model) in enumerate((("left", left[i]), ("right", right[i]))):
                     sid = first_side + 2 * k + j
                     side.write(f"{sid}\t{bid}\t{position}\t{model}\n")
@@ -734,10 +747,15 @@ def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np
                         f"\t5\t{out_tokens[i][j]}\t0.01\t100.0\tf\tf\t{styles[resp[i][j]]}\t{a}\t{a}\t{a}\t{a}\n"
                     )
                 vote.write(f"{first_vote + k}\t{bid}\t{choice[i]}\t{who}\tf\tf\t{t}\n")
+                rl, rr = resp[i]
+                fact.write(
+                    f"{first_vote + k}\t{bid}\ttext\tt\tf\tf\t{left[i]}\t{right[i]}\t{OUTCOME_CODE[choice[i]]}\t{t}\t"
+                    f"{a}\t{lengths[rl] + lengths[rr]}\t2\t" + "\t".join(map(str, counts[rl] + counts[rr]))
+                    + f"\tt\t{masks[coding[i]]}\t{session_code}\t{address_code}\n")
             with conn.transaction(), conn.cursor() as cursor:
                 for table, columns, buffer in (
                     ("arena_battle", "id, public_id, mode, session_key, ip_hash, categories, retried_failure, "
-                                     "created_at", battle),
+                                     "created_at, session_code, address_code, prompt_code", battle),
                     ("arena_side", "id, battle_id, position, model_id", side),
                     ("arena_turn", "id, side_id, index, attempt, prompt, response, status, error, prompt_tokens, "
                                    "output_tokens, time_to_first_token, tokens_per_second, cut_by_limit, "
@@ -745,11 +763,15 @@ def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np
                                    "style_headers, style_list_items, style_bold, created_at, queued_at, "
                                    "started_at, finished_at", turn),
                     ("arena_vote", "id, battle_id, choice, session_key, identity_leak, simulated, created_at", vote),
+                    ("arena_votefact", "vote_id, battle_id, modality, counted, simulated, imported, left_model_id, "
+                                       "right_model_id, outcome, voted_at, done_at, chars, turns, "
+                                       + ", ".join(f"style_{p}_{k}" for p in ("left", "right") for k in range(4))
+                                       + ", has_text, categories, session_code, address_code", fact),
                 ):
                     with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                         copy.write(buffer.getvalue())
         inserted = time.perf_counter() - started
-        conn.execute("ANALYZE arena_battle, arena_side, arena_turn, arena_vote")
+        conn.execute("ANALYZE arena_battle, arena_side, arena_turn, arena_vote, arena_votefact")
     return {"insert_seconds": inserted, "analyze_seconds": time.perf_counter() - started - inserted}
 
 

@@ -32,6 +32,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from arena.categories import battle_categories
+from arena.facts import key_code, prompt_code, vote_facts_write
 from arena.models import Battle, Side, Turn, Vote, turn_style_fields
 from models_hub.models import ModelEntry
 
@@ -339,10 +340,11 @@ def battles_import(path: str | Path, *, progress: Progress = no_progress) -> Imp
         for chunk in progress(list(_chunks(todo)), desc="writing", unit="batch"):
             battles = []
             for p in chunk:
+                session_key = f"import:{hashlib.sha256(p.judge.encode()).hexdigest()[:40]}"
                 battle = Battle(
-                    mode=Battle.Mode.ANONYMOUS if p.anony else Battle.Mode.NAMED,
-                    session_key=f"import:{hashlib.sha256(p.judge.encode()).hexdigest()[:40]}",
-                    categories=p.categories,
+                    mode=Battle.Mode.ANONYMOUS if p.anony else Battle.Mode.NAMED, session_key=session_key,
+                    categories=p.categories, session_code=key_code(session_key),
+                    prompt_code=prompt_code(p.turns_a[0][0]) if p.turns_a else 0,
                 )
                 if p.question_id in wanted and p.question_id not in used:
                     battle.public_id = p.question_id
@@ -373,6 +375,7 @@ def battles_import(path: str | Path, *, progress: Progress = no_progress) -> Imp
             for vote, battle in zip(votes, battles):
                 vote.created_at = battle.created_at
             Vote.objects.bulk_update(votes, ["created_at"])
+            vote_facts_write(votes)
             ImportedBattle.objects.bulk_create(
                 [ImportedBattle(battle=battle, key=p.key, source=path.name[:255], line=p.line)
                  for battle, p in zip(battles, chunk)]

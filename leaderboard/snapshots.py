@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -23,19 +22,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timezone as dt_timezone
 from typing import Any, TypedDict
 
 import numpy as np
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Case, F, Value, When
-from django.db.models.functions import Coalesce, Length, TruncDate
-from django.db.models.lookups import GreaterThan, LessThan
 
 from arena.events import group_send
-from arena.models import STYLE_FIELDS, Battle, Turn, Vote
-from arena.selectors import Epoch, battles_counted, row_chunks, with_side_models
+from arena.facts import CATEGORY_BITS, OTHER_CATEGORIES, vote_facts_read
+from arena.models import Vote
+from arena.selectors import battles_counted
 from models_hub.models import ModelEntry
 from trust.risk import RiskResult, VoteTable, risk_recompute
 from ratings import (
@@ -45,7 +41,6 @@ from ratings import (
     observed_win_matrix,
     rank_upper_bound,
     rate,
-    style_counts,
 )
 
 from .models import LeaderboardSnapshot
@@ -132,28 +127,56 @@ def category_label(key: str) -> str:
 
 @dataclass
 class LeaderboardVotes:
-    """The votes a snapshot uses, one entry per battle: (N,) arrays; ``style`` (N, 2, 4) summed over turns."""
+    """The votes a snapshot uses, one entry per battle: (N,) arrays; ``style`` (N, 2, 4) int32 summed over turns."""
 
     vote_ids: np.ndarray
     left: np.ndarray  # model entry ids
     right: np.ndarray
     outcome: np.ndarray
-    categories: list[list[str]]
-    days: list[str]
+    categories: np.ndarray  # bitmask over arena.facts.CATEGORY_BITS, or OTHER_CATEGORIES
+    other_categories: dict[int, list[str]]  # vote id -> its categories, for those outside CATEGORY_BITS
     style: np.ndarray
     has_text: np.ndarray  # (N,) bool: both sides have answers to count style on
-    # For the trust screen (trust.risk.VoteTable), read in the same passes: the battle's session and address
-    # hash (object arrays), when the vote was cast and the last answer finished (Unix seconds; nan for none),
-    # and the answers' characters and turns summed over both sides.
+    # For the trust screen (trust.risk.VoteTable), read in the same pass: the battle's session and address codes
+    # (arena.facts.key_code), when the vote was cast and the last answer finished (Unix seconds; nan for none),
+    # the answers' characters and turns summed over both sides, and whether the battle was imported.
     session: np.ndarray
     address: np.ndarray
     voted_at: np.ndarray
     done: np.ndarray
     chars: np.ndarray
     turns: np.ndarray
+    imported: np.ndarray
 
     def __len__(self) -> int:
         return int(self.vote_ids.size)
+
+    @property
+    def days(self) -> np.ndarray:
+        """Each vote's UTC day, as days since 1970-01-01."""
+        return np.floor(self.voted_at / 86400.0).astype(np.int64)
+
+    def in_category(self, key: str) -> np.ndarray:
+        """(N,) True for the votes whose battle has category ``key``."""
+        bit = CATEGORY_BITS.index(key) if key in CATEGORY_BITS else None
+        mask = (self.categories & (1 << bit)) != 0 if bit is not None else np.zeros(len(self), dtype=bool)
+        other = self.categories == OTHER_CATEGORIES
+        if other.any():
+            rows = np.flatnonzero(other)
+            mask[rows] = [key in self.other_categories.get(int(v), ()) for v in self.vote_ids[rows].tolist()]
+        return mask
+
+    def category_counts(self) -> Counter:
+        """Votes per category."""
+        tags: Counter = Counter()
+        known = self.categories[self.categories != OTHER_CATEGORIES]
+        for bit, name in enumerate(CATEGORY_BITS):
+            count = int(np.count_nonzero(known & (1 << bit)))
+            if count:
+                tags[name] = count
+        for cats in self.other_categories.values():
+            tags.update(set(cats))
+        return tags
 
 
 def leaderboard_battles(*, board: str = "public") -> Any:
@@ -163,112 +186,20 @@ def leaderboard_battles(*, board: str = "public") -> Any:
 
 
 def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress) -> LeaderboardVotes:
-    """The votes of ``leaderboard_battles()`` in vote order, with each side's summed style counts.
-
-    Two streamed queries, held as arrays: the votes with both sides' models, and the done turns with the style
-    counts stored when each was saved (a turn saved before they were stored is re-read and counted here).
-    Category lists and day strings are shared between the votes that have the same ones. The same two passes
-    read what the trust screen needs (who voted when, how long the answers were), so it reads no votes itself.
-    """
-    battles = leaderboard_battles(board=board)
-    outcome2 = Case(When(choice="left", then=Value(2)), When(choice="right", then=Value(0)), default=Value(1))
-    votes_qs = (
-        with_side_models(Vote.objects.filter(battle__in=battles))
-        .annotate(outcome2=outcome2, day=TruncDate("created_at", tzinfo=dt_timezone.utc))
-        # Both sides present and different models, written as left < right or left > right (false for a missing
-        # side): an exclude() across the relation would be a correlated NOT EXISTS that PostgreSQL may run once
-        # per vote (minutes at a million votes).
-        .filter(LessThan(F("left_side__model_id"), F("right_side__model_id"))
-                | GreaterThan(F("left_side__model_id"), F("right_side__model_id")))
-        .annotate(voted_at=Epoch("created_at"))
-        .order_by("id")
-        .values_list("id", "battle_id", "outcome2", "left_side__model_id", "right_side__model_id", "day",
-                     "battle__categories", "voted_at", "battle__session_key", "battle__ip_hash")
-    )
-    numbers: list[np.ndarray] = []
-    voted_at: list[np.ndarray] = []
-    categories: list[list[str]] = []
-    days: list[str] = []
-    sessions: list[str] = []
-    addresses: list[str] = []
-    shared_categories: dict[Any, list[str]] = {}
-    shared_days: dict[Any, str] = {}
-    shared_keys: dict[str, str] = {}
-    for rows in row_chunks(votes_qs):
-        numbers.append(np.array([r[:5] for r in rows], dtype=np.int64).reshape(-1, 5))
-        voted_at.append(np.fromiter((r[7] for r in rows), dtype=np.float64, count=len(rows)))
-        sessions += [shared_keys.setdefault(r[8], r[8]) for r in rows]
-        addresses += [shared_keys.setdefault(r[9] or "", r[9] or "") for r in rows]
-        for row in rows:
-            # JSON text from the cursor (Django reads jsonb as text and decodes it in the field, not here).
-            key = row[6] if isinstance(row[6], str) else json.dumps(row[6])
-            if key not in shared_categories:
-                shared_categories[key] = list(json.loads(key) or [])
-            categories.append(shared_categories[key])
-            day = row[5]
-            if day not in shared_days:
-                shared_days[day] = day.isoformat() if hasattr(day, "isoformat") else str(day)
-            days.append(shared_days[day])
-    table = np.concatenate(numbers) if numbers else np.zeros((0, 5), dtype=np.int64)
-    n = len(table)
-    battle_ids = table[:, 1]
-    order = np.argsort(battle_ids, kind="stable")
-    sorted_ids = battle_ids[order]
-    style = np.zeros((n, 2, 4))
-    answered = np.zeros((n, 2), dtype=bool)
-    done = np.full(n, -np.inf)
-    chars, turns = np.zeros(n), np.zeros(n)
-    # Every done turn of an anonymous battle, unordered, matched to the votes here: the counted battles as a
-    # subquery again would be planned as an index probe per side (seconds per million), and Turn's default
-    # ordering would sort them all.
-    turns_qs = (
-        Turn.objects.filter(side__battle__mode=Battle.Mode.ANONYMOUS, status=Turn.Status.DONE)
-        .order_by()
-        .annotate(
-            right=Case(When(side__position="right", then=Value(1)), default=Value(0)),
-            **{f"c{k}": Coalesce(name, Value(-1)) for k, name in enumerate(STYLE_FIELDS)},
-            done=Epoch("finished_at"), chars=Length("response"),
-        )
-        .values_list("side__battle_id", "right", "pk", "c0", "c1", "c2", "c3", "done", "chars")
-    )
-    unstored: list[np.ndarray] = []
-    for rows in progress(row_chunks(turns_qs), desc="answers", unit="chunk"):
-        chunk = np.array([r[:7] for r in rows], dtype=np.int64).reshape(-1, 7)
-        times = np.array([r[7:] for r in rows], dtype=np.float64).reshape(-1, 2)
-        at = np.searchsorted(sorted_ids, chunk[:, 0])
-        found = at < n
-        found[found] = sorted_ids[at[found]] == chunk[found, 0]
-        chunk, times, i = chunk[found], times[found], order[at[found]]
-        np.maximum.at(done, i, np.nan_to_num(times[:, 0], nan=-np.inf))
-        np.add.at(chars, i, np.nan_to_num(times[:, 1]))
-        np.add.at(turns, i, 1.0)
-        j = chunk[:, 1]
-        answered[i, j] = True
-        stored = chunk[:, 3] >= 0
-        np.add.at(style, (i[stored], j[stored]), chunk[stored, 3:7].astype(np.float64))
-        if not stored.all():
-            unstored.append(np.stack([chunk[~stored, 2], i[~stored], j[~stored]], axis=1))
-    for block in unstored:
-        for start in range(0, len(block), 2000):
-            part = block[start:start + 2000]
-            responses = dict(Turn.objects.filter(pk__in=part[:, 0].tolist()).values_list("pk", "response"))
-            for pk, i, j in part.tolist():
-                style[i, j] += style_counts(responses[pk])
+    """The votes of ``leaderboard_battles()`` in vote order, from their fact rows (arena.facts): one streamed read
+    of fixed-width numbers, no join. The same read holds what the trust screen needs (who voted when, how long
+    the answers were), so it reads no votes itself."""
+    facts = vote_facts_read(modality="text", simulated=board == LeaderboardSnapshot.Board.SIMULATED)
+    other_ids = facts.vote_ids[facts.categories == OTHER_CATEGORIES].tolist()
+    other: dict[int, list[str]] = {}
+    for start in range(0, len(other_ids), 5000):
+        other.update((pk, list(cats or [])) for pk, cats in Vote.objects.filter(
+            pk__in=other_ids[start:start + 5000]).values_list("pk", "battle__categories"))
     return LeaderboardVotes(
-        vote_ids=table[:, 0].copy(),
-        left=table[:, 3].copy(),
-        right=table[:, 4].copy(),
-        outcome=table[:, 2] / 2.0,
-        categories=categories,
-        days=days,
-        style=style,
-        has_text=answered.all(axis=1),
-        session=np.array(sessions, dtype=object),
-        address=np.array(addresses, dtype=object),
-        voted_at=np.concatenate(voted_at) if voted_at else np.zeros(0),
-        done=np.where(np.isfinite(done), done, np.nan),
-        chars=chars,
-        turns=turns,
+        vote_ids=facts.vote_ids, left=facts.left, right=facts.right, outcome=facts.outcome2 / 2.0,
+        categories=facts.categories, other_categories=other, style=facts.style, has_text=facts.has_text,
+        session=facts.session, address=facts.address, voted_at=facts.voted_at, done=facts.done,
+        chars=facts.chars, turns=facts.turns, imported=facts.imported,
     )
 
 
@@ -439,7 +370,7 @@ def _style_merged(plain: CategoryPayload, styled: CategoryPayload) -> CategoryPa
 def leaderboard_payload(votes: LeaderboardVotes, *, progress: Progress = no_progress) -> Payload:
     min_votes = settings.ARENA_LEADERBOARD_MIN_CATEGORY_VOTES
     preliminary = settings.ARENA_LEADERBOARD_PRELIMINARY_VOTES
-    tags = Counter(tag for cats in votes.categories for tag in set(cats))
+    tags = votes.category_counts()
     keys = ["overall"] + [k for k in ("coding", "long_prompt", "multi_turn") if tags[k]] + sorted(
         (k for k in tags if k.startswith("lang:")), key=lambda k: -tags[k]
     )
@@ -451,7 +382,7 @@ def leaderboard_payload(votes: LeaderboardVotes, *, progress: Progress = no_prog
         if key == "overall":
             mask = np.ones(len(votes), dtype=bool)
         else:
-            mask = np.array([key in cats for cats in votes.categories], dtype=bool)
+            mask = votes.in_category(key)
         categories[key] = category_fit(
             votes.left[mask], votes.right[mask], votes.outcome[mask], votes.style[mask] if styled else None,
             min_votes=1 if key == "overall" else min_votes, preliminary_votes=preliminary, label=category_label(key),
@@ -460,24 +391,29 @@ def leaderboard_payload(votes: LeaderboardVotes, *, progress: Progress = no_prog
     return {
         "version": PAYLOAD_VERSION,
         "categories": categories,
-        "votes_over_time": sorted(Counter(votes.days).items()),
+        "votes_over_time": _votes_per_day(votes),
         "min_category_votes": min_votes,
         "preliminary_votes": preliminary,
     }
 
 
+def _votes_per_day(votes: LeaderboardVotes) -> list[tuple[str, int]]:
+    days, counts = np.unique(votes.days, return_counts=True)
+    names = np.datetime_as_string(days.astype("datetime64[D]"), unit="D")
+    return [(str(d), int(c)) for d, c in zip(names, counts)]
+
+
 def _votes_subset(votes: LeaderboardVotes, mask: np.ndarray) -> LeaderboardVotes:
-    rows = np.flatnonzero(mask).tolist()
     return dataclasses.replace(votes, **{
-        f.name: value[mask] if isinstance(value, np.ndarray) else [value[i] for i in rows]
-        for f in dataclasses.fields(votes) for value in [getattr(votes, f.name)]
+        f.name: value[mask] for f in dataclasses.fields(votes) for value in [getattr(votes, f.name)]
+        if isinstance(value, np.ndarray)
     })
 
 
 def trust_vote_table(votes: LeaderboardVotes) -> VoteTable:
     """What the trust screen reads of the votes (trust.risk.vote_table), from the snapshot's own read: the live
     voters' votes (imported battles were judged where they were collected)."""
-    live = np.fromiter((not s.startswith("import:") for s in votes.session.tolist()), dtype=bool, count=len(votes))
+    live = ~votes.imported
     return VoteTable.from_columns(
         vote_ids=votes.vote_ids[live], session=votes.session[live], address=votes.address[live],
         left=votes.left[live], right=votes.right[live], outcome=votes.outcome[live], voted_at=votes.voted_at[live],

@@ -36,7 +36,6 @@ votes the rest are too few to stand as a yardstick (their noise would flag hones
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
@@ -51,6 +50,7 @@ from django.utils import timezone
 # scipy.stats call spends some 100 us checking its arguments.
 from scipy.special import bdtr, bdtrc, ndtr
 
+from arena.facts import key_code, prompt_code as prompt_key_code
 from arena.models import Battle, Turn, Vote
 from arena.selectors import Epoch, row_chunks, with_side_models
 from ratings import aggregate
@@ -91,8 +91,8 @@ class VoteTable:
     """The counted votes, one row each: (N,) arrays. ``left``/``right`` index ``model_ids``."""
 
     vote_ids: np.ndarray
-    session: np.ndarray  # object: session keys
-    address: np.ndarray  # object: address hashes ("" when unknown)
+    session: np.ndarray  # session keys (object), or their codes (int64: arena.facts.key_code), as the readers give them
+    address: np.ndarray  # address hashes ("" when unknown), or their codes (0)
     left: np.ndarray
     right: np.ndarray
     outcome: np.ndarray
@@ -128,7 +128,7 @@ class BattleTable:
     created: np.ndarray
     voted: np.ndarray
     answered: np.ndarray  # both sides' last turns done
-    prompt: np.ndarray  # normalised first prompt
+    prompt: np.ndarray  # normalised first prompt: strings, or codes (arena.facts.prompt_code; 0 for not known)
 
 
 @dataclass
@@ -152,10 +152,6 @@ class RiskResult:
     voters: int = 0
 
 
-def _normalise(prompt: str) -> str:
-    return re.sub(r"\W+", " ", prompt.lower()).strip()
-
-
 def vote_table(vote_ids: Iterable[int] | None = None) -> VoteTable:
     """The anonymous votes of live voters, restricted to ``vote_ids`` (the votes the leaderboard counts).
 
@@ -173,7 +169,7 @@ def vote_table(vote_ids: Iterable[int] | None = None) -> VoteTable:
         .values_list("id", "choice", "battle__session_key", "battle__ip_hash", "battle_id", "left_side__model_id",
                      "right_side__model_id", "voted_at")
     )
-    shared: dict[str, str] = {}
+    codes: dict[str, int] = {}
     ids, outcome, numbers, session, address = [], [], [], [], []
     for rows in row_chunks(queryset):
         if wanted is not None:
@@ -182,8 +178,8 @@ def vote_table(vote_ids: Iterable[int] | None = None) -> VoteTable:
         for r in rows:
             ids.append(r[0])
             outcome.append(OUTCOME[r[1]])
-            session.append(shared.setdefault(r[2], r[2]))
-            address.append(shared.setdefault(r[3] or "", r[3] or ""))
+            session.append(codes[r[2]] if r[2] in codes else codes.setdefault(r[2], key_code(r[2])))
+            address.append(codes[r[3] or ""] if (r[3] or "") in codes else codes.setdefault(r[3] or "", key_code(r[3])))
         numbers.append(np.array([r[4:] for r in rows], dtype=np.float64).reshape(-1, 4))
     table = np.concatenate(numbers) if numbers else np.zeros((0, 4))
     battle_ids = table[:, 0].astype(np.int64)
@@ -209,47 +205,38 @@ def vote_table(vote_ids: Iterable[int] | None = None) -> VoteTable:
         np.add.at(chars, i, np.nan_to_num(chunk[found, 2]))
         np.add.at(turns, i, 1.0)
     return VoteTable.from_columns(
-        vote_ids=np.array(ids, dtype=np.int64), session=np.array(session, dtype=object),
-        address=np.array(address, dtype=object), left=table[:, 1], right=table[:, 2],
+        vote_ids=np.array(ids, dtype=np.int64), session=np.array(session, dtype=np.int64),
+        address=np.array(address, dtype=np.int64), left=table[:, 1], right=table[:, 2],
         outcome=np.array(outcome, dtype=np.float64), voted_at=table[:, 3].copy(),
         done=np.where(np.isfinite(done), done, np.nan), chars=chars, turns=turns,
     )
 
 
 def battle_table() -> BattleTable:
-    """Every live anonymous battle: its voter, when it started, whether it was voted, whether both sides' last
-    answers were in, and its normalised first prompt. Streamed, with epoch seconds from the database."""
+    """Every live anonymous battle: its voter's codes (arena.facts.key_code), when it started, whether it was
+    voted, whether both sides' last answers were in, and its normalised first prompt's code. Streamed as numbers;
+    the first prompts are read only of battles written before their prompt's code was (prompt code 0)."""
     live = Battle.objects.filter(mode=Battle.Mode.ANONYMOUS).exclude(session_key__startswith="import:")
     queryset = (
         live.order_by("id")
         .annotate(created=Epoch("created_at"), voted=Exists(Vote.objects.filter(battle=OuterRef("pk"))))
-        .values_list("id", "session_key", "ip_hash", "created", "voted")
+        .values_list("id", "session_code", "address_code", "prompt_code", "created", "voted")
     )
-    session, address, numbers = [], [], []
-    shared: dict[str, str] = {}
+    codes, numbers = [], []
     for rows in row_chunks(queryset):
-        for r in rows:
-            session.append(shared.setdefault(r[1], r[1]))
-            address.append(shared.setdefault(r[2] or "", r[2] or ""))
-        numbers.append(np.array([(r[0], r[3], r[4]) for r in rows], dtype=np.float64).reshape(-1, 3))
-    table = np.concatenate(numbers) if numbers else np.zeros((0, 3))
-    battle_ids = table[:, 0].astype(np.int64)
-    voted = table[:, 2] > 0
-    n = battle_ids.size
-    # The first prompt (normalised once per distinct text), read unordered and placed by battle id.
-    normalised: dict[str, str] = {}
-    prompt = np.full(n, "", dtype=object)
-    first = (Turn.objects.filter(side__battle__mode=Battle.Mode.ANONYMOUS, side__position="left", index=0)
-             .exclude(side__battle__session_key__startswith="import:").order_by()
-             .values_list("side__battle_id", "prompt"))
-    for rows in row_chunks(first):
-        of = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        at = np.searchsorted(battle_ids, of)
-        found = at < n
-        found[found] = battle_ids[at[found]] == of[found]
-        texts = [normalised[r[1]] if r[1] in normalised else normalised.setdefault(r[1], _normalise(r[1]))
-                 for r in rows]
-        prompt[at[found]] = np.array(texts, dtype=object)[found]
+        codes.append(np.array([r[:4] for r in rows], dtype=np.int64).reshape(-1, 4))
+        numbers.append(np.array([(r[4], r[5]) for r in rows], dtype=np.float64).reshape(-1, 2))
+    keys = np.concatenate(codes) if codes else np.zeros((0, 4), dtype=np.int64)
+    table = np.concatenate(numbers) if numbers else np.zeros((0, 2))
+    battle_ids = keys[:, 0]
+    voted = table[:, 1] > 0
+    prompt = keys[:, 3].copy()
+    unknown = battle_ids[prompt == 0].tolist()
+    for start in range(0, len(unknown), 5000):
+        first = (Turn.objects.filter(side__battle_id__in=unknown[start:start + 5000], side__position="left", index=0)
+                 .values_list("side__battle_id", "prompt"))
+        for battle_id, text in first:
+            prompt[np.searchsorted(battle_ids, battle_id)] = prompt_key_code(text)
     # Unvoted battles: were both sides' last answers in?
     unvoted = battle_ids[~voted].tolist()
     last: dict[int, int] = {}
@@ -268,9 +255,9 @@ def battle_table() -> BattleTable:
         complete = np.array([b in last and b not in undone for b in unvoted], dtype=bool)
         answered[np.flatnonzero(~voted)] = complete
     return BattleTable(
-        session=np.array(session, dtype=object),
-        address=np.array(address, dtype=object),
-        created=table[:, 1].copy(),
+        session=keys[:, 1].copy(),
+        address=keys[:, 2].copy(),
+        created=table[:, 0].copy(),
         voted=voted,
         answered=answered,
         prompt=prompt,
@@ -434,30 +421,88 @@ class VoterIndex:
     vote_voter: dict[str, np.ndarray]  # kind -> (N,) global voter index or -1
     battle_voter: dict[str, np.ndarray]  # kind -> (B,)
     prompt_code: np.ndarray  # (B,) the battle's normalised first prompt, as an integer
-    positions: dict[tuple[str, str], int]
+    positions: dict[tuple[str, Any], int]
     votes: int
     static: dict[str, Any] | None = None  # the columns every round shares (voters_assess)
 
+    names: dict[int, str] = field(default_factory=dict)  # voter -> its key, where ``key`` holds codes
+
     @classmethod
     def build(cls, votes: VoteTable, battles: BattleTable) -> "VoterIndex":
+        """Keys may be strings ("" for none) or, as the database readers give them, 64-bit codes
+        (arena.facts.key_code, 0 for none): codes are grouped with numpy, without a Python object per vote."""
         kinds, vote_voter, battle_voter, all_kinds, all_keys = {}, {}, {}, [], []
-        positions: dict[tuple[str, str], int] = {}
+        positions: dict[tuple[str, Any], int] = {}
         for kind, vkeys, bkeys in ((str(VoterRisk.Kind.SESSION), votes.session, battles.session),
                                    (str(VoterRisk.Kind.ADDRESS), votes.address, battles.address)):
-            distinct = sorted((set(vkeys.tolist()) | set(bkeys.tolist())) - {""})
-            offset = len(all_keys)
-            local = {k: offset + i for i, k in enumerate(distinct)}
-            vote_voter[kind] = np.fromiter((local.get(k, -1) for k in vkeys.tolist()), np.int64, vkeys.size)
-            battle_voter[kind] = np.fromiter((local.get(k, -1) for k in bkeys.tolist()), np.int64, bkeys.size)
+            offset = sum(len(k) for k in all_keys)
+            if vkeys.dtype.kind in "iu" and bkeys.dtype.kind in "iu":
+                distinct = np.unique(np.concatenate([vkeys, bkeys]))
+                distinct = distinct[distinct != 0]
+
+                def voters(keys: np.ndarray) -> np.ndarray:
+                    at = np.searchsorted(distinct, keys)
+                    found = at < distinct.size
+                    found[found] = distinct[at[found]] == keys[found]
+                    return np.where(found, offset + at, -1).astype(np.int64)
+
+                vote_voter[kind], battle_voter[kind] = voters(vkeys), voters(bkeys)
+                positions.update(((kind, int(k)), offset + i) for i, k in enumerate(distinct.tolist()))
+                all_keys.append(distinct)
+            else:
+                distinct = sorted((set(vkeys.tolist()) | set(bkeys.tolist())) - {""})
+                local = {k: offset + i for i, k in enumerate(distinct)}
+                vote_voter[kind] = np.fromiter((local.get(k, -1) for k in vkeys.tolist()), np.int64, vkeys.size)
+                battle_voter[kind] = np.fromiter((local.get(k, -1) for k in bkeys.tolist()), np.int64, bkeys.size)
+                positions.update(((kind, k), i) for k, i in local.items())
+                all_keys.append(np.array(distinct, dtype=object))
             kinds[kind] = (offset, offset + len(distinct))
-            positions.update(((kind, k), i) for k, i in local.items())
-            all_keys += distinct
             all_kinds += [kind] * len(distinct)
-        prompts: dict[str, int] = {}
-        prompt_code = np.fromiter((prompts.setdefault(p, len(prompts)) for p in battles.prompt.tolist()), np.int64,
-                                  battles.prompt.size)
-        return cls(np.array(all_kinds, dtype=object), np.array(all_keys, dtype=object), kinds, vote_voter,
+        if battles.prompt.dtype.kind in "iu":
+            # Codes; 0 (not known) never repeats: each such battle gets a code of its own.
+            _, prompt_code = np.unique(battles.prompt, return_inverse=True)
+            unknown = battles.prompt == 0
+            prompt_code = prompt_code.astype(np.int64)
+            prompt_code[unknown] = prompt_code.max(initial=0) + 1 + np.arange(int(unknown.sum()))
+        else:
+            prompts: dict[str, int] = {}
+            prompt_code = np.fromiter((prompts.setdefault(p, len(prompts)) for p in battles.prompt.tolist()), np.int64,
+                                      battles.prompt.size)
+        coded = all(k.dtype.kind in "iu" for k in all_keys)
+        key = (np.concatenate(all_keys) if coded else np.concatenate([k.astype(object) for k in all_keys])
+               ) if all_keys else np.zeros(0, dtype=object)
+        return cls(np.array(all_kinds, dtype=object), key, kinds, vote_voter,
                    battle_voter, prompt_code, positions, votes.vote_ids.size)
+
+    @property
+    def coded(self) -> bool:
+        return self.key.dtype.kind in "iu"
+
+    def position(self, kind: str, key: str) -> int | None:
+        """The voter with this key, or None."""
+        return self.positions.get((kind, key_code(key) if self.coded else key))
+
+    def key_of(self, i: int) -> str:
+        """Voter ``i``'s key (for a coded index, as ``key_names`` resolved it)."""
+        return self.names[i] if self.coded else str(self.key[i])
+
+    def key_names(self, voters: Iterable[int]) -> None:
+        """Resolve the keys of coded ``voters`` from the battles that carry their codes."""
+        if not self.coded:
+            return
+        wanted = [int(i) for i in voters if int(i) not in self.names]
+        for kind, code_field, key_field in ((str(VoterRisk.Kind.SESSION), "session_code", "session_key"),
+                                            (str(VoterRisk.Kind.ADDRESS), "address_code", "ip_hash")):
+            mine = {int(self.key[i]): i for i in wanted if self.kind[i] == kind}
+            codes = list(mine)
+            for start in range(0, len(codes), 5000):
+                found = Battle.objects.filter(**{f"{code_field}__in": codes[start:start + 5000]}).values_list(
+                    code_field, key_field).distinct()
+                for code, key in found:
+                    self.names[mine[code]] = key
+        missing = [i for i in wanted if i not in self.names]
+        if missing:
+            raise LookupError(f"no battle carries the key of {len(missing)} voters")
 
     def __len__(self) -> int:
         return self.key.size
@@ -532,12 +577,14 @@ class Verdicts:
             if evidence > 0:
                 reasons.append({"detector": detector, "evidence": round(evidence, 2), "text": texts[detector]()})
         reasons.sort(key=lambda r: -r["evidence"])
-        return Verdict(str(self.index.kind[i]), str(self.index.key[i]), float(self.score[i]), reasons, features,
+        return Verdict(str(self.index.kind[i]), self.index.key_of(i), float(self.score[i]), reasons, features,
                        int(self.votes[i]), bool(self.heavy[i]), float(self.suspicion[i]))
 
     def keys(self, mask: np.ndarray) -> set[tuple[str, str]]:
         """(kind, key) of the voters ``mask`` marks."""
-        return {(str(self.index.kind[i]), str(self.index.key[i])) for i in np.flatnonzero(mask)}
+        rows = np.flatnonzero(mask)
+        self.index.key_names(rows.tolist())
+        return {(str(self.index.kind[i]), self.index.key_of(i)) for i in rows}
 
 
 LEAVE_OUT_CHUNK = 1 << 22  # voters x models per chunk of the leave-one-out shifts (32 MiB a matrix)
@@ -847,9 +894,10 @@ def risk_recompute(vote_ids: Iterable[int] | None = None, *, votes: VoteTable | 
     def state_is(verdicts: Verdicts, state: str) -> np.ndarray:
         if state not in states:
             mask = np.zeros(len(verdicts), dtype=bool)
-            for key, value in reviewed.items():
-                if value == state and key in verdicts.index.positions:
-                    mask[verdicts.index.positions[key]] = True
+            for (kind, key), value in reviewed.items():
+                at = verdicts.index.position(kind, key) if value == state else None
+                if at is not None:
+                    mask[at] = True
             states[state] = mask
         return states[state]
 
@@ -862,6 +910,7 @@ def risk_recompute(vote_ids: Iterable[int] | None = None, *, votes: VoteTable | 
 
     verdicts, excluding_now = voters_settle(votes, battles, excluding, suspecting)
     excluded = verdicts.index.vote_mask(excluding_now)
+    verdicts.index.key_names(np.flatnonzero(verdicts.score >= threshold).tolist())
     _store(verdicts, threshold)
     return RiskResult(
         excluded_vote_ids=set(votes.vote_ids[excluded].tolist()),
@@ -874,18 +923,20 @@ def _store(verdicts: Verdicts, threshold: float) -> None:
     """Write the records: new ones flagged; flagged ones lapse below the threshold and come back above it;
     staff decisions (cleared, confirmed) stay, with the score kept current."""
     now = timezone.now()
-    positions = verdicts.index.positions
+    index = verdicts.index
     with transaction.atomic():
         existing = {(r.kind, r.key): r for r in VoterRisk.objects.select_for_update()}
         for i in np.flatnonzero(verdicts.score >= threshold):
-            if (str(verdicts.index.kind[i]), str(verdicts.index.key[i])) not in existing:
+            if (str(index.kind[i]), index.key_of(i)) not in existing:
                 v = verdicts[i]
                 VoterRisk.objects.create(kind=v.kind, key=v.key, state=VoterRisk.State.FLAGGED, score=v.score,
                                          reasons=v.reasons, features=v.features, votes=v.votes, computed_at=now)
-        for key, record in existing.items():
-            if key not in positions:
+        for (kind, key), record in existing.items():
+            at = index.position(kind, key)
+            if at is None:
                 continue  # a voter with no counted votes any more keeps its record as it was
-            v = verdicts[positions[key]]
+            index.names.setdefault(at, key)
+            v = verdicts[at]
             record.score, record.reasons, record.features, record.votes = v.score, v.reasons, v.features, v.votes
             record.computed_at = now
             if record.state in (VoterRisk.State.FLAGGED, VoterRisk.State.LAPSED):
