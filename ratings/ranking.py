@@ -213,7 +213,7 @@ def _rate(a, b, y, names, *, weights, ci, rounds, seed, k_anchor, anchor_value, 
     extra: dict[str, object] = {}
     if style is not None:
         y = y.astype(np.float64, copy=False)
-        style_arr = np.asarray(style, dtype=np.float64)
+        style_arr = np.asarray(style)  # counts stay in their own dtype: style_features reads them chunk by chunk
         if style_arr.ndim != 3 or style_arr.shape[:2] != (a.size, 2):
             raise ValueError("style must have shape (N, 2, K): per battle, the counts of side A and side B")
         kf = style_arr.shape[2]
@@ -223,7 +223,7 @@ def _rate(a, b, y, names, *, weights, ci, rounds, seed, k_anchor, anchor_value, 
         if len(feat_names) != kf:
             raise ValueError("style_names must name every style feature")
         feats = style_features(style_arr)
-        fit = fit_style_controlled(a, b, y, m, feats, weights, ridge=ridge, style_reg=style_reg)
+        fit = fit_style_controlled(a, b, y, m, feats, weights, ridge=ridge, style_reg=style_reg, start=theta)
         s_scores = _shift(INIT_SCORE + SCALE * centre_on(fit.theta, regular), k_anchor, anchor_value)
         if ci == "sandwich":
             s_cov = SCALE**2 * centre_covariance_on(fit.covariance[:m, :m], regular)
