@@ -216,11 +216,59 @@ _BLOCK = 1 << 22  # bytes of the stream parsed at a time
 _EPOCH_2000 = 946684800.0
 
 
-def _record_dtype() -> np.dtype:
+def _record_dtype(columns: Sequence[tuple[str, str]]) -> np.dtype:
     fields: list[tuple[str, str]] = [("count", ">i2")]
-    for name, kind in _COLUMNS:
+    for name, kind in columns:
         fields += [(f"{name}_len", ">i4"), (name, kind)]
     return np.dtype(fields)
+
+
+def copy_columns(sql: str, params: Sequence[Any], columns: Sequence[tuple[str, str]], *,
+                 memory: dict[str, np.dtype] | None = None, progress: Any = None) -> dict[str, np.ndarray] | None:
+    """Run ``COPY (sql) TO STDOUT (FORMAT BINARY)`` on PostgreSQL and return its columns as numpy arrays.
+
+    ``columns``: (name, big-endian wire dtype) of every selected column in order; each must be fixed-width and
+    never NULL (COALESCE in the query). The stream is parsed in blocks of ``_BLOCK`` bytes with one structured
+    dtype, each block's columns turned at once into native arrays (of ``memory[name]`` where given, narrower than
+    on the wire). ``progress(bytes)`` is called per block. None when the query returns no rows."""
+    record = _record_dtype(columns)
+    memory = memory or {}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in columns}
+    pending = bytearray()
+    header = None
+
+    def parse(block: bytes) -> None:
+        # Each block becomes compact native columns at once: the wire records are twice their size.
+        records = np.frombuffer(block, dtype=record)
+        for name, kind in columns:
+            parts[name].append(records[name].astype(memory.get(name, np.dtype(kind).newbyteorder("="))))
+
+    connection.ensure_connection()
+    with connection.connection.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)",
+                                                               params) as copy:
+        for data in copy:
+            pending += data
+            if len(pending) < _BLOCK:
+                continue
+            if header is None:
+                header = 19 + int.from_bytes(pending[15:19], "big")
+                del pending[:header]
+            whole = len(pending) // record.itemsize * record.itemsize
+            parse(bytes(pending[:whole]))
+            del pending[:whole]
+            if progress is not None:
+                progress(whole)
+    if header is None and len(pending) >= 19:
+        header = 19 + int.from_bytes(pending[15:19], "big")
+        del pending[:header]
+    # What is left is the trailer (-1 as a 16-bit field count) after the last records.
+    if len(pending) < 2 or bytes(pending[-2:]) != b"\xff\xff" or (len(pending) - 2) % record.itemsize:
+        raise RuntimeError(f"unexpected end of a binary COPY stream ({len(pending)} bytes)")
+    if len(pending) > 2:
+        parse(bytes(pending[:-2]))
+    if not parts[columns[0][0]]:
+        return None
+    return {name: np.concatenate(parts.pop(name)) for name, _ in columns}
 
 
 def _empty() -> VoteFacts:
@@ -264,49 +312,15 @@ def vote_facts_read(*, modality: str = "text", simulated: bool = False, progress
     select = ", ".join(
         f"COALESCE({name}, '-infinity')" if name == "done_at" else name for name, _ in _COLUMNS
     )
-    sql = (f"COPY (SELECT {select} FROM {VoteFact._meta.db_table} WHERE counted AND modality = %s AND "
-           f"{'simulated' if simulated else 'NOT simulated'} ORDER BY vote_id) TO STDOUT (FORMAT BINARY)")
-    record = _record_dtype()
-    parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in _COLUMNS}
-    pending = bytearray()
-    header = None
-
-    def parse(block: bytes) -> None:
-        # Each block becomes compact native columns at once: the wire records are twice their size.
-        records = np.frombuffer(block, dtype=record)
-        for name, kind in _COLUMNS:
-            parts[name].append(records[name].astype(_MEMORY.get(name, np.dtype(kind).newbyteorder("="))))
-
-    connection.ensure_connection()
-    with connection.connection.cursor() as cursor, cursor.copy(sql, [modality]) as copy:
-        for data in copy:
-            pending += data
-            if len(pending) < _BLOCK:
-                continue
-            if header is None:
-                header = 19 + int.from_bytes(pending[15:19], "big")
-                del pending[:header]
-            whole = len(pending) // record.itemsize * record.itemsize
-            parse(bytes(pending[:whole]))
-            del pending[:whole]
-            if progress is not None:
-                progress(whole)
-    if header is None and len(pending) >= 19:
-        header = 19 + int.from_bytes(pending[15:19], "big")
-        del pending[:header]
-    # What is left is the trailer (-1 as a 16-bit field count) after the last records.
-    if len(pending) < 2 or bytes(pending[-2:]) != b"\xff\xff" or (len(pending) - 2) % record.itemsize:
-        raise RuntimeError(f"unexpected end of the votes' COPY stream ({len(pending)} bytes)")
-    if len(pending) > 2:
-        parse(bytes(pending[:-2]))
-    if not parts["vote_id"]:
+    sql = (f"SELECT {select} FROM {VoteFact._meta.db_table} WHERE counted AND modality = %s AND "
+           f"{'simulated' if simulated else 'NOT simulated'} ORDER BY vote_id")
+    columns = copy_columns(sql, [modality], _COLUMNS, memory=_MEMORY, progress=progress)
+    if columns is None:
         return _empty()
-    columns = {}
-    for name, _ in _COLUMNS:
-        column = np.concatenate(parts.pop(name))
-        if name in ("voted_at", "done_at"):
-            missing = column == _NO_TIME
-            column = column / 1e6 + _EPOCH_2000
-            column[missing] = np.nan
+    for name in ("voted_at", "done_at"):
+        column = columns[name]
+        missing = column == _NO_TIME
+        column = column / 1e6 + _EPOCH_2000
+        column[missing] = np.nan
         columns[name] = column
     return _facts_from(columns)

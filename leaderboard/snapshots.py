@@ -252,15 +252,18 @@ def category_fit(
         return _style_merged(plain, styled)
     left_out: list[dict[str, Any]] = []
     keep = np.ones(left.size, dtype=bool)
+    size = int(max(left.max(), right.max())) + 1 if left.size else 0  # model ids are small positive integers
     while True:
-        counts = Counter(left[keep].tolist()) + Counter(right[keep].tolist())
-        few = {m for m, n in counts.items() if n < min_votes}
-        if not few:
+        counts = np.bincount(left[keep], minlength=size) + np.bincount(right[keep], minlength=size)
+        few = np.flatnonzero((counts > 0) & (counts < min_votes))
+        if not few.size:
             break
-        for m in sorted(few):
-            left_out.append({"model_id": int(m), "votes": int(counts[m]), "reason": "few_votes"})
-        keep &= ~(np.isin(left, list(few)) | np.isin(right, list(few)))
-    ids = np.unique(np.concatenate([left[keep], right[keep]]))
+        for m in few.tolist():
+            left_out.append({"model_id": m, "votes": int(counts[m]), "reason": "few_votes"})
+        gone = np.zeros(size, dtype=bool)
+        gone[few] = True
+        keep &= ~(gone[left] | gone[right])
+    ids = np.flatnonzero(counts)
     empty: CategoryPayload = {
         "label": label, "votes": int(left.size), "battles": 0, "style_battles": 0, "models": [], "covariance": [],
         "style_covariance": None, "pair_battles": [], "style_pair_battles": None, "win_matrix": [],
@@ -268,9 +271,8 @@ def category_fit(
     }
     if ids.size < 2:
         return empty
-    local = {int(m): i for i, m in enumerate(ids)}
-    a = np.array([local[int(m)] for m in left[keep]], dtype=np.int64)
-    b = np.array([local[int(m)] for m in right[keep]], dtype=np.int64)
+    a = np.searchsorted(ids, left[keep])  # ids is sorted and holds every kept model
+    b = np.searchsorted(ids, right[keep])
     y = outcome[keep]
     components = aggregate(a, b, y, ids.size).components()
     if len(components) > 1:

@@ -42,7 +42,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.db.models.functions import Length
 from django.utils import timezone
@@ -50,7 +50,7 @@ from django.utils import timezone
 # scipy.stats call spends some 100 us checking its arguments.
 from scipy.special import bdtr, bdtrc, ndtr
 
-from arena.facts import key_code, prompt_code as prompt_key_code
+from arena.facts import copy_columns, key_code, prompt_code as prompt_key_code
 from arena.models import Battle, Turn, Vote
 from arena.selectors import Epoch, row_chunks, with_side_models
 from ratings import aggregate
@@ -222,15 +222,27 @@ def battle_table() -> BattleTable:
         .annotate(created=Epoch("created_at"), voted=Exists(Vote.objects.filter(battle=OuterRef("pk"))))
         .values_list("id", "session_code", "address_code", "prompt_code", "created", "voted")
     )
-    codes, numbers = [], []
-    for rows in row_chunks(queryset):
-        codes.append(np.array([r[:4] for r in rows], dtype=np.int64).reshape(-1, 4))
-        numbers.append(np.array([(r[4], r[5]) for r in rows], dtype=np.float64).reshape(-1, 2))
-    keys = np.concatenate(codes) if codes else np.zeros((0, 4), dtype=np.int64)
-    table = np.concatenate(numbers) if numbers else np.zeros((0, 2))
-    battle_ids = keys[:, 0]
-    voted = table[:, 1] > 0
-    prompt = keys[:, 3].copy()
+    if connection.vendor == "postgresql":
+        # One binary COPY of the same query: a snapshot reads every battle, millions of rows.
+        sql, params = queryset.query.sql_with_params()
+        got = copy_columns(sql, params, (("id", ">i8"), ("session", ">i8"), ("address", ">i8"), ("prompt", ">i8"),
+                                         ("created", ">f8"), ("voted", "?")))
+        empty = np.zeros(0, dtype=np.int64)
+        got = got or {"id": empty, "session": empty, "address": empty, "prompt": empty, "created": np.zeros(0),
+                      "voted": np.zeros(0, dtype=bool)}
+        battle_ids, session, address, created, voted = (got["id"], got["session"], got["address"], got["created"],
+                                                         got["voted"])
+        prompt = got["prompt"]
+    else:
+        codes, numbers = [], []
+        for rows in row_chunks(queryset):
+            codes.append(np.array([r[:4] for r in rows], dtype=np.int64).reshape(-1, 4))
+            numbers.append(np.array([(r[4], r[5]) for r in rows], dtype=np.float64).reshape(-1, 2))
+        keys = np.concatenate(codes) if codes else np.zeros((0, 4), dtype=np.int64)
+        table = np.concatenate(numbers) if numbers else np.zeros((0, 2))
+        battle_ids, session, address, created = keys[:, 0], keys[:, 1].copy(), keys[:, 2].copy(), table[:, 0].copy()
+        voted = table[:, 1] > 0
+        prompt = keys[:, 3].copy()
     unknown = battle_ids[prompt == 0].tolist()
     for start in range(0, len(unknown), 5000):
         first = (Turn.objects.filter(side__battle_id__in=unknown[start:start + 5000], side__position="left", index=0)
@@ -255,9 +267,9 @@ def battle_table() -> BattleTable:
         complete = np.array([b in last and b not in undone for b in unvoted], dtype=bool)
         answered[np.flatnonzero(~voted)] = complete
     return BattleTable(
-        session=keys[:, 1].copy(),
-        address=keys[:, 2].copy(),
-        created=table[:, 0].copy(),
+        session=session,
+        address=address,
+        created=created,
         voted=voted,
         answered=answered,
         prompt=prompt,
@@ -728,18 +740,22 @@ def _yardstick_kind(votes: VoteTable, yardstick: Yardstick, kr: KindRows, out: d
     p_left = np.zeros(rows.size)
     cov = yardstick.inverse_hessian
     theta = yardstick.theta
+    if cov is not None:
+        # The yardstick is itself an estimate: predict with its uncertainty (the probit approximation of the
+        # logistic integrated over a normal d), so a voter is not blamed for what the ratings cannot know yet.
+        # Capped: a model that never won (or never lost) has no finite estimate, and the ridge alone bounds
+        # its variance, which would pull every prediction about it back to a coin flip. Per pair of models, once.
+        diag = np.diag(cov)
+        var_pair = np.clip(diag[:, None] + diag[None, :] - 2 * cov, 0.0, MAX_PREDICTIVE_VARIANCE)
+        shrink = (1.0 / np.sqrt(1.0 + np.pi * var_pair / 8.0)).ravel()
     for first, last, part in _voter_chunks(c, nv, m):
         pr, pv = rows[part], c[part] - first
         a, b = votes.left[pr], votes.right[pr]
-        shift = yardstick.shifts(votes, pr, pv, last - first)
-        d = theta[a] + shift[pv, a] - theta[b] - shift[pv, b]
+        shift = yardstick.shifts(votes, pr, pv, last - first).ravel()
+        at = pv * m
+        d = theta[a] + shift[at + a] - theta[b] - shift[at + b]
         if cov is not None:
-            # The yardstick is itself an estimate: predict with its uncertainty (the probit approximation of the
-            # logistic integrated over a normal d), so a voter is not blamed for what the ratings cannot know yet.
-            # Capped: a model that never won (or never lost) has no finite estimate, and the ridge alone bounds
-            # its variance, which would pull every prediction about it back to a coin flip.
-            var_d = np.clip(cov[a, a] + cov[b, b] - 2 * cov[a, b], 0.0, MAX_PREDICTIVE_VARIANCE)
-            d = d / np.sqrt(1.0 + np.pi * var_d / 8.0)
+            d *= shrink[a * m + b]
         p_left[part] = np.clip(1.0 / (1.0 + np.exp(-d)), 1e-6, 1 - 1e-6)
 
     # Likelihood of the decisive votes
