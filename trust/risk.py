@@ -433,7 +433,7 @@ class VoterIndex:
     vote_voter: dict[str, np.ndarray]  # kind -> (N,) global voter index or -1
     battle_voter: dict[str, np.ndarray]  # kind -> (B,)
     prompt_code: np.ndarray  # (B,) the battle's normalised first prompt, as an integer
-    positions: dict[tuple[str, Any], int]
+    positions: dict[tuple[str, Any], int]  # (kind, key) -> voter, where ``key`` holds strings (codes: searched)
     votes: int
     static: dict[str, Any] | None = None  # the columns every round shares (voters_assess)
 
@@ -459,7 +459,6 @@ class VoterIndex:
                     return np.where(found, offset + at, -1).astype(np.int64)
 
                 vote_voter[kind], battle_voter[kind] = voters(vkeys), voters(bkeys)
-                positions.update(((kind, int(k)), offset + i) for i, k in enumerate(distinct.tolist()))
                 all_keys.append(distinct)
             else:
                 distinct = sorted((set(vkeys.tolist()) | set(bkeys.tolist())) - {""})
@@ -492,7 +491,14 @@ class VoterIndex:
 
     def position(self, kind: str, key: str) -> int | None:
         """The voter with this key, or None."""
-        return self.positions.get((kind, key_code(key) if self.coded else key))
+        if not self.coded:
+            return self.positions.get((kind, key))
+        if kind not in self.kinds:
+            return None
+        lo, hi = self.kinds[kind]  # a kind's codes are sorted
+        code = key_code(key)
+        at = lo + int(np.searchsorted(self.key[lo:hi], code))
+        return at if at < hi and int(self.key[at]) == code and code != 0 else None
 
     def key_of(self, i: int) -> str:
         """Voter ``i``'s key (for a coded index, as ``key_names`` resolved it)."""
