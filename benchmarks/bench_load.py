@@ -670,10 +670,14 @@ VOTES_PER_SESSION = 20
 
 
 def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np.ndarray, seed: int,
-               chunk: int = 100_000) -> dict:
+               chunk: int = 100_000, skip_key_checks: bool = False) -> dict:
     """COPY ``count`` voted anonymous battles into PostgreSQL: per vote one Battle, two Sides, two done Turns
     and one Vote, drawn from Bradley-Terry with ``truth`` (Elo scale) with some ties (half of them both-bad)
-    that leave each pair's expected outcome unchanged."""
+    that leave each pair's expected outcome unchanged.
+
+    ``skip_key_checks``: COPY with ``session_replication_role = replica``, which skips the per-row foreign key
+    triggers (the rows reference each other correctly by construction; their ids are reserved first). Needs a
+    superuser, as the benchmark's own cluster has; about three times faster for tens of millions of rows."""
     import psycopg
 
     rng = np.random.default_rng(seed)
@@ -753,6 +757,8 @@ def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np
                     f"{a}\t{lengths[rl] + lengths[rr]}\t2\t" + "\t".join(map(str, counts[rl] + counts[rr]))
                     + f"\tt\t{masks[coding[i]]}\t{session_code}\t{address_code}\n")
             with conn.transaction(), conn.cursor() as cursor:
+                if skip_key_checks:
+                    cursor.execute("SET LOCAL session_replication_role = replica")
                 for table, columns, buffer in (
                     ("arena_battle", "id, public_id, mode, session_key, ip_hash, categories, retried_failure, "
                                      "created_at, session_code, address_code, prompt_code", battle),
@@ -1135,7 +1141,7 @@ def main() -> int:
         for size in sizes:
             entry: dict = {"target": size}
             entry["bulk"] = bulk_votes(postgres.url, count=size - bulk_so_far, model_ids=[e.pk for e in bulk_models],
-                                       truth=truth, seed=args.seed + size)
+                                       truth=truth, seed=args.seed + size, skip_key_checks=True)
             bulk_so_far = size
             entry["stored_votes"] = Vote.objects.count()
             print(f"{entry['stored_votes']:,} votes stored; COPY took {entry['bulk']['insert_seconds']:.1f} s; "
