@@ -677,7 +677,8 @@ def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np
 
     ``skip_key_checks``: COPY with ``session_replication_role = replica``, which skips the per-row foreign key
     triggers (the rows reference each other correctly by construction; their ids are reserved first). Needs a
-    superuser, as the benchmark's own cluster has; about three times faster for tens of millions of rows."""
+    superuser, as the benchmark's own cluster has. On 2 cores a chunk of 100,000 votes took 11 s without the
+    checks (with a test suite running beside it) against 16 s with them."""
     import psycopg
 
     rng = np.random.default_rng(seed)
