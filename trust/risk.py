@@ -449,16 +449,20 @@ class VoterIndex:
                                    (str(VoterRisk.Kind.ADDRESS), votes.address, battles.address)):
             offset = sum(len(k) for k in all_keys)
             if vkeys.dtype.kind in "iu" and bkeys.dtype.kind in "iu":
-                distinct = np.unique(np.concatenate([vkeys, bkeys]))
-                distinct = distinct[distinct != 0]
-
-                def voters(keys: np.ndarray) -> np.ndarray:
-                    at = np.searchsorted(distinct, keys)
-                    found = at < distinct.size
-                    found[found] = distinct[at[found]] == keys[found]
-                    return np.where(found, offset + at, -1).astype(np.int64)
-
-                vote_voter[kind], battle_voter[kind] = voters(vkeys), voters(bkeys)
+                # One sort of the vote and battle rows gives the voters and each row's voter at once.
+                distinct, inverse = np.unique(np.concatenate([vkeys, bkeys]), return_inverse=True)
+                inverse = inverse.astype(np.int64, copy=False)
+                none = int(np.searchsorted(distinct, 0))  # code 0 is no key; codes are signed, so it may sit anywhere
+                has_none = none < distinct.size and distinct[none] == 0
+                if has_none:
+                    distinct = np.delete(distinct, none)
+                    is_none = inverse == none
+                    inverse -= inverse > none
+                    inverse += offset
+                    inverse[is_none] = -1
+                else:
+                    inverse += offset
+                vote_voter[kind], battle_voter[kind] = inverse[:vkeys.size], inverse[vkeys.size:]
                 all_keys.append(distinct)
             else:
                 distinct = sorted((set(vkeys.tolist()) | set(bkeys.tolist())) - {""})
@@ -639,7 +643,7 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
 
     rows = np.flatnonzero(codes >= 0)
     c = codes[rows] - lo
-    order = np.lexsort((votes.voted_at[rows], c))  # by voter, then time
+    order = _by_voter_then(c, ctx.vote_rank[rows])  # by voter, then time
     rows, c = rows[order], c[order]
     out["votes"][cut] = np.bincount(c, minlength=nv)
 
@@ -708,7 +712,7 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     tested["repeated_prompts"][cut] = repeated
     # Supporting evidence only, just under the threshold: people do re-ask their own test prompt.
     ev["repeated_prompts"][cut] = np.where(repeated, SUPPORTING * threshold, 0.0)
-    order = np.lexsort((battles.created[brows], bc))
+    order = _by_voter_then(bc, ctx.battle_rank[brows])
     brows, bc = brows[order], bc[order]
     latest = np.concatenate([bc[1:] != bc[:-1], [True]]) if bc.size else np.zeros(0, dtype=bool)
     eligible = ~latest  # the latest battle may still be voted on
@@ -814,6 +818,22 @@ def _yardstick_kind(votes: VoteTable, yardstick: Yardstick, kr: KindRows, out: d
 class Context:
     rate_limit: int
     abandon_rate: float
+    vote_rank: np.ndarray  # (N,) each vote's place in time order (ties by row)
+    battle_rank: np.ndarray  # (B,) each battle's, by when it started
+
+
+def _time_rank(times: np.ndarray) -> np.ndarray:
+    """(N,) each row's place when sorted by ``times``, ties by row: one sort shared by both kinds of voter."""
+    rank = np.empty(times.size, dtype=np.int64)
+    rank[np.argsort(times, kind="stable")] = np.arange(times.size)
+    return rank
+
+
+def _by_voter_then(voter: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """The order of rows by voter, then by ``rank`` (distinct per row): ``np.lexsort((times, voter))`` as one
+    sort of a 64-bit key."""
+    bound = int(rank.max()) + 1 if rank.size else 1  # ranks are of every row, not only these
+    return np.argsort(voter.astype(np.int64) * bound + rank)
 
 
 def _static_columns(votes: VoteTable, battles: BattleTable, index: VoterIndex) -> dict[str, Any]:
@@ -823,6 +843,7 @@ def _static_columns(votes: VoteTable, battles: BattleTable, index: VoterIndex) -
         return index.static
     rate = float(np.sum(battles.answered & ~battles.voted) / max(1, battles.answered.sum()))
     abandon_rate = min(0.5, max(0.05, rate))
+    vote_rank, battle_rank = _time_rank(votes.voted_at), _time_rank(battles.created)
     v = len(index)
     out: dict[str, Any] = {
         "votes": np.zeros(v, dtype=np.int64), "heavy": np.zeros(v, dtype=bool), "rate_limit": np.zeros(v, np.int64),
@@ -837,7 +858,8 @@ def _static_columns(votes: VoteTable, battles: BattleTable, index: VoterIndex) -
         span = index.kinds[kind]
         out["rate_limit"][span[0]:span[1]] = limit
         out["kinds"].append(_static_kind(votes, battles, index.vote_voter[kind], index.battle_voter[kind],
-                                         index.prompt_code, span, out, Context(limit, abandon_rate)))
+                                         index.prompt_code, span, out,
+                                         Context(limit, abandon_rate, vote_rank, battle_rank)))
     index.static = out
     return out
 

@@ -275,3 +275,33 @@ def test_every_voter_at_once_matches_the_one_voter_at_a_time_definition(seed, se
             assert one.features.keys() == other.features.keys(), where
             for name, value in other.features.items():
                 assert one.features[name] == pytest.approx(value, abs=0.011), (where, name)
+
+
+def test_voters_keyed_by_codes_get_the_verdicts_of_voters_keyed_by_strings(settings):
+    """The database readers key voters by 64-bit codes (arena.facts.key_code; 0 for no key), the other tests here
+    by strings. Tried: the same votes both ways, with some votes and battles that have no address (code 0, which
+    may sort anywhere among signed codes): the same voters, each with the same score, suspicion and votes."""
+    import dataclasses
+
+    from arena.facts import key_code
+
+    votes, battles = varied(11)
+    votes.address[::7] = ""
+    battles.address[::5] = ""
+
+    def coded(keys: np.ndarray) -> np.ndarray:
+        return np.array([key_code(k) for k in keys.tolist()], dtype=np.int64)
+
+    by_code = risk.voters_assess(
+        dataclasses.replace(votes, session=coded(votes.session), address=coded(votes.address)),
+        dataclasses.replace(battles, session=coded(battles.session), address=coded(battles.address)))
+    by_string = list(risk.voters_assess(votes, battles))
+    assert by_code.index.coded and len(by_code) == len(by_string) > 80
+    assert by_code.index.position("address", "") is None
+    for voter in by_string:
+        at = by_code.index.position(voter.kind, voter.key)
+        assert at is not None, (voter.kind, voter.key)
+        assert by_code.score[at] == pytest.approx(voter.score, abs=1e-9), (voter.kind, voter.key)
+        assert by_code.suspicion[at] == pytest.approx(voter.suspicion, abs=1e-9), (voter.kind, voter.key)
+        assert by_code.votes[at] == voter.votes, (voter.kind, voter.key)
+    assert by_code.index.vote_mask(np.ones(len(by_code), dtype=bool)).sum() == votes.vote_ids.size
