@@ -294,17 +294,21 @@ class Yardstick:
         theta = fit_bradley_terry(counts)
         return cls(theta, np.linalg.inv(hessian(counts, theta)), counts.votes(), keep)
 
-    def shifts(self, votes: VoteTable, rows: np.ndarray, voter: np.ndarray, voters: int) -> np.ndarray:
+    def shifts(self, votes: VoteTable, rows: np.ndarray, voter: np.ndarray, voters: int,
+               gathered: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """(voters, M): how far each voter's kept votes among ``rows`` (``voter[i]`` is row i's, in
         ``range(voters)``) move the fit, to first order: the fit without them is ``theta + shifts[v]``. Zero for the
         models a voter's kept votes never met (their change is second order and unused by the detectors), and for
-        a voter who cast over LEAVE_OUT_MAX_SHARE of some model's kept votes (measured with its own votes)."""
+        a voter who cast over LEAVE_OUT_MAX_SHARE of some model's kept votes (measured with its own votes).
+        ``gathered``: the rows' (left, right, outcome) where the caller already holds them."""
         m = self.theta.size
         out = np.zeros((voters, m))
         kept = self.keep[rows]
         if self.inverse_hessian is None or not kept.any():
             return out
-        v, a, b, y = voter[kept], votes.left[rows][kept], votes.right[rows][kept], votes.outcome[rows][kept]
+        left, right, outcome = gathered if gathered is not None else (
+            votes.left[rows], votes.right[rows], votes.outcome[rows])
+        v, a, b, y = voter[kept], left[kept], right[kept], outcome[kept]
         own = _per_voter_model(v, a, b, None, voters, m)
         r = 1.0 / (1.0 + np.exp(self.theta[b] - self.theta[a])) - y  # d(NLL)/d(theta_a) of each vote
         g = _per_voter_model(v, a, b, r, voters, m)
@@ -628,6 +632,17 @@ class KindRows:
     starts: np.ndarray  # where each (voter, model) group starts in that order
     sizes: np.ndarray
     met: np.ndarray  # (voters,) models met in decisive votes
+    # Gathered once, read every round (narrow: they stay for the whole screening): the rows' models and
+    # outcomes, and the (voter, model) groups' voters, models, wins, and each entry's group.
+    left: np.ndarray  # (len(rows),) int32
+    right: np.ndarray
+    outcome: np.ndarray  # float32 (1, 0 or 0.5)
+    take: np.ndarray  # (decisive rows,) of a voter with enough decisive votes
+    group: np.ndarray  # (entries,) int32, in pair order
+    in_test: np.ndarray  # (entries,) its group has at least MIN_DECISIVE entries
+    group_voter: np.ndarray  # (groups,)
+    group_model: np.ndarray
+    wins: np.ndarray
 
 
 def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcodes: np.ndarray,
@@ -646,6 +661,9 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     order = _by_voter_then(c, ctx.vote_rank[rows])  # by voter, then time
     rows, c = rows[order], c[order]
     out["votes"][cut] = np.bincount(c, minlength=nv)
+    narrow = np.int32 if m < 2**31 else np.int64
+    left_rows, right_rows = votes.left[rows].astype(narrow), votes.right[rows].astype(narrow)
+    y_rows = votes.outcome[rows].astype(np.float32)
 
     # Rates
     if rows.size:
@@ -669,7 +687,7 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
                                      threshold * share / FAST_SHARE, 0.0)
 
     # Position bias, on decisive votes
-    y = votes.outcome[rows]
+    y = y_rows
     decisive = y != 0.5
     n = np.bincount(c, decisive, nv).astype(np.int64)
     k_left = np.bincount(c, decisive & (y == 1.0), nv).astype(np.int64)
@@ -683,7 +701,7 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     everyone = np.bincount(votes.left, minlength=m) + np.bincount(votes.right, minlength=m)
     heavy = np.zeros(nv, dtype=bool)
     for first, last, part in _voter_chunks(c, nv, m):
-        a, b = votes.left[rows[part]], votes.right[rows[part]]
+        a, b = left_rows[part], right_rows[part]
         heavy[first:last] = np.any(_per_voter_model(c[part] - first, a, b, None, last - first, m)
                                    > LEAVE_OUT_MAX_SHARE * everyone, axis=1)
     out["heavy"][cut] = heavy
@@ -692,12 +710,18 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     enough = n >= MIN_DECISIVE
     dc = c[decisive]
     take = enough[dc]
-    pair = np.concatenate([dc[take], dc[take]]) * max(m, 1) + np.concatenate(
-        [votes.left[rows][decisive][take], votes.right[rows][decisive][take]])
+    entry_voter = np.concatenate([dc[take], dc[take]])
+    entry_model = np.concatenate([left_rows[decisive][take], right_rows[decisive][take]])
+    pair = entry_voter * max(m, 1) + entry_model
     pair_order = np.argsort(pair, kind="stable")
     starts = _starts(pair[pair_order])
     sizes = np.diff(np.concatenate([starts, [pair.size]])).astype(np.int64)
     met = np.bincount(pair[pair_order][starts] // max(m, 1), minlength=nv)
+    won_left = y[decisive][take] == 1.0
+    entry_won = np.concatenate([won_left, ~won_left])[pair_order]
+    group = np.repeat(np.arange(starts.size, dtype=np.int32 if starts.size < 2**31 else np.int64), sizes)
+    wins = np.bincount(group, entry_won, starts.size).astype(np.int64)
+    in_test = (sizes >= MIN_DECISIVE)[group]
 
     # Battles: repeated prompts and battles left after the answers
     brows = np.flatnonzero(bcodes >= 0)
@@ -724,7 +748,8 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     fig["p_abandoned"][cut] = p
     tested["abandoned"][cut] = (nb > 0) & (n_answered > 0)
     ev["abandoned"][cut] = np.where(tested["abandoned"][cut], _evidence(p), 0.0)
-    return KindRows(span, rows, c, decisive, enough, pair_order, starts, sizes, met)
+    return KindRows(span, rows, c, decisive, enough, pair_order, starts, sizes, met, left_rows, right_rows, y_rows,
+                    take, group, in_test, entry_voter[pair_order][starts], entry_model[pair_order][starts], wins)
 
 
 def _voter_chunks(voter: np.ndarray, voters: int, m: int) -> Iterator[tuple[int, int, slice]]:
@@ -760,8 +785,8 @@ def _yardstick_kind(votes: VoteTable, yardstick: Yardstick, kr: KindRows, out: d
         shrink = (1.0 / np.sqrt(1.0 + np.pi * var_pair / 8.0)).ravel()
     for first, last, part in _voter_chunks(c, nv, m):
         pr, pv = rows[part], c[part] - first
-        a, b = votes.left[pr], votes.right[pr]
-        shift = yardstick.shifts(votes, pr, pv, last - first).ravel()
+        a, b = kr.left[part], kr.right[part]
+        shift = yardstick.shifts(votes, pr, pv, last - first, (a, b, kr.outcome[part])).ravel()
         at = pv * m
         d = theta[a] + shift[at + a] - theta[b] - shift[at + b]
         if cov is not None:
@@ -770,7 +795,7 @@ def _yardstick_kind(votes: VoteTable, yardstick: Yardstick, kr: KindRows, out: d
 
     # Likelihood of the decisive votes
     decisive = kr.decisive
-    dc, dp, won_left = c[decisive], p_left[decisive], votes.outcome[rows][decisive] == 1.0
+    dc, dp, won_left = c[decisive], p_left[decisive], kr.outcome[decisive] == 1.0
     loglik = np.bincount(dc, np.log(np.where(won_left, dp, 1 - dp)), nv)
     expected = np.bincount(dc, dp * np.log(dp) + (1 - dp) * np.log(1 - dp), nv)
     variance = np.bincount(dc, dp * (1 - dp) * np.log(dp / (1 - dp)) ** 2, nv)
@@ -781,21 +806,17 @@ def _yardstick_kind(votes: VoteTable, yardstick: Yardstick, kr: KindRows, out: d
     ev["unlikely_votes"][cut] = np.where(applies, _evidence(ndtr(-z)), 0.0)
 
     # Favoured (or disfavoured) models: per voter and model met, its wins against the predicted chances
-    take = kr.enough[dc]
-    voter = np.concatenate([dc[take], dc[take]])[kr.pair_order]
-    model = np.concatenate([votes.left[rows][decisive][take], votes.right[rows][decisive][take]])[kr.pair_order]
+    take = kr.take
+    group, wins = kr.group, kr.wins
     chance = np.concatenate([dp[take], 1 - dp[take]])[kr.pair_order]
-    won = np.concatenate([won_left[take], ~won_left[take]])[kr.pair_order]
     starts, sizes = kr.starts, kr.sizes
     big = sizes >= MIN_DECISIVE
-    group = np.repeat(np.arange(starts.size), sizes)
-    wins = np.bincount(group, won, starts.size).astype(np.int64)
     mean = np.bincount(group, chance, starts.size)
-    upper, lower = _tails_grouped(chance[big[group]],
+    upper, lower = _tails_grouped(chance[kr.in_test],
                                   np.concatenate([[0], np.cumsum(sizes[big])[:-1]]).astype(np.int64), sizes[big],
                                   wins[big])
     p_pair = np.minimum(1.0, 2 * np.minimum(upper, lower))
-    g_voter, g_model = voter[starts][big], model[starts][big]
+    g_voter, g_model = kr.group_voter[big], kr.group_model[big]
     best = np.lexsort((g_model, p_pair, g_voter))  # per voter: the smallest p, then the lowest model
     first = best[_starts(g_voter[best])]
     first = first[p_pair[first] < 1.0]
