@@ -132,7 +132,7 @@ def test_over_seeds_the_rigged_votes_caught_exceed_a_single_fit(settings, monkey
     assert wrongly <= 0.02 * 100 * len(tables), wrongly
     # The same votes against a single fit of all votes, each voter's own votes in it: many riggers slip.
     monkeypatch.setattr(risk, "ROUNDS", 1)
-    monkeypatch.setattr(risk.Yardstick, "shifts", lambda self, votes, rows, voter, voters: np.zeros((voters, 6)))
+    monkeypatch.setattr(risk.Yardstick, "shifts", lambda self, votes, rows, voter, voters, gathered=None: np.zeros((voters, 6)))
     single = [rigged_share(v, k, caught(v, b, threshold)) for v, b, k in tables]
     assert np.mean(single) < np.mean(now) - 0.1, (single, now)
 
