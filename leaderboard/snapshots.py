@@ -20,9 +20,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 import numpy as np
 from django.conf import settings
@@ -33,7 +34,7 @@ from arena.facts import CATEGORY_BITS, OTHER_CATEGORIES, vote_facts_read
 from arena.models import Vote
 from arena.selectors import battles_counted
 from models_hub.models import ModelEntry
-from trust.risk import RiskResult, VoteTable, risk_recompute
+from trust.risk import BattleTable, RiskResult, VoteTable, battle_table, risk_recompute
 from ratings import (
     Ranking,
     aggregate,
@@ -45,6 +46,7 @@ from ratings import (
 
 from .models import LeaderboardSnapshot
 
+T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 PAYLOAD_VERSION = 2  # 2: per-category vote counts; style control fitted on the battles that have answer text
@@ -423,9 +425,11 @@ def trust_vote_table(votes: LeaderboardVotes) -> VoteTable:
     )
 
 
-def trust_votes_split(votes: LeaderboardVotes) -> tuple[LeaderboardVotes, LeaderboardVotes, RiskResult]:
-    """Recompute the voters' risk (trust.risk) and split the votes: (counted, left out as flagged, the risk)."""
-    risk = risk_recompute(votes=trust_vote_table(votes))
+def trust_votes_split(votes: LeaderboardVotes, *, battles: BattleTable | None = None
+                      ) -> tuple[LeaderboardVotes, LeaderboardVotes, RiskResult]:
+    """Recompute the voters' risk (trust.risk) and split the votes: (counted, left out as flagged, the risk).
+    ``battles``: the trust screen's battle table where the caller has read it already."""
+    risk = risk_recompute(votes=trust_vote_table(votes), battles=battles)
     out = np.isin(votes.vote_ids, np.fromiter(risk.excluded_vote_ids, dtype=np.int64, count=len(risk.excluded_vote_ids)))
     return _votes_subset(votes, ~out), _votes_subset(votes, out), risk
 
@@ -475,6 +479,14 @@ def _snapshot_lock() -> Iterator[None]:
             yield
 
 
+def _on_own_connection(read: Callable[[], T]) -> T:
+    """Run ``read`` on this thread's own database connection, closed afterwards."""
+    try:
+        return read()
+    finally:
+        connection.close()
+
+
 def leaderboard_snapshot_create(
     *, force: bool = False, progress: Progress = no_progress, board: str = "public",
 ) -> LeaderboardSnapshot | None:
@@ -486,11 +498,16 @@ def leaderboard_snapshot_create(
     public = board == LeaderboardSnapshot.Board.PUBLIC
     if board not in LeaderboardSnapshot.Board.values:
         raise ValueError(f"unknown board {board!r}")
-    with _snapshot_lock():
+    with _snapshot_lock(), ThreadPoolExecutor(1) as beside:
         started = time.monotonic()
+        # PostgreSQL streams the trust screen's battles on a second connection while this one streams the votes:
+        # each COPY keeps one server process busy, and the two overlap on separate cores. Not inside a transaction,
+        # whose uncommitted rows another connection would not see.
+        battles = (beside.submit(_on_own_connection, battle_table)
+                   if public and connection.vendor == "postgresql" and not connection.in_atomic_block else None)
         votes = leaderboard_votes(board=board, progress=progress)
         if public:
-            votes, flagged, risk = trust_votes_split(votes)
+            votes, flagged, risk = trust_votes_split(votes, battles=None if battles is None else battles.result())
         digest = vote_hash(votes)
         latest = LeaderboardSnapshot.objects.filter(board=board).order_by("-id").only("vote_hash").first()
         if latest is not None and latest.vote_hash == digest and not force:

@@ -945,13 +945,15 @@ def voters_settle(
     return verdicts, left_out
 
 
-def risk_recompute(vote_ids: Iterable[int] | None = None, *, votes: VoteTable | None = None) -> RiskResult:
+def risk_recompute(vote_ids: Iterable[int] | None = None, *, votes: VoteTable | None = None,
+                   battles: BattleTable | None = None) -> RiskResult:
     """Score every live voter of the counted votes (``votes``, as the snapshot read them; else read here, only
     ``vote_ids`` if given), store the records of those at or above the threshold, and return the vote ids the
-    leaderboard should leave out (flagged and confirmed voters; never cleared)."""
+    leaderboard should leave out (flagged and confirmed voters; never cleared). ``battles``: battle_table(), where
+    the caller has read it already."""
     threshold = settings.ARENA_TRUST_RISK_THRESHOLD
     votes = vote_table(vote_ids) if votes is None else votes
-    battles = battle_table()
+    battles = battle_table() if battles is None else battles
     reviewed = {(r.kind, r.key): r.state for r in VoterRisk.objects.exclude(
         state__in=[VoterRisk.State.FLAGGED, VoterRisk.State.LAPSED]).only("kind", "key", "state")}
     states: dict[str, np.ndarray] = {}
