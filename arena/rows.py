@@ -18,7 +18,7 @@ from django.db.models.expressions import Col
 
 from models_hub.models import ModelEntry
 
-from .models import Battle, SimulatedSession, Side, Turn, Vote
+from .models import Battle, SimulatedSession, Side, Turn, Vote, VoteFact
 
 
 @dataclass
@@ -139,29 +139,50 @@ def battle_turns(battle: Battle) -> tuple[list[Turn], str | None]:
     return turns, rows[0][_TURN.width]
 
 
-def vote_insert(battle: Battle, *, choice: str, session_key: str, identity_leak: bool) -> Vote:
+def vote_insert(battle: Battle, *, choice: str, session_key: str, identity_leak: bool,
+                fact: Callable[[Vote], dict[str, Any]] | None = None) -> Vote:
     """Insert the battle's vote in one statement, marked simulated when its session is a simulated voter's (the
     rule arena.simulated applies to every other vote as it is saved). A second vote on the battle raises
-    IntegrityError (one vote per battle)."""
+    IntegrityError (one vote per battle).
+
+    ``fact(vote)``: the vote's fact row (arena.facts.fact_values) for a vote with every field but its id known;
+    it is inserted by the same statement on PostgreSQL (a CTE; its ``simulated`` is the vote's as inserted),
+    else by a second one."""
     returning = connection.features.can_return_columns_from_insert
-    sql = _statement(("vote", returning), lambda qn: (
+    now = timezone.now()
+    field = Vote._meta.get_field("created_at")
+    vote = Vote.from_db(connection.alias, ["id", "battle_id", "choice", "session_key", "identity_leak", "simulated",
+                                           "created_at"],
+                        [None, battle.pk, choice, session_key, identity_leak, False, now])
+    Vote.battle.field.set_cached_value(vote, battle)
+    values = None if fact is None else fact(vote)
+    # PostgreSQL takes an INSERT in a WITH clause; SQLite returns rows from an insert but takes none there.
+    together = values is not None and returning and connection.vendor == "postgresql"
+    columns = [c for c in values if c != "simulated"] if together else []
+    sql = _statement(("vote", returning, tuple(columns)), lambda qn: (
         f"INSERT INTO {_table(Vote)} ({qn('battle_id')}, {qn('choice')}, {qn('session_key')}, "
         f"{qn('identity_leak')}, {qn('simulated')}, {qn('created_at')}) VALUES (%s, %s, %s, %s, "
         f"EXISTS(SELECT 1 FROM {_table(SimulatedSession)} WHERE {qn('session_key')} = %s), %s)"
         + (f" RETURNING {qn('id')}, {qn('simulated')}" if returning else "")
+    ) if not columns else (
+        f"WITH v AS (INSERT INTO {_table(Vote)} ({qn('battle_id')}, {qn('choice')}, {qn('session_key')}, "
+        f"{qn('identity_leak')}, {qn('simulated')}, {qn('created_at')}) VALUES (%s, %s, %s, %s, "
+        f"EXISTS(SELECT 1 FROM {_table(SimulatedSession)} WHERE {qn('session_key')} = %s), %s) "
+        f"RETURNING {qn('id')}, {qn('simulated')}) "
+        f"INSERT INTO {_table(VoteFact)} ({qn('vote_id')}, {qn('simulated')}, {', '.join(qn(c) for c in columns)}) "
+        f"SELECT v.{qn('id')}, v.{qn('simulated')}, {', '.join(['%s'] * len(columns))} FROM v "
+        f"RETURNING {qn('vote_id')}, {qn('simulated')}"
     ))
-    now = timezone.now()
-    field = Vote._meta.get_field("created_at")
+    params = [battle.pk, choice, session_key, identity_leak, session_key, field.get_db_prep_save(now, connection)]
+    params += [VoteFact._meta.get_field(c).get_db_prep_save(values[c], connection) for c in columns]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [battle.pk, choice, session_key, identity_leak, session_key,
-                                   field.get_db_prep_save(now, connection)])
+        cursor.execute(sql, params)
         if returning:
             pk, simulated = cursor.fetchone()
         else:
             pk = cursor.lastrowid
             simulated = SimulatedSession.objects.filter(session_key=session_key).exists()
-    vote = Vote.from_db(connection.alias, ["id", "battle_id", "choice", "session_key", "identity_leak", "simulated",
-                                           "created_at"],
-                        [pk, battle.pk, choice, session_key, identity_leak, bool(simulated), now])
-    Vote.battle.field.set_cached_value(vote, battle)
+    vote.pk, vote.simulated = pk, bool(simulated)
+    if values is not None and not columns:
+        VoteFact.objects.create(vote_id=pk, **{**values, "simulated": vote.simulated})
     return vote

@@ -24,7 +24,7 @@ from .categories import battle_categories
 from .events import LABEL_POSITION, POSITION_LABEL, turn_publish
 from .generation import turn_reap_stale
 from .facts import fact_values, prompt_code
-from .models import Battle, Side, Turn, Vote, VoteFact
+from .models import Battle, Side, Turn, Vote
 from .ratelimit import RateLimited, ip_hash, rate_limit_hit
 from .rows import battle_by_public_id, battle_turns, vote_insert
 from .sampling import NoPairAvailable, breaker_closed, pair_sample
@@ -305,9 +305,9 @@ def vote_record(
             if any(t.status != Turn.Status.DONE for t in turns):
                 raise BattleError("Wait until both answers are finished before voting.", code="not_finished", status=409)
             leak = any(answer_reveals_identity(t.response, t.side.model) for t in turns)
-            vote = vote_insert(battle, choice=choice, session_key=session_key, identity_leak=leak)
             models = {t.side.position: t.side.model for t in turns}
-            VoteFact.objects.create(vote_id=vote.pk, **fact_values(vote=vote, battle=battle, turns=turns, models=models))
+            vote = vote_insert(battle, choice=choice, session_key=session_key, identity_leak=leak,
+                               fact=lambda v: fact_values(vote=v, battle=battle, turns=turns, models=models))
     except IntegrityError:
         raise BattleError("You already voted on this battle.", code="already_voted", status=409) from None
     sides = {POSITION_LABEL[t.side.position]: t.side.model.public_name for t in turns}

@@ -515,8 +515,12 @@ def finished_battles(database_url: str, *, sessions: list[str], per_session: int
 
     from ratings import style_counts
 
+    from arena.facts import key_code, prompt_code
+
     answer = RESPONSES[1]
     style = "\t".join(map(str, style_counts(answer)))
+    prompt = prompt_code("What is the capital of France?")
+    session_codes: dict[str, int] = {}
     count = len(sessions) * per_session
     ids: dict[str, list[str]] = {s: [] for s in sessions}
     now = datetime.datetime.now(datetime.timezone.utc).isoformat()
@@ -531,7 +535,10 @@ def finished_battles(database_url: str, *, sessions: list[str], per_session: int
             public_id = secrets.token_urlsafe(16)
             ids[session].append(public_id)
             bid = first_battle + k
-            battle.write(f"{bid}\t{public_id}\tanonymous\t{session}\t\t[\"lang:en\"]\tf\t{now}\n")
+            # The codes the arena stores with a battle (arena.facts): the session's, none for the address, the
+            # prompt's.
+            battle.write(f"{bid}\t{public_id}\tanonymous\t{session}\t\t[\"lang:en\"]\tf\t{now}\t"
+                         f"{session_codes.setdefault(session, key_code(session))}\t0\t{prompt}\n")
             for j, (position, model) in enumerate((("left", model_ids[0]), ("right", model_ids[1]))):
                 sid = first_side + 2 * k + j
                 side.write(f"{sid}\t{bid}\t{position}\t{model}\n")
@@ -539,8 +546,8 @@ def finished_battles(database_url: str, *, sessions: list[str], per_session: int
                            f"{_copy_text(answer)}\tdone\t\t5\t9\t0.01\t100.0\tf\tf\t{style}\t{now}\t{now}\t{now}\t{now}\n")
         with conn.transaction(), conn.cursor() as cursor:
             for table, columns, buffer in (
-                ("arena_battle", "id, public_id, mode, session_key, ip_hash, categories, retried_failure, created_at",
-                 battle),
+                ("arena_battle", "id, public_id, mode, session_key, ip_hash, categories, retried_failure, created_at, "
+                                 "session_code, address_code, prompt_code", battle),
                 ("arena_side", "id, battle_id, position, model_id", side),
                 ("arena_turn", "id, side_id, index, attempt, prompt, response, status, error, prompt_tokens, "
                                "output_tokens, time_to_first_token, tokens_per_second, cut_by_limit, "

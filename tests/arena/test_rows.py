@@ -72,6 +72,30 @@ def compare() -> str:
     other = Battle.objects.create(session_key="rows-simulated")
     assert vote_insert(other, choice="left", session_key="rows-simulated", identity_leak=False).simulated is True
     assert Vote.objects.get(battle=other).simulated is True
+    # With its fact row (arena.facts): written by the same statement on PostgreSQL (a CTE), else by a second
+    # insert (and a simulated check where an insert returns no rows); either way the row is the one
+    # fact_values gives for the vote as stored, simulated mark included.
+    from arena.facts import fact_values
+    from arena.models import VoteFact
+
+    third = Battle.objects.create(session_key="rows-simulated", categories=["coding", "lang:en"])
+    for side in battle.sides.select_related("model"):
+        mine = Side.objects.create(battle=third, position=side.position, model=side.model)
+        Turn.objects.create(side=mine, index=0, prompt="Hi?", response="# Title\n- a\n- b", status=Turn.Status.DONE,
+                            finished_at=timezone.now(), style_tokens=5 + (side.position == "left"), style_headers=1,
+                            style_list_items=2, style_bold=0)
+    turns3, _ = battle_turns(third)
+    models3 = {t.side.position: t.side.model for t in turns3}
+    with CaptureQueriesContext(connection) as queries:
+        cast = vote_insert(third, choice="tie", session_key="rows-simulated", identity_leak=False,
+                           fact=lambda v: fact_values(vote=v, battle=third, turns=turns3, models=models3))
+    alone = 2 if connection.features.can_return_columns_from_insert else 3
+    assert len(queries.captured_queries) == (1 if connection.vendor == "postgresql" else alone)
+    stored = VoteFact.objects.get(vote_id=cast.pk)
+    expected = fact_values(vote=Vote.objects.get(pk=cast.pk), battle=third, turns=turns3, models=models3)
+    assert {k: getattr(stored, k) for k in expected} == expected
+    assert stored.simulated is True and stored.counted is True and stored.style_left_0 == 6
+    assert not VoteFact.objects.filter(vote__battle=battle).exists()  # without ``fact``, no row
 
     found, other = battle_by_public_id(battle.public_id, modality="text", for_update=False)
     assert fields(found) == fields(Battle.objects.get(pk=battle.pk)) and other is False
