@@ -418,10 +418,12 @@ def trust_vote_table(votes: LeaderboardVotes) -> VoteTable:
     """What the trust screen reads of the votes (trust.risk.vote_table), from the snapshot's own read: the live
     voters' votes (imported battles were judged where they were collected)."""
     live = ~votes.imported
+    # Without imported votes the columns are taken as they are: a copy of each would cost a gigabyte at 10M votes.
+    pick = (lambda column: column) if live.all() else (lambda column: column[live])
     return VoteTable.from_columns(
-        vote_ids=votes.vote_ids[live], session=votes.session[live], address=votes.address[live],
-        left=votes.left[live], right=votes.right[live], outcome=votes.outcome[live], voted_at=votes.voted_at[live],
-        done=votes.done[live], chars=votes.chars[live], turns=votes.turns[live],
+        vote_ids=pick(votes.vote_ids), session=pick(votes.session), address=pick(votes.address),
+        left=pick(votes.left), right=pick(votes.right), outcome=pick(votes.outcome), voted_at=pick(votes.voted_at),
+        done=pick(votes.done), chars=pick(votes.chars), turns=pick(votes.turns),
     )
 
 
