@@ -139,3 +139,26 @@ def test_the_reads_match_the_orm_on_the_embedded_sqlite(tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "sqlite"
+
+
+def test_a_vote_saved_through_the_orm_is_marked_simulated_in_a_fresh_process(tmp_path):
+    """The pre_save receiver of arena.simulated is registered when Django starts, not only where a module happens
+    to import it. Tried in a process of its own (the test process imports arena.simulated elsewhere): a simulated
+    voter's vote saved through the ORM is marked, and its fact row says so; another session's is not."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(ARENA_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
+    script = (
+        "import sys, django; django.setup()\n"
+        "from django.core.management import call_command; call_command('migrate', verbosity=0)\n"
+        "from arena.models import Battle, SimulatedSession, Vote, VoteFact\n"
+        "SimulatedSession.objects.create(session_key='sim-orm', voter='always-a')\n"
+        "ours, theirs = Battle.objects.create(session_key='sim-orm'), Battle.objects.create(session_key='person')\n"
+        "a = Vote.objects.create(battle=ours, choice='left', session_key='sim-orm')\n"
+        "b = Vote.objects.create(battle=theirs, choice='left', session_key='person')\n"
+        "a.refresh_from_db(); b.refresh_from_db()\n"
+        "print(a.simulated, b.simulated, VoteFact.objects.get(vote=a).simulated, VoteFact.objects.get(vote=b).simulated)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "True False True False"
