@@ -224,13 +224,13 @@ def _record_dtype(columns: Sequence[tuple[str, str]]) -> np.dtype:
 
 
 def copy_columns(sql: str, params: Sequence[Any], columns: Sequence[tuple[str, str]], *,
-                 memory: dict[str, np.dtype] | None = None, progress: Any = None) -> dict[str, np.ndarray] | None:
+                 memory: dict[str, np.dtype] | None = None, progress: Any = None) -> dict[str, np.ndarray]:
     """Run ``COPY (sql) TO STDOUT (FORMAT BINARY)`` on PostgreSQL and return its columns as numpy arrays.
 
     ``columns``: (name, big-endian wire dtype) of every selected column in order; each must be fixed-width and
     never NULL (COALESCE in the query). The stream is parsed in blocks of ``_BLOCK`` bytes with one structured
     dtype, each block's columns turned at once into native arrays (of ``memory[name]`` where given, narrower than
-    on the wire). ``progress(bytes)`` is called per block. None when the query returns no rows."""
+    on the wire). ``progress(bytes)`` is called per block. With no rows, every column is empty."""
     record = _record_dtype(columns)
     memory = memory or {}
     parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in columns}
@@ -266,9 +266,8 @@ def copy_columns(sql: str, params: Sequence[Any], columns: Sequence[tuple[str, s
         raise RuntimeError(f"unexpected end of a binary COPY stream ({len(pending)} bytes)")
     if len(pending) > 2:
         parse(bytes(pending[:-2]))
-    if not parts[columns[0][0]]:
-        return None
-    return {name: np.concatenate(parts.pop(name)) for name, _ in columns}
+    return {name: np.concatenate(parts.pop(name)) if parts[name] else
+            np.zeros(0, dtype=memory.get(name, np.dtype(kind).newbyteorder("="))) for name, kind in columns}
 
 
 def _empty() -> VoteFacts:
@@ -315,7 +314,7 @@ def vote_facts_read(*, modality: str = "text", simulated: bool = False, progress
     sql = (f"SELECT {select} FROM {VoteFact._meta.db_table} WHERE counted AND modality = %s AND "
            f"{'simulated' if simulated else 'NOT simulated'} ORDER BY vote_id")
     columns = copy_columns(sql, [modality], _COLUMNS, memory=_MEMORY, progress=progress)
-    if columns is None:
+    if not columns["vote_id"].size:
         return _empty()
     for name in ("voted_at", "done_at"):
         column = columns[name]

@@ -106,7 +106,8 @@ def main() -> int:
                 rss, out = timed([sys.executable, "-c", FIT, str(path), name, str(REPO_ROOT)])
                 runs[name].append((out["seconds"], rss))
                 last[name] = out
-        diff = {k: float(np.max(np.abs(np.subtract(last["ours"][k], last["definition"][k])))) for k in ("theta", "beta", "se")}
+        diff = {k: float(np.max(np.abs(np.subtract(last["ours"][k], last["definition"][k]))))
+                for k in ("theta", "beta", "se")}
         cells = [f"{statistics.median(s for s, _ in v):.2f} s, {statistics.median(r for _, r in v):.2f} GiB"
                  for v in runs.values()]
         rows.append(f"| {n:,} | {cells[0]} | {cells[1]} | {400 / np.log(10) * diff['theta']:.1e} | "

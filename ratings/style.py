@@ -16,7 +16,8 @@ headers, ...) tends to win at equal strength.
 The covariates differ per battle, so this fit cannot use pair totals; each Newton iteration is O(N K). The
 battles are walked in chunks of ``CHUNK`` rows, so every temporary is a chunk's and stays in cache, and what a
 step needs is summed per ordered pair of models (one bincount per quantity and chunk), then spread onto the
-models: memory is the features, one pair code and two logits per battle. The line search moves the logits
+models: memory is the features, one pair code and three floats per battle (logits, the step's direction, win
+probabilities). The line search moves the logits
 along the step's direction rather than recomputing them from the parameters. The sandwich uses the same
 bread/meat construction as the plain fit; the bootstrap resamples battles and refits round by round
 (slower: prefer the sandwich here).
@@ -68,8 +69,8 @@ def style_features(style: np.ndarray) -> np.ndarray:
 
     ``style``: (N, 2, K) non-negative counts (any integer or float dtype), ``style[:, 0]`` for side A and
     ``style[:, 1]`` for side B. Returns (N, K) float64 in Fortran order: (a - b) / (a + b + 1), each column
-    shifted to mean 0 and scaled to standard deviation 1 (a constant column is only shifted, since it carries no information to
-    scale). Computed chunk by chunk: beside the result, memory is a chunk's.
+    shifted to mean 0 and scaled to standard deviation 1 (a constant column is only shifted, since it carries
+    no information to scale). Computed chunk by chunk: beside the result, memory is a chunk's.
     """
     s = np.asarray(style)
     if s.ndim != 3 or s.shape[1] != 2:
@@ -183,8 +184,9 @@ class _Design:
         return total
 
     def sums(self, p: np.ndarray, w: np.ndarray | None, weights: Callable, second: int) -> tuple[list, list]:
-        """Per chunk of the win probabilities ``p``, ``weights(p, y, w)`` gives vectors v (one per quantity); returns, for each, the per-pair
-        sums of v and z^T v, and for the first ``second`` of them also the per-pair sums of v z and z^T (v z)."""
+        """Per chunk of the win probabilities ``p``, ``weights(p, y, w)`` gives vectors v (one per quantity);
+        returns, for each, the per-pair sums of v and z^T v, and for the first ``second`` of them also the
+        per-pair sums of v z and z^T (v z)."""
         parts: list[list[np.ndarray]] | None = None
         for sl in self.chunks():
             vs = weights(p[sl], self.y[sl], None if w is None else w[sl])

@@ -227,12 +227,7 @@ def battle_table() -> BattleTable:
         sql, params = queryset.query.sql_with_params()
         got = copy_columns(sql, params, (("id", ">i8"), ("session", ">i8"), ("address", ">i8"), ("prompt", ">i8"),
                                          ("created", ">f8"), ("voted", "?")))
-        empty = np.zeros(0, dtype=np.int64)
-        got = got or {"id": empty, "session": empty, "address": empty, "prompt": empty, "created": np.zeros(0),
-                      "voted": np.zeros(0, dtype=bool)}
-        battle_ids, session, address, created, voted = (got["id"], got["session"], got["address"], got["created"],
-                                                         got["voted"])
-        prompt = got["prompt"]
+        battle_ids, session, address, prompt, created, voted = got.values()
     else:
         codes, numbers = [], []
         for rows in row_chunks(queryset):
@@ -455,18 +450,12 @@ class VoterIndex:
             if vkeys.dtype.kind in "iu" and bkeys.dtype.kind in "iu":
                 # One sort of the vote and battle rows gives the voters and each row's voter at once.
                 distinct, inverse = np.unique(np.concatenate([vkeys, bkeys]), return_inverse=True)
-                inverse = inverse.astype(np.int64, copy=False)
-                none = int(np.searchsorted(distinct, 0))  # code 0 is no key; codes are signed, so it may sit anywhere
-                has_none = none < distinct.size and distinct[none] == 0
-                if has_none:
-                    distinct = np.delete(distinct, none)
-                    is_none = inverse == none
-                    inverse -= inverse > none
-                    inverse += offset
-                    inverse[is_none] = -1
-                else:
-                    inverse += offset
-                vote_voter[kind], battle_voter[kind] = inverse[:vkeys.size], inverse[vkeys.size:]
+                none = distinct == 0  # code 0 is no key (codes are signed, so it may sort anywhere)
+                voter = np.cumsum(~none, dtype=np.int64) - 1 + offset
+                voter[none] = -1
+                voter = voter[inverse]
+                distinct = distinct[~none]
+                vote_voter[kind], battle_voter[kind] = voter[:vkeys.size], voter[vkeys.size:]
                 all_keys.append(distinct)
             else:
                 distinct = sorted((set(vkeys.tolist()) | set(bkeys.tolist())) - {""})
