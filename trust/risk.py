@@ -473,7 +473,7 @@ class VoterIndex:
                 none = distinct == 0  # code 0 is no key (codes are signed, so it may sort anywhere)
                 voter = np.cumsum(~none, dtype=np.int64) - 1 + offset
                 voter[none] = -1
-                voter = voter[inverse]
+                voter = voter.astype(_index_dtype(offset + distinct.size))[inverse]  # narrow: four rows per vote
                 distinct = distinct[~none]
                 vote_voter[kind], battle_voter[kind] = voter[:vkeys.size], voter[vkeys.size:]
                 all_keys.append(distinct)
@@ -665,7 +665,7 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     cut = slice(lo, hi)
 
     rows = np.flatnonzero(codes >= 0)
-    c = codes[rows] - lo
+    c = codes[rows].astype(np.int64) - lo  # 64 bits: shifted and multiplied below
     order = _by_voter_then(c, ctx.vote_rank[rows])  # by voter, then time
     rows, c = rows[order], c[order]
     out["votes"][cut] = np.bincount(c, minlength=nv)
@@ -733,7 +733,7 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
 
     # Battles: repeated prompts and battles left after the answers
     brows = np.flatnonzero(bcodes >= 0)
-    bc = bcodes[brows] - lo
+    bc = bcodes[brows].astype(np.int64) - lo
     nb = np.bincount(bc, minlength=nv)
     fig["battles"][cut] = nb
     prompts = max(1, int(prompt_code.max()) + 1) if prompt_code.size else 1
@@ -756,8 +756,12 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     fig["p_abandoned"][cut] = p
     tested["abandoned"][cut] = (nb > 0) & (n_answered > 0)
     ev["abandoned"][cut] = np.where(tested["abandoned"][cut], _evidence(p), 0.0)
-    return KindRows(span, rows, c, decisive, enough, pair_order, starts, sizes, met, left_rows, right_rows, y_rows,
-                    take, group, in_test, entry_voter[pair_order][starts], entry_model[pair_order][starts], wins)
+    # Kept for every round, so narrow: 32-bit rows, voters, entries and counts halve what the screen holds.
+    rows_t, entries_t = _index_dtype(votes.vote_ids.size), _index_dtype(pair.size)
+    return KindRows(span, rows.astype(rows_t), c.astype(_index_dtype(nv)), decisive, enough,
+                    pair_order.astype(entries_t), starts.astype(entries_t), sizes.astype(entries_t), met, left_rows,
+                    right_rows, y_rows, take, group, in_test, entry_voter[pair_order][starts].astype(_index_dtype(nv)),
+                    entry_model[pair_order][starts], wins.astype(entries_t))
 
 
 def _voter_chunks(voter: np.ndarray, voters: int, m: int) -> Iterator[tuple[int, int, slice]]:
@@ -804,9 +808,10 @@ def _yardstick_kind(votes: VoteTable, yardstick: Yardstick, kr: KindRows, out: d
     # Likelihood of the decisive votes
     decisive = kr.decisive
     dc, dp, won_left = c[decisive], p_left[decisive], kr.outcome[decisive] == 1.0
-    loglik = np.bincount(dc, np.log(np.where(won_left, dp, 1 - dp)), nv)
-    expected = np.bincount(dc, dp * np.log(dp) + (1 - dp) * np.log(1 - dp), nv)
-    variance = np.bincount(dc, dp * (1 - dp) * np.log(dp / (1 - dp)) ** 2, nv)
+    log_left, log_right = np.log(dp), np.log1p(-dp)  # two logarithms a vote, shared by the three sums
+    loglik = np.bincount(dc, np.where(won_left, log_left, log_right), nv)
+    expected = np.bincount(dc, dp * log_left + (1 - dp) * log_right, nv)
+    variance = np.bincount(dc, dp * (1 - dp) * (log_left - log_right) ** 2, nv)
     applies = kr.enough & (variance > 1e-9)
     z = np.where(applies, (expected - loglik) / np.sqrt(np.where(applies, variance, 1.0)), 0.0)
     fig["z"][cut] = z
@@ -856,6 +861,11 @@ def _time_rank(times: np.ndarray) -> np.ndarray:
     rank = np.empty(times.size, dtype=np.int64)
     rank[np.argsort(times, kind="stable")] = np.arange(times.size)
     return rank
+
+
+def _index_dtype(bound: int) -> np.dtype:
+    """The narrowest of int32 and int64 that holds ``range(-1, bound)``."""
+    return np.dtype(np.int32 if bound < 2**31 else np.int64)
 
 
 def _stable_order(keys: np.ndarray, bound: int) -> np.ndarray:
