@@ -26,7 +26,8 @@ Detectors (decisive votes are A or B better; ties and both-bad count only for ra
 without its own votes (leave-one-out, to first order: one Newton step from the full fit, ``theta + H^-1 g``
 with the voter's gradient ``g``), so a rigger's own votes do not lift the target it is measured on. The fit is
 then repeated without the voters flagged so far, and without those suspected (at ``SUSPECT_SHARE`` of the
-threshold, not counting the supporting-only repeated prompts: they still count on the board; and only while the
+threshold, not counting the supporting-only repeated prompts nor the one-sided unlikely votes, ``NEVER_SUSPECTS``:
+they still count on the board; and only while the
 yardstick keeps ``YARDSTICK_MIN_SHARE`` of the votes), until both sets stop changing or the fit stops moving (no model by ``STILL``, a hundredth of a point; at most
 ``ROUNDS`` fits), so a rigging crowd does not set the yardstick it is measured with either. A voter who cast most of some
 model's votes it met (over ``LEAVE_OUT_MAX_SHARE``, a tenth) is measured against the full fit: without its
@@ -66,6 +67,11 @@ REPEAT_MIN_BATTLES = 20
 REPEAT_SHARE = 0.9
 SUPPORTING = 0.9
 SUPPORTING_ONLY = frozenset({"repeated_prompts"})  # never flags, nor suspects, a voter on its own
+# Flags, but never suspects: its test is one-sided against the yardstick (votes less likely than the fit expects),
+# so the honest voters it suspects by chance are those who happened to favour the fit's underdogs, and leaving them
+# out of the next fit stretches it (2-3% on honest voters alone, 18 points at a million votes), which suspects more
+# of them the round after. Riggers leave the yardstick through the two-sided tests (favoured models, position).
+NEVER_SUSPECTS = SUPPORTING_ONLY | {"unlikely_votes"}
 # Suspected voters leave the yardstick only while it keeps at least this share of the votes: where suspicion
 # would take most of them, the rest are too few to measure anyone by.
 YARDSTICK_MIN_SHARE = 0.5
@@ -145,7 +151,7 @@ class Verdict:
     features: dict[str, Any]
     votes: int
     heavy: bool = False  # cast over LEAVE_OUT_MAX_SHARE of some model's votes: never only suspected
-    suspicion: float = 0.0  # the score without supporting-only evidence (repeated prompts): what suspects a voter
+    suspicion: float = 0.0  # the score without NEVER_SUSPECTS' evidence: what suspects a voter
 
 
 @dataclass
@@ -557,7 +563,7 @@ class Verdicts:
 
     index: VoterIndex
     score: np.ndarray
-    suspicion: np.ndarray  # the score without supporting-only evidence (repeated prompts): what suspects a voter
+    suspicion: np.ndarray  # the score without NEVER_SUSPECTS' evidence: what suspects a voter
     heavy: np.ndarray  # cast over LEAVE_OUT_MAX_SHARE of some model's votes: never only suspected
     votes: np.ndarray
     evidence: dict[str, np.ndarray]  # detector -> (V,)
@@ -929,7 +935,7 @@ def voters_assess(votes: VoteTable, battles: BattleTable, *, keep: np.ndarray | 
         _yardstick_kind(votes, yardstick, kind_rows, out)
     rounded = {d: np.round(out["evidence"][d], 2) for d in DETECTORS}
     score = np.max(np.stack([np.maximum(e, 0.0) for e in rounded.values()]), axis=0) if v else np.zeros(0)
-    suspicion = (np.max(np.stack([np.maximum(e, 0.0) for d, e in rounded.items() if d not in SUPPORTING_ONLY]),
+    suspicion = (np.max(np.stack([np.maximum(e, 0.0) for d, e in rounded.items() if d not in NEVER_SUSPECTS]),
                         axis=0) if v else np.zeros(0))
     return Verdicts(index, score, suspicion, static["heavy"], static["votes"], out["evidence"], out["tested"],
                     out["figures"], static["rate_limit"], static["abandon_rate"], votes.model_ids)

@@ -15,7 +15,7 @@ from scipy.special import bdtrc, ndtr
 from trust.models import VoterRisk
 from trust.risk import (
     ADDRESS_RATE_FACTOR, FAST_MIN_VOTES, FAST_READ_CHARS_PER_SECOND, FAST_SHARE, LEAVE_OUT_MAX_SHARE,
-    MAX_PREDICTIVE_VARIANCE, MIN_DECISIVE, REPEAT_MIN_BATTLES, REPEAT_SHARE, SUPPORTING, SUPPORTING_ONLY,
+    MAX_PREDICTIVE_VARIANCE, MIN_DECISIVE, NEVER_SUSPECTS, REPEAT_MIN_BATTLES, REPEAT_SHARE, SUPPORTING, SUPPORTING_ONLY,
     BattleTable, Reason, Verdict, VoteTable, Yardstick, binomial_two_sided_half, poisson_binomial_tails_many,
 )
 
@@ -207,7 +207,7 @@ def voters_assess(votes: VoteTable, battles: BattleTable, *, keep: np.ndarray | 
             score = max((r["evidence"] for r in reasons), default=0.0)
             own = np.bincount(votes.left[rows], minlength=m) + np.bincount(votes.right[rows], minlength=m)
             heavy = bool(np.any(own > LEAVE_OUT_MAX_SHARE * everyone))
-            suspicion = max((r["evidence"] for r in reasons if r["detector"] not in SUPPORTING_ONLY), default=0.0)
+            suspicion = max((r["evidence"] for r in reasons if r["detector"] not in NEVER_SUSPECTS), default=0.0)
             verdicts.append(Verdict(str(kind), key, float(score), reasons, features, int(rows.size), heavy,
                                     float(suspicion)))
     return verdicts
