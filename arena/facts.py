@@ -184,7 +184,6 @@ class VoteFacts:
     (``OTHER_CATEGORIES`` where the battle has a category outside ``CATEGORY_BITS``), voter codes."""
 
     vote_ids: np.ndarray
-    battle_ids: np.ndarray
     left: np.ndarray
     right: np.ndarray
     outcome2: np.ndarray
@@ -205,7 +204,7 @@ class VoteFacts:
 
 # The columns read, in order, with their binary COPY type; timestamps come as microseconds since 2000-01-01.
 _COLUMNS: tuple[tuple[str, str], ...] = (
-    ("vote_id", ">i8"), ("battle_id", ">i8"), ("left_model_id", ">i8"), ("right_model_id", ">i8"),
+    ("vote_id", ">i8"), ("left_model_id", ">i8"), ("right_model_id", ">i8"),
     ("outcome", ">i2"), ("voted_at", ">i8"), ("done_at", ">i8"), ("chars", ">i8"), ("turns", ">i4"),
     *((f"style_{p}_{k}", ">i4") for p in ("left", "right") for k in range(4)),
     ("has_text", "?"), ("categories", ">i8"), ("session_code", ">i8"), ("address_code", ">i8"), ("imported", "?"),
@@ -305,7 +304,7 @@ def copy_timestamps(column: np.ndarray) -> np.ndarray:
 
 def _empty() -> VoteFacts:
     z = np.zeros(0, dtype=np.int64)
-    return VoteFacts(z, z, z, z, z.astype(np.int8), np.zeros(0), np.zeros(0), z, z, np.zeros((0, 2, 4), np.int32),
+    return VoteFacts(z, z, z, z.astype(np.int8), np.zeros(0), np.zeros(0), z, z, np.zeros((0, 2, 4), np.int32),
                      z.astype(bool), z, z, z, z.astype(bool))
 
 
@@ -315,7 +314,7 @@ def _facts_from(columns: dict[str, np.ndarray]) -> VoteFacts:
         for k in range(4):
             style[:, j, k] = columns.pop(f"style_{p}_{k}")
     return VoteFacts(
-        vote_ids=columns["vote_id"], battle_ids=columns["battle_id"], left=columns["left_model_id"],
+        vote_ids=columns["vote_id"], left=columns["left_model_id"],
         right=columns["right_model_id"], outcome2=columns["outcome"].astype(np.int8), voted_at=columns["voted_at"],
         done=columns["done_at"], chars=columns["chars"], turns=columns["turns"], style=style,
         has_text=columns["has_text"], categories=columns["categories"], session=columns["session_code"],

@@ -273,10 +273,13 @@ def category_fit(
     }
     if ids.size < 2:
         return empty
-    a = np.searchsorted(ids, left[keep])  # ids is sorted and holds every kept model
-    b = np.searchsorted(ids, right[keep])
-    y = outcome[keep]
-    components = aggregate(a, b, y, ids.size).components()
+    # Every battle kept (the usual case): the columns as they are, not copies.
+    pick = (lambda column: column) if keep.all() else (lambda column: column[keep])
+    local = np.zeros(size, dtype=np.int32)
+    local[ids] = np.arange(ids.size, dtype=np.int32)
+    a, b, y = local[pick(left)], local[pick(right)], pick(outcome)
+    pairs = aggregate(a, b, y, ids.size)
+    components = pairs.components()
     if len(components) > 1:
         main = set(components[0].tolist())
         for comp in components[1:]:
@@ -293,7 +296,7 @@ def category_fit(
         fitted["votes"] = int(left.size)
         return fitted
     names = [str(int(m)) for m in ids]
-    st = None if style is None else style[keep]
+    st = None if style is None else pick(style)
     try:
         ranking = rate(a, b, y, names, style=st)
     except (ValueError, np.linalg.LinAlgError):
@@ -302,7 +305,7 @@ def category_fit(
         # A style fit with degenerate covariates (e.g. every answer empty) must not cost the plain leaderboard.
         logger.warning("style-controlled fit failed for %s; storing the plain fit only", label, exc_info=True)
         ranking = rate(a, b, y, names)
-    wins, battles = observed_win_matrix(aggregate(a, b, y, ids.size))
+    wins, battles = observed_win_matrix(pairs)
     order = ranking.order()
     won = np.nansum(np.nan_to_num(wins) * battles, axis=1)
     votes = ranking.votes
@@ -383,14 +386,14 @@ def leaderboard_payload(votes: LeaderboardVotes, *, progress: Progress = no_prog
     styled = len(votes) > 0 and bool(votes.has_text.any())
     categories: dict[str, CategoryPayload] = {}
     for key in progress(keys, desc="categories", unit="category"):
-        if key == "overall":
-            mask = np.ones(len(votes), dtype=bool)
-        else:
-            mask = votes.in_category(key)
+        mask = None if key == "overall" else votes.in_category(key)
+        if mask is not None and mask.all():
+            mask = None  # every vote: the columns as they are, not copies
+        pick = (lambda column: column) if mask is None else (lambda column: column[mask])
         categories[key] = category_fit(
-            votes.left[mask], votes.right[mask], votes.outcome[mask], votes.style[mask] if styled else None,
+            pick(votes.left), pick(votes.right), pick(votes.outcome), pick(votes.style) if styled else None,
             min_votes=1 if key == "overall" else min_votes, preliminary_votes=preliminary, label=category_label(key),
-            has_text=votes.has_text[mask],
+            has_text=pick(votes.has_text),
         )
     return {
         "version": PAYLOAD_VERSION,
@@ -433,6 +436,8 @@ def trust_votes_split(votes: LeaderboardVotes, *, battles: BattleTable | None = 
     ``battles``: the trust screen's battle table where the caller has read it already."""
     risk = risk_recompute(votes=trust_vote_table(votes), battles=battles)
     out = np.isin(votes.vote_ids, np.fromiter(risk.excluded_vote_ids, dtype=np.int64, count=len(risk.excluded_vote_ids)))
+    if not out.any():  # the usual case: no copy of every column (a gigabyte at ten million votes)
+        return votes, _votes_subset(votes, out), risk
     return _votes_subset(votes, ~out), _votes_subset(votes, out), risk
 
 
