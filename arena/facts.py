@@ -210,10 +210,12 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("has_text", "?"), ("categories", ">i8"), ("session_code", ">i8"), ("address_code", ">i8"), ("imported", "?"),
 )
 _NO_TIME = -(2**63)  # done_at when no answer finished ('-infinity')
-# Narrower in memory than on the wire: model ids, characters, turns and style counts fit in 32 bits.
-_MEMORY = {"left_model_id": np.dtype(np.int32), "right_model_id": np.dtype(np.int32), "outcome": np.dtype(np.int8),
-           "chars": np.dtype(np.int32), "turns": np.dtype(np.int16), "has_text": np.dtype(bool),
-           "imported": np.dtype(bool)}
+# Narrower in memory than on the wire. NARROW: the narrowest signed integer that holds each block's values (model
+# ids are small, style counts seldom pass 32767); blocks of different widths are joined at the widest.
+NARROW = "narrow"
+_MEMORY = {"left_model_id": NARROW, "right_model_id": NARROW, "outcome": np.dtype(np.int8), "chars": NARROW,
+           "turns": np.dtype(np.int16), "has_text": np.dtype(bool), "imported": np.dtype(bool),
+           **{f"style_{p}_{k}": NARROW for p in ("left", "right") for k in range(4)}}
 _BLOCK = 1 << 22  # bytes of the stream parsed at a time
 _EPOCH_2000 = 946684800.0
 
@@ -225,14 +227,27 @@ def _record_dtype(columns: Sequence[tuple[str, str]]) -> np.dtype:
     return np.dtype(fields)
 
 
+def _narrowest(values: np.ndarray) -> np.ndarray:
+    """Integers in the narrowest signed dtype that holds them all."""
+    if not values.size:
+        return values.astype(np.int8)
+    lo, hi = int(values.min()), int(values.max())
+    for dtype in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return values.astype(dtype)
+    return values.astype(np.int64)
+
+
 def copy_columns(sql: str, params: Sequence[Any], columns: Sequence[tuple[str, str]], *,
-                 memory: dict[str, np.dtype] | None = None, progress: Any = None) -> dict[str, np.ndarray]:
+                 memory: dict[str, Any] | None = None, progress: Any = None) -> dict[str, np.ndarray]:
     """Run ``COPY (sql) TO STDOUT (FORMAT BINARY)`` on PostgreSQL and return its columns as numpy arrays.
 
     ``columns``: (name, big-endian wire dtype) of every selected column in order; each must be fixed-width and
     never NULL (COALESCE in the query). The stream is parsed in blocks of ``_BLOCK`` bytes with one structured
     dtype, each block's columns turned at once into native arrays (of ``memory[name]`` where given, narrower than
-    on the wire). ``progress(bytes)`` is called per block. With no rows, every column is empty."""
+    on the wire; ``NARROW``: the narrowest integer that holds them). ``progress(bytes)`` is called per block. With
+    no rows, every column is empty."""
     record = _record_dtype(columns)
     memory = memory or {}
     parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in columns}
@@ -243,7 +258,8 @@ def copy_columns(sql: str, params: Sequence[Any], columns: Sequence[tuple[str, s
         # Each block becomes compact native columns at once: the wire records are twice their size.
         records = np.frombuffer(block, dtype=record)
         for name, kind in columns:
-            parts[name].append(records[name].astype(memory.get(name, np.dtype(kind).newbyteorder("="))))
+            into = memory.get(name, np.dtype(kind).newbyteorder("="))
+            parts[name].append(_narrowest(records[name]) if into is NARROW else records[name].astype(into))
 
     def take() -> None:
         nonlocal header
@@ -290,8 +306,11 @@ def copy_columns(sql: str, params: Sequence[Any], columns: Sequence[tuple[str, s
         raise RuntimeError(f"unexpected end of a binary COPY stream ({len(pending)} bytes)")
     if len(pending) > 2:
         parse(bytes(pending[:-2]))
-    return {name: np.concatenate(parts.pop(name)) if parts[name] else
-            np.zeros(0, dtype=memory.get(name, np.dtype(kind).newbyteorder("="))) for name, kind in columns}
+    def empty(name: str, kind: str) -> np.ndarray:
+        into = memory.get(name, np.dtype(kind).newbyteorder("="))
+        return np.zeros(0, dtype=np.int8 if into is NARROW else into)
+
+    return {name: np.concatenate(parts.pop(name)) if parts[name] else empty(name, kind) for name, kind in columns}
 
 
 def copy_timestamps(column: np.ndarray) -> np.ndarray:
@@ -309,7 +328,8 @@ def _empty() -> VoteFacts:
 
 
 def _facts_from(columns: dict[str, np.ndarray]) -> VoteFacts:
-    style = np.empty((columns["vote_id"].size, 2, 4), dtype=np.int32)
+    names = [f"style_{p}_{k}" for p in ("left", "right") for k in range(4)]
+    style = np.empty((columns["vote_id"].size, 2, 4), dtype=np.result_type(*(columns[n] for n in names)))
     for j, p in enumerate(("left", "right")):
         for k in range(4):
             style[:, j, k] = columns.pop(f"style_{p}_{k}")

@@ -212,8 +212,12 @@ def vote_hash(votes: LeaderboardVotes) -> str:
         f"v{PAYLOAD_VERSION};{settings.ARENA_LEADERBOARD_MIN_CATEGORY_VOTES};"
         f"{settings.ARENA_LEADERBOARD_PRELIMINARY_VOTES}\n".encode()
     )
-    table = np.stack([votes.vote_ids, votes.left, votes.right, (votes.outcome * 2).astype(np.int64)], axis=1)
-    digest.update(np.ascontiguousarray(table, dtype="<i8").tobytes())
+    step = 1 << 20  # rows at a time: the same bytes as the whole (N, 4) table, without it in memory
+    for start in range(0, len(votes), step):
+        part = slice(start, start + step)
+        table = np.stack([votes.vote_ids[part], votes.left[part], votes.right[part],
+                          (votes.outcome[part] * 2).astype(np.int64)], axis=1)
+        digest.update(np.ascontiguousarray(table, dtype="<i8").tobytes())
     return digest.hexdigest()
 
 
@@ -389,6 +393,13 @@ def leaderboard_payload(votes: LeaderboardVotes, *, progress: Progress = no_prog
         mask = None if key == "overall" else votes.in_category(key)
         if mask is not None and mask.all():
             mask = None  # every vote: the columns as they are, not copies
+            overall = categories["overall"]
+            if (not overall["left_out"] and all(r["votes"] >= min_votes for r in overall["models"])
+                    and (not styled or bool(votes.has_text.all()))):
+                # The same battles, no model under the category's minimum (nor under it among the battles with
+                # text, which are all of them): the overall fit, to the digit.
+                categories[key] = overall | {"label": category_label(key)}
+                continue
         pick = (lambda column: column) if mask is None else (lambda column: column[mask])
         categories[key] = category_fit(
             pick(votes.left), pick(votes.right), pick(votes.outcome), pick(votes.style) if styled else None,

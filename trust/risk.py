@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Length
 from django.utils import timezone
 # The distributions' ufuncs, not scipy.stats' objects: a snapshot calls them for every voter, and each
@@ -118,16 +118,30 @@ class VoteTable:
                      chars: np.ndarray, turns: np.ndarray) -> "VoteTable":
         """From per-vote columns: ``left``/``right`` model entry ids, ``done`` when the battle's last turn finished
         (nan when none did), ``chars`` and ``turns`` its answers' characters and turns summed over both sides."""
-        left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
-        model_ids = np.unique(np.concatenate([left, right]))
+        left, right = np.asarray(left), np.asarray(right)
+        if left.dtype.kind not in "iu" or right.dtype.kind not in "iu":  # the ORM reader's float columns
+            left, right = left.astype(np.int64), right.astype(np.int64)
+        model_ids = np.unique(np.concatenate([np.unique(left), np.unique(right)])).astype(np.int64)
+        # Model indices in 32 bits, through a table of the ids where they are small (model entry ids are).
+        index = _model_index(model_ids)
+        # Seconds and characters in 32-bit floats: the fast-vote test compares them to within a few per cent.
         return cls(
             vote_ids=np.asarray(vote_ids, dtype=np.int64), session=session, address=address,
-            left=np.searchsorted(model_ids, left), right=np.searchsorted(model_ids, right),
+            left=index(left), right=index(right),
             outcome=np.asarray(outcome, dtype=np.float64), voted_at=np.asarray(voted_at, dtype=np.float64),
-            wait=voted_at - done,  # nan where no turn has finished
-            answer_chars=np.where(turns > 0, 2.0 * chars / np.maximum(turns, 1), 0.0),
+            wait=(voted_at - done).astype(np.float32),  # nan where no turn has finished
+            answer_chars=np.where(turns > 0, 2.0 * chars / np.maximum(turns, 1), 0.0).astype(np.float32),
             model_ids=model_ids,
         )
+
+
+def _model_index(model_ids: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from model ids (all among the sorted ``model_ids``) to their int32 positions there."""
+    if model_ids.size and 0 <= model_ids[0] and model_ids[-1] < 1 << 24:
+        table = np.zeros(int(model_ids[-1]) + 1, dtype=np.int32)
+        table[model_ids] = np.arange(model_ids.size, dtype=np.int32)
+        return lambda ids: table[ids]
+    return lambda ids: np.searchsorted(model_ids, ids).astype(np.int32)
 
 
 @dataclass
@@ -494,9 +508,9 @@ class VoterIndex:
             all_kinds += [kind] * len(distinct)
         if battles.prompt.dtype.kind in "iu":
             # Codes; 0 (not known) never repeats: each such battle gets a code of its own.
-            prompt_code = pd.factorize(battles.prompt)[0].astype(np.int64)
+            prompt_code = pd.factorize(battles.prompt)[0].astype(_index_dtype(2 * battles.prompt.size))
             unknown = battles.prompt == 0
-            prompt_code[unknown] = prompt_code.max(initial=0) + 1 + np.arange(int(unknown.sum()))
+            prompt_code[unknown] = prompt_code.max(initial=0) + 1 + np.arange(int(unknown.sum()), dtype=prompt_code.dtype)
         else:
             prompts: dict[str, int] = {}
             prompt_code = np.fromiter((prompts.setdefault(p, len(prompts)) for p in battles.prompt.tolist()), np.int64,
@@ -531,15 +545,19 @@ class VoterIndex:
         if not self.coded:
             return
         wanted = [int(i) for i in voters if int(i) not in self.names]
-        for kind, code_field, key_field in ((str(VoterRisk.Kind.SESSION), "session_code", "session_key"),
-                                            (str(VoterRisk.Kind.ADDRESS), "address_code", "ip_hash")):
-            mine = {int(self.key[i]): i for i in wanted if self.kind[i] == kind}
-            codes = list(mine)
-            for start in range(0, len(codes), 5000):
-                found = Battle.objects.filter(**{f"{code_field}__in": codes[start:start + 5000]}).values_list(
-                    code_field, key_field).distinct()
-                for code, key in found:
-                    self.names[mine[code]] = key
+        sessions = {int(self.key[i]): i for i in wanted if self.kind[i] == VoterRisk.Kind.SESSION}
+        addresses = {int(self.key[i]): i for i in wanted if self.kind[i] == VoterRisk.Kind.ADDRESS}
+        s_codes, a_codes = list(sessions), list(addresses)
+        # Both kinds in one read per chunk: the codes have no index, so each read is a scan of the battles.
+        for start in range(0, max(len(s_codes), len(a_codes)), 5000):
+            s_part, a_part = s_codes[start:start + 5000], a_codes[start:start + 5000]
+            found = Battle.objects.filter(Q(session_code__in=s_part) | Q(address_code__in=a_part)).values_list(
+                "session_code", "session_key", "address_code", "ip_hash").distinct()
+            for s_code, s_key, a_code, a_key in found:
+                if s_code in sessions:
+                    self.names[sessions[s_code]] = s_key
+                if a_code in addresses:
+                    self.names[addresses[a_code]] = a_key
         missing = [i for i in wanted if i not in self.names]
         if missing:
             raise LookupError(f"no battle carries the key of {len(missing)} voters")
@@ -642,20 +660,19 @@ class KindRows:
     voter: np.ndarray  # (len(rows),) the voter, local to span
     decisive: np.ndarray  # (len(rows),)
     enough: np.ndarray  # (voters,) at least MIN_DECISIVE decisive votes
-    pair_order: np.ndarray  # entries (each decisive vote of such a voter, for each side) sorted by (voter, model)
-    starts: np.ndarray  # where each (voter, model) group starts in that order
-    sizes: np.ndarray
     met: np.ndarray  # (voters,) models met in decisive votes
-    # Gathered once, read every round (narrow: they stay for the whole screening): the rows' models and
-    # outcomes, and the (voter, model) groups' voters, models, wins, and each entry's group.
+    # Gathered once, read every round (narrow: they stay for the whole screening): the rows' models and outcomes.
     left: np.ndarray  # (len(rows),) int32
     right: np.ndarray
     outcome: np.ndarray  # float32 (1, 0 or 0.5)
-    take: np.ndarray  # (decisive rows,) of a voter with enough decisive votes
-    group: np.ndarray  # (entries,) int32, in pair order
-    in_test: np.ndarray  # (entries,) its group has at least MIN_DECISIVE entries
+    # The favoured-model test's (voter, model) groups: only those of at least MIN_DECISIVE decisive votes of a voter
+    # with enough of them (few: most voters meet each model once or twice), each group's entries together.
+    test_row: np.ndarray  # (entries,) the decisive vote, as an index into rows
+    test_left: np.ndarray  # (entries,) the group's model was that vote's left one
+    test_group: np.ndarray  # (entries,)
     group_voter: np.ndarray  # (groups,)
     group_model: np.ndarray
+    group_size: np.ndarray
     wins: np.ndarray
 
 
@@ -720,22 +737,33 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
                                    > LEAVE_OUT_MAX_SHARE * everyone, axis=1)
     out["heavy"][cut] = heavy
 
-    # The (voter, model) groups the favoured-model test takes, for voters with enough decisive votes
+    # The (voter, model) groups the favoured-model test takes: a voter with enough decisive votes, a model it met in
+    # at least MIN_DECISIVE of them. Counted per voter and model in chunks of voters, so that only the entries of
+    # such groups are sorted and kept.
     enough = n >= MIN_DECISIVE
-    dc = c[decisive]
-    take = enough[dc]
-    entry_voter = np.concatenate([dc[take], dc[take]])
-    entry_model = np.concatenate([left_rows[decisive][take], right_rows[decisive][take]])
-    pair = entry_voter * max(m, 1) + entry_model
-    pair_order = _stable_order(pair, nv * max(m, 1))
-    starts = _starts(pair[pair_order])
-    sizes = np.diff(np.concatenate([starts, [pair.size]])).astype(np.int64)
-    met = np.bincount(pair[pair_order][starts] // max(m, 1), minlength=nv)
-    won_left = y[decisive][take] == 1.0
-    entry_won = np.concatenate([won_left, ~won_left])[pair_order]
-    group = np.repeat(np.arange(starts.size, dtype=np.int32 if starts.size < 2**31 else np.int64), sizes)
-    wins = np.bincount(group, entry_won, starts.size).astype(np.int64)
-    in_test = (sizes >= MIN_DECISIVE)[group]
+    drows = np.flatnonzero(decisive)
+    drows = drows[enough[c[drows]]]
+    dv, da, db = c[drows], left_rows[drows], right_rows[drows]
+    mm = max(m, 1)
+    met = np.zeros(nv, dtype=np.int64)
+    big_left, big_right = np.zeros(drows.size, dtype=bool), np.zeros(drows.size, dtype=bool)
+    for first, last, part in _voter_chunks(dv, nv, m):
+        at_a, at_b = (dv[part] - first) * mm + da[part], (dv[part] - first) * mm + db[part]
+        met_count = np.bincount(at_a, minlength=(last - first) * mm) + np.bincount(at_b, minlength=(last - first) * mm)
+        met[first:last] = np.count_nonzero(met_count.reshape(last - first, mm), axis=1)
+        big_left[part], big_right[part] = met_count[at_a] >= MIN_DECISIVE, met_count[at_b] >= MIN_DECISIVE
+    # Entries as the test reads them: each such group's left-side votes, then its right-side ones, each in time order.
+    e_row = np.concatenate([drows[big_left], drows[big_right]])
+    e_left = np.concatenate([np.ones(int(big_left.sum()), dtype=bool), np.zeros(int(big_right.sum()), dtype=bool)])
+    e_voter = np.concatenate([dv[big_left], dv[big_right]])
+    e_model = np.concatenate([da[big_left], db[big_right]])
+    key = e_voter.astype(np.int64) * mm + e_model
+    order = np.argsort(key, kind="stable")
+    e_row, e_left, key = e_row[order], e_left[order], key[order]
+    starts = _starts(key)
+    sizes = np.diff(np.concatenate([starts, [key.size]])).astype(np.int64)
+    group = np.repeat(np.arange(starts.size, dtype=np.int64), sizes)
+    wins = np.bincount(group, (y[e_row] == 1.0) == e_left, starts.size).astype(np.int64)
 
     # Battles: repeated prompts and battles left after the answers
     brows = np.flatnonzero(bcodes >= 0)
@@ -743,7 +771,7 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     nb = np.bincount(bc, minlength=nv)
     fig["battles"][cut] = nb
     prompts = max(1, int(prompt_code.max()) + 1) if prompt_code.size else 1
-    distinct = np.bincount(pd.unique(bc * prompts + prompt_code[brows]) // prompts, minlength=nv)
+    distinct = np.bincount(pd.unique(bc * prompts + prompt_code[brows].astype(np.int64)) // prompts, minlength=nv)
     repeats = nb - distinct
     fig["repeats"][cut] = repeats
     repeated = (nb >= REPEAT_MIN_BATTLES) & (repeats >= REPEAT_SHARE * np.maximum(nb, 1))
@@ -763,11 +791,10 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     tested["abandoned"][cut] = (nb > 0) & (n_answered > 0)
     ev["abandoned"][cut] = np.where(tested["abandoned"][cut], _evidence(p), 0.0)
     # Kept for every round, so narrow: 32-bit rows, voters, entries and counts halve what the screen holds.
-    rows_t, entries_t = _index_dtype(votes.vote_ids.size), _index_dtype(pair.size)
-    return KindRows(span, rows.astype(rows_t), c.astype(_index_dtype(nv)), decisive, enough,
-                    pair_order.astype(entries_t), starts.astype(entries_t), sizes.astype(entries_t), met, left_rows,
-                    right_rows, y_rows, take, group, in_test, entry_voter[pair_order][starts].astype(_index_dtype(nv)),
-                    entry_model[pair_order][starts], wins.astype(entries_t))
+    rows_t = _index_dtype(votes.vote_ids.size)
+    return KindRows(span, rows.astype(rows_t), c.astype(_index_dtype(nv)), decisive, enough, met, left_rows,
+                    right_rows, y_rows, e_row.astype(rows_t), e_left, group.astype(_index_dtype(starts.size)),
+                    (key[starts] // mm).astype(_index_dtype(nv)), key[starts] % mm, sizes, wins)
 
 
 def _voter_chunks(voter: np.ndarray, voters: int, m: int) -> Iterator[tuple[int, int, slice]]:
@@ -825,17 +852,13 @@ def _yardstick_kind(votes: VoteTable, yardstick: Yardstick, kr: KindRows, out: d
     ev["unlikely_votes"][cut] = np.where(applies, _evidence(ndtr(-z)), 0.0)
 
     # Favoured (or disfavoured) models: per voter and model met, its wins against the predicted chances
-    take = kr.take
-    group, wins = kr.group, kr.wins
-    chance = np.concatenate([dp[take], 1 - dp[take]])[kr.pair_order]
-    starts, sizes = kr.starts, kr.sizes
-    big = sizes >= MIN_DECISIVE
-    mean = np.bincount(group, chance, starts.size)
-    upper, lower = _tails_grouped(chance[kr.in_test],
-                                  np.concatenate([[0], np.cumsum(sizes[big])[:-1]]).astype(np.int64), sizes[big],
-                                  wins[big])
+    p_entry = p_left[kr.test_row]
+    chance = np.where(kr.test_left, p_entry, 1 - p_entry)
+    sizes, wins = kr.group_size, kr.wins
+    mean = np.bincount(kr.test_group, chance, sizes.size)
+    upper, lower = _tails_grouped(chance, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64), sizes, wins)
     p_pair = np.minimum(1.0, 2 * np.minimum(upper, lower))
-    g_voter, g_model = kr.group_voter[big], kr.group_model[big]
+    g_voter, g_model = kr.group_voter, kr.group_model
     best = np.lexsort((g_model, p_pair, g_voter))  # per voter: the smallest p, then the lowest model
     first = best[_starts(g_voter[best])]
     first = first[p_pair[first] < 1.0]
@@ -844,8 +867,8 @@ def _yardstick_kind(votes: VoteTable, yardstick: Yardstick, kr: KindRows, out: d
     has[bv] = True
     p_fav = np.ones(nv)
     p_fav[bv] = np.minimum(1.0, p_pair[first] * kr.met[bv])
-    for name, values in (("favoured", g_model[first]), ("favoured_wins", wins[big][first]),
-                         ("favoured_votes", sizes[big][first]), ("favoured_expected", mean[big][first])):
+    for name, values in (("favoured", g_model[first]), ("favoured_wins", wins[first]),
+                         ("favoured_votes", sizes[first]), ("favoured_expected", mean[first])):
         column = np.zeros(nv)
         column[bv] = values
         fig[name][cut] = column
@@ -864,22 +887,15 @@ class Context:
 
 def _time_rank(times: np.ndarray) -> np.ndarray:
     """(N,) each row's place when sorted by ``times``, ties by row: one sort shared by both kinds of voter."""
-    rank = np.empty(times.size, dtype=np.int64)
-    rank[np.argsort(times, kind="stable")] = np.arange(times.size)
+    dtype = _index_dtype(times.size)
+    rank = np.empty(times.size, dtype=dtype)
+    rank[np.argsort(times, kind="stable")] = np.arange(times.size, dtype=dtype)
     return rank
 
 
 def _index_dtype(bound: int) -> np.dtype:
     """The narrowest of int32 and int64 that holds ``range(-1, bound)``."""
     return np.dtype(np.int32 if bound < 2**31 else np.int64)
-
-
-def _stable_order(keys: np.ndarray, bound: int) -> np.ndarray:
-    """``np.argsort(keys, kind="stable")`` for keys in ``range(bound)``: an unstable sort of each key with its row
-    appended, a third of the time of a stable sort where the product fits in 63 bits."""
-    if bound * max(keys.size, 1) >= 2**62:
-        return np.argsort(keys, kind="stable")
-    return np.argsort(keys.astype(np.int64) * keys.size + np.arange(keys.size))
 
 
 def _by_voter_then(voter: np.ndarray, rank: np.ndarray) -> np.ndarray:

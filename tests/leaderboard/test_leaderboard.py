@@ -565,3 +565,33 @@ def test_the_trust_screen_reads_the_snapshots_votes_as_it_would_read_them_itself
         assert np.allclose(getattr(shared, name), getattr(own, name), equal_nan=True), name
     assert np.isnan(shared.wait).sum() == sum(1 for i in range(1, len(battles)) if i % 9 == 0)
     assert (shared.answer_chars > 0).all()
+
+
+@pytest.mark.parametrize("rare", [False, True])
+def test_a_category_holding_every_vote_is_fitted_as_its_own_category_would_be(settings, rare):
+    """A category that holds every vote (an arena where every prompt is English) takes the overall fit rather than
+    fitting the same battles again; that must be the fit the category would get on its own, also where a model
+    has fewer votes than a category needs (then it is fitted on its own, leaving that model out)."""
+    from arena.facts import CATEGORY_BITS
+    from leaderboard.snapshots import LeaderboardVotes, category_fit, leaderboard_payload
+
+    settings.ARENA_LEADERBOARD_MIN_CATEGORY_VOTES = 20
+    rng = np.random.default_rng(5)
+    n = 3000
+    left = rng.integers(1, 6, n)
+    right = (left + rng.integers(1, 5, n) - 1) % 5 + 1
+    if rare:  # model 9 in 5 battles only: under the category's minimum
+        left[:5] = 9
+    outcome = rng.choice([0.0, 0.5, 1.0], n)
+    style = rng.integers(0, 300, (n, 2, 4)).astype(np.int32)
+    z = np.zeros(n)
+    votes = LeaderboardVotes(
+        vote_ids=np.arange(n), left=left, right=right, outcome=outcome,
+        categories=np.full(n, 1 << CATEGORY_BITS.index("lang:en")), other_categories={}, style=style,
+        has_text=np.ones(n, dtype=bool), session=z, address=z, voted_at=np.full(n, 1.7e9), done=z, chars=z,
+        turns=z, imported=np.zeros(n, dtype=bool))
+    payload = leaderboard_payload(votes)
+    alone = category_fit(left, right, outcome, style, min_votes=20, preliminary_votes=100, label="English",
+                         has_text=votes.has_text)
+    assert payload["categories"]["lang:en"] == alone
+    assert any(o["model_id"] == 9 for o in alone["left_out"]) == rare
