@@ -422,9 +422,10 @@ def _votes_per_day(votes: LeaderboardVotes) -> list[tuple[str, int]]:
 
 
 def _votes_subset(votes: LeaderboardVotes, mask: np.ndarray) -> LeaderboardVotes:
+    """The votes ``mask`` marks; columns already emptied (trust_votes_split) stay empty."""
     return dataclasses.replace(votes, **{
-        f.name: value[mask] for f in dataclasses.fields(votes) for value in [getattr(votes, f.name)]
-        if isinstance(value, np.ndarray)
+        f.name: value[mask] if len(value) == mask.size else value
+        for f in dataclasses.fields(votes) for value in [getattr(votes, f.name)] if isinstance(value, np.ndarray)
     })
 
 
@@ -444,8 +445,14 @@ def trust_vote_table(votes: LeaderboardVotes) -> VoteTable:
 def trust_votes_split(votes: LeaderboardVotes, *, battles: BattleTable | None = None
                       ) -> tuple[LeaderboardVotes, LeaderboardVotes, RiskResult]:
     """Recompute the voters' risk (trust.risk) and split the votes: (counted, left out as flagged, the risk).
-    ``battles``: the trust screen's battle table where the caller has read it already."""
-    risk = risk_recompute(votes=trust_vote_table(votes), battles=battles)
+    ``battles``: the trust screen's battle table where the caller has read it already (the screen empties it).
+    The columns only the screen reads (when the answers finished, their characters and turns) are emptied in
+    ``votes`` once it has them."""
+    table = trust_vote_table(votes)
+    for name in ("done", "chars", "turns"):
+        setattr(votes, name, getattr(votes, name)[:0].copy())
+    risk = risk_recompute(votes=table, battles=battles)
+    del table
     out = np.isin(votes.vote_ids, np.fromiter(risk.excluded_vote_ids, dtype=np.int64, count=len(risk.excluded_vote_ids)))
     if not out.any():  # the usual case: no copy of every column (a gigabyte at ten million votes)
         return votes, _votes_subset(votes, out), risk

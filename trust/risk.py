@@ -469,8 +469,8 @@ class VoterIndex:
     key: np.ndarray  # (V,) object
     kinds: dict[str, tuple[int, int]]  # kind -> the range of its voters
     vote_voter: dict[str, np.ndarray]  # kind -> (N,) global voter index or -1
-    battle_voter: dict[str, np.ndarray]  # kind -> (B,)
-    prompt_code: np.ndarray  # (B,) the battle's normalised first prompt, as an integer
+    battle_voter: dict[str, np.ndarray]  # kind -> (B,); emptied once the static columns are made
+    prompt_code: np.ndarray  # (B,) the battle's normalised first prompt, as an integer; likewise
     positions: dict[tuple[str, Any], int]  # (kind, key) -> voter, where ``key`` holds strings (codes: searched)
     votes: int
     static: dict[str, Any] | None = None  # the columns every round shares (voters_assess)
@@ -679,28 +679,49 @@ class KindRows:
 def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcodes: np.ndarray,
                  prompt_code: np.ndarray, span: tuple[int, int], out: dict[str, Any], ctx: "Context") -> KindRows:
     """Fill ``out``'s columns that do not depend on the yardstick for the voters in ``span`` (their global
-    indices), from the vote and battle rows whose voter (``codes``/``bcodes``) is one of them."""
-    threshold = settings.ARENA_TRUST_RISK_THRESHOLD
+    indices), from the vote and battle rows whose voter (``codes``/``bcodes``) is one of them. Each detector's
+    part is a function of its own, so that its temporaries are gone before the next one's (at ten million votes
+    each is a few hundred megabytes)."""
     lo, hi = span
     nv = hi - lo
     m = votes.model_ids.size
-    ev, tested, fig = out["evidence"], out["tested"], out["figures"]
     cut = slice(lo, hi)
 
-    rows = np.flatnonzero(codes >= 0)
-    c = codes[rows].astype(np.int64) - lo  # 64 bits: shifted and multiplied below
-    order = _by_voter_then(c, ctx.vote_rank[rows])  # by voter, then time
-    rows, c = rows[order], c[order]
+    rows, c = _kind_rows(codes, lo, ctx.vote_rank)
     out["votes"][cut] = np.bincount(c, minlength=nv)
     narrow = np.int32 if m < 2**31 else np.int64
     left_rows, right_rows = votes.left[rows].astype(narrow), votes.right[rows].astype(narrow)
     y_rows = votes.outcome[rows].astype(np.float32)
+    _rate_columns(votes, rows, c, nv, cut, out, ctx)
+    decisive, enough = _position_columns(y_rows, c, nv, cut, out)
+    out["heavy"][cut] = _heavy(votes, c, left_rows, right_rows, nv, m)
+    groups = _favoured_groups(c, decisive, enough, left_rows, right_rows, y_rows, nv, m)
+    _battle_columns(battles, bcodes, prompt_code, lo, nv, cut, out, ctx)
+    # Kept for every round, so narrow: 32-bit rows, voters, entries and counts halve what the screen holds.
+    rows_t = _index_dtype(votes.vote_ids.size)
+    return KindRows(span, rows.astype(rows_t), c.astype(_index_dtype(nv)), decisive, enough, groups[0], left_rows,
+                    right_rows, y_rows, groups[1].astype(rows_t), *groups[2:])
 
-    # Rates
+
+def _kind_rows(codes: np.ndarray, lo: int, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a voter of this kind, by voter then ``rank`` (time), and each one's voter local to the kind."""
+    rows = np.flatnonzero(codes >= 0)
+    c = codes[rows].astype(np.int64) - lo  # 64 bits: shifted and multiplied below
+    order = _by_voter_then(c, rank[rows])
+    return rows[order], c[order]
+
+
+def _rate_columns(votes: VoteTable, rows: np.ndarray, c: np.ndarray, nv: int, cut: slice, out: dict[str, Any],
+                  ctx: "Context") -> None:
+    """Votes in the busiest hour, and votes faster than their answers can be read."""
+    threshold = settings.ARENA_TRUST_RISK_THRESHOLD
+    ev, tested, fig = out["evidence"], out["tested"], out["figures"]
     if rows.size:
         t = votes.voted_at[rows]
         stamp = (c << 42) | np.round((t - t.min()) * 1000).astype(np.int64)  # voter, then milliseconds
+        del t
         within = np.searchsorted(stamp, stamp + 3_600_000, side="left") - np.arange(rows.size)
+        del stamp
         busiest = _group_max(within, c, nv)
     else:
         busiest = np.zeros(nv, dtype=np.int64)
@@ -717,8 +738,11 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     ev["fast_votes"][cut] = np.where((n_known >= FAST_MIN_VOTES) & (share >= FAST_SHARE),
                                      threshold * share / FAST_SHARE, 0.0)
 
-    # Position bias, on decisive votes
-    y = y_rows
+
+def _position_columns(y: np.ndarray, c: np.ndarray, nv: int, cut: slice,
+                      out: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Position bias, on decisive votes; returns which rows are decisive and which voters have enough of them."""
+    ev, tested, fig = out["evidence"], out["tested"], out["figures"]
     decisive = y != 0.5
     n = np.bincount(c, decisive, nv).astype(np.int64)
     k_left = np.bincount(c, decisive & (y == 1.0), nv).astype(np.int64)
@@ -727,20 +751,27 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     fig["p_position"][cut] = p
     tested["position_bias"][cut] = n > 0
     ev["position_bias"][cut] = np.where(n > 0, _evidence(p), 0.0)
+    return decisive, n >= MIN_DECISIVE
 
-    # Cast over LEAVE_OUT_MAX_SHARE of some model's votes (chunks of voters)
+
+def _heavy(votes: VoteTable, c: np.ndarray, left_rows: np.ndarray, right_rows: np.ndarray, nv: int,
+           m: int) -> np.ndarray:
+    """(nv,) cast over LEAVE_OUT_MAX_SHARE of some model's votes (chunks of voters)."""
     everyone = np.bincount(votes.left, minlength=m) + np.bincount(votes.right, minlength=m)
     heavy = np.zeros(nv, dtype=bool)
     for first, last, part in _voter_chunks(c, nv, m):
         a, b = left_rows[part], right_rows[part]
         heavy[first:last] = np.any(_per_voter_model(c[part] - first, a, b, None, last - first, m)
                                    > LEAVE_OUT_MAX_SHARE * everyone, axis=1)
-    out["heavy"][cut] = heavy
+    return heavy
 
-    # The (voter, model) groups the favoured-model test takes: a voter with enough decisive votes, a model it met in
-    # at least MIN_DECISIVE of them. Counted per voter and model in chunks of voters, so that only the entries of
-    # such groups are sorted and kept.
-    enough = n >= MIN_DECISIVE
+
+def _favoured_groups(c: np.ndarray, decisive: np.ndarray, enough: np.ndarray, left_rows: np.ndarray,
+                     right_rows: np.ndarray, y: np.ndarray, nv: int, m: int) -> tuple[np.ndarray, ...]:
+    """The (voter, model) groups the favoured-model test takes: a voter with enough decisive votes, a model it met
+    in at least MIN_DECISIVE of them. Counted per voter and model in chunks of voters, so that only the entries of
+    such groups are sorted and kept. Returns KindRows' met, test_row, test_left, test_group, group_voter,
+    group_model, group_size and wins."""
     drows = np.flatnonzero(decisive)
     drows = drows[enough[c[drows]]]
     dv, da, db = c[drows], left_rows[drows], right_rows[drows]
@@ -755,17 +786,23 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     # Entries as the test reads them: each such group's left-side votes, then its right-side ones, each in time order.
     e_row = np.concatenate([drows[big_left], drows[big_right]])
     e_left = np.concatenate([np.ones(int(big_left.sum()), dtype=bool), np.zeros(int(big_right.sum()), dtype=bool)])
-    e_voter = np.concatenate([dv[big_left], dv[big_right]])
-    e_model = np.concatenate([da[big_left], db[big_right]])
-    key = e_voter.astype(np.int64) * mm + e_model
+    key = np.concatenate([dv[big_left], dv[big_right]]).astype(np.int64) * mm + np.concatenate([da[big_left],
+                                                                                                db[big_right]])
     order = np.argsort(key, kind="stable")
     e_row, e_left, key = e_row[order], e_left[order], key[order]
     starts = _starts(key)
     sizes = np.diff(np.concatenate([starts, [key.size]])).astype(np.int64)
     group = np.repeat(np.arange(starts.size, dtype=np.int64), sizes)
     wins = np.bincount(group, (y[e_row] == 1.0) == e_left, starts.size).astype(np.int64)
+    return (met, e_row, e_left, group.astype(_index_dtype(starts.size)), (key[starts] // mm).astype(_index_dtype(nv)),
+            key[starts] % mm, sizes, wins)
 
-    # Battles: repeated prompts and battles left after the answers
+
+def _battle_columns(battles: BattleTable, bcodes: np.ndarray, prompt_code: np.ndarray, lo: int, nv: int,
+                    cut: slice, out: dict[str, Any], ctx: "Context") -> None:
+    """Battles: repeated prompts, and battles left after the answers."""
+    threshold = settings.ARENA_TRUST_RISK_THRESHOLD
+    ev, tested, fig = out["evidence"], out["tested"], out["figures"]
     brows = np.flatnonzero(bcodes >= 0)
     bc = bcodes[brows].astype(np.int64) - lo
     nb = np.bincount(bc, minlength=nv)
@@ -780,6 +817,7 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     ev["repeated_prompts"][cut] = np.where(repeated, SUPPORTING * threshold, 0.0)
     order = _by_voter_then(bc, ctx.battle_rank[brows])
     brows, bc = brows[order], bc[order]
+    del order
     latest = np.concatenate([bc[1:] != bc[:-1], [True]]) if bc.size else np.zeros(0, dtype=bool)
     eligible = ~latest  # the latest battle may still be voted on
     answered = battles.answered[brows]
@@ -790,11 +828,6 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     fig["p_abandoned"][cut] = p
     tested["abandoned"][cut] = (nb > 0) & (n_answered > 0)
     ev["abandoned"][cut] = np.where(tested["abandoned"][cut], _evidence(p), 0.0)
-    # Kept for every round, so narrow: 32-bit rows, voters, entries and counts halve what the screen holds.
-    rows_t = _index_dtype(votes.vote_ids.size)
-    return KindRows(span, rows.astype(rows_t), c.astype(_index_dtype(nv)), decisive, enough, met, left_rows,
-                    right_rows, y_rows, e_row.astype(rows_t), e_left, group.astype(_index_dtype(starts.size)),
-                    (key[starts] // mm).astype(_index_dtype(nv)), key[starts] % mm, sizes, wins)
 
 
 def _voter_chunks(voter: np.ndarray, voters: int, m: int) -> Iterator[tuple[int, int, slice]]:
@@ -930,6 +963,9 @@ def _static_columns(votes: VoteTable, battles: BattleTable, index: VoterIndex) -
                                          index.prompt_code, span, out,
                                          Context(limit, abandon_rate, vote_rank, battle_rank)))
     index.static = out
+    # The battles' voters and prompts serve these columns only: not kept through the rounds.
+    index.battle_voter = {kind: np.zeros(0, dtype=np.int32) for kind in index.battle_voter}
+    index.prompt_code = np.zeros(0, dtype=np.int32)
     return out
 
 
@@ -965,14 +1001,15 @@ def suspected(verdicts: Verdicts) -> np.ndarray:
 
 def voters_settle(
     votes: VoteTable, battles: BattleTable, excluding: Callable[[Verdicts], np.ndarray],
-    suspecting: Callable[[Verdicts], np.ndarray] | None = None,
+    suspecting: Callable[[Verdicts], np.ndarray] | None = None, *, consume_battles: bool = False,
 ) -> tuple[Verdicts, np.ndarray]:
     """Assess every voter, then again against a fit without the voters ``excluding`` leaves out and those
     ``suspecting`` names (by default: a suspicion of at least ``SUSPECT_SHARE`` of the threshold), until both sets
     stop changing or the next fit would rate every model as the last did (``Yardstick.still``; at most ``ROUNDS``
     fits): the last verdicts and who they leave out (a (V,) mask over them).
     Suspected voters stay on the board; they only stay out of the yardstick, so that riggers just under the line
-    do not prop each other up."""
+    do not prop each other up. ``consume_battles``: empty the battle table's columns once the first assessment has
+    read them (the rounds never do), so that a caller with no further use for them does not hold them meanwhile."""
     suspecting = suspected if suspecting is None else suspecting
     index = VoterIndex.build(votes, battles)
 
@@ -984,6 +1021,9 @@ def voters_settle(
 
     yardstick = Yardstick.fit(votes, np.ones(votes.vote_ids.size, dtype=bool))
     verdicts = voters_assess(votes, battles, index=index, yardstick=yardstick)
+    if consume_battles:
+        for name in ("session", "address", "created", "voted", "answered", "prompt"):
+            setattr(battles, name, getattr(battles, name)[:0].copy())
     left_out = excluding(verdicts)
     apart = yardstick_out(verdicts, left_out)
     for _ in range(ROUNDS - 1):
@@ -1005,7 +1045,8 @@ def risk_recompute(vote_ids: Iterable[int] | None = None, *, votes: VoteTable | 
     """Score every live voter of the counted votes (``votes``, as the snapshot read them; else read here, only
     ``vote_ids`` if given), store the records of those at or above the threshold, and return the vote ids the
     leaderboard should leave out (flagged and confirmed voters; never cleared). ``battles``: battle_table(), where
-    the caller has read it already."""
+    the caller has read it already; its columns are emptied once screened (at ten million battles, a third of a
+    gigabyte the rounds do not need)."""
     threshold = settings.ARENA_TRUST_RISK_THRESHOLD
     votes = vote_table(vote_ids) if votes is None else votes
     battles = battle_table() if battles is None else battles
@@ -1030,7 +1071,7 @@ def risk_recompute(vote_ids: Iterable[int] | None = None, *, votes: VoteTable | 
     def suspecting(verdicts: Verdicts) -> np.ndarray:
         return ~state_is(verdicts, VoterRisk.State.CLEARED) & suspected(verdicts)
 
-    verdicts, excluding_now = voters_settle(votes, battles, excluding, suspecting)
+    verdicts, excluding_now = voters_settle(votes, battles, excluding, suspecting, consume_battles=True)
     excluded = verdicts.index.vote_mask(excluding_now)
     verdicts.index.key_names(np.flatnonzero(verdicts.score >= threshold).tolist())
     _store(verdicts, threshold)
@@ -1048,11 +1089,15 @@ def _store(verdicts: Verdicts, threshold: float) -> None:
     index = verdicts.index
     with transaction.atomic():
         existing = {(r.kind, r.key): r for r in VoterRisk.objects.select_for_update()}
+        new = []
         for i in np.flatnonzero(verdicts.score >= threshold):
             if (str(index.kind[i]), index.key_of(i)) not in existing:
                 v = verdicts[i]
-                VoterRisk.objects.create(kind=v.kind, key=v.key, state=VoterRisk.State.FLAGGED, score=v.score,
-                                         reasons=v.reasons, features=v.features, votes=v.votes, computed_at=now)
+                new.append(VoterRisk(kind=v.kind, key=v.key, state=VoterRisk.State.FLAGGED, score=v.score,
+                                     reasons=v.reasons, features=v.features, votes=v.votes, computed_at=now))
+        # In batches: a snapshot of ten million votes writes a thousand records or more, each a round trip alone.
+        VoterRisk.objects.bulk_create(new, batch_size=500)
+        changed = []
         for (kind, key), record in existing.items():
             at = index.position(kind, key)
             if at is None:
@@ -1063,7 +1108,9 @@ def _store(verdicts: Verdicts, threshold: float) -> None:
             record.computed_at = now
             if record.state in (VoterRisk.State.FLAGGED, VoterRisk.State.LAPSED):
                 record.state = VoterRisk.State.FLAGGED if v.score >= threshold else VoterRisk.State.LAPSED
-            record.save()
+            changed.append(record)
+        VoterRisk.objects.bulk_update(changed, ["score", "reasons", "features", "votes", "computed_at", "state"],
+                                      batch_size=500)
 
 
 def risk_review(record: VoterRisk, *, state: str, by: str) -> None:
