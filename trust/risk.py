@@ -252,7 +252,8 @@ def battle_table() -> BattleTable:
         # stored (microseconds since 2000) instead of converted to seconds per row; each roughly halves what
         # PostgreSQL spends on ten million battles.
         battle, vote = Battle._meta.db_table, Vote._meta.db_table
-        sql = (f"SELECT b.id, b.session_code, b.address_code, b.prompt_code, b.created_at, v.id IS NOT NULL "
+        # The vote's battle id, not its id: the join then reads only the votes' battle index.
+        sql = (f"SELECT b.id, b.session_code, b.address_code, b.prompt_code, b.created_at, v.battle_id IS NOT NULL "
                f"FROM {battle} b LEFT JOIN {vote} v ON v.battle_id = b.id "
                f"WHERE b.mode = %s AND b.session_key NOT LIKE %s ORDER BY b.id")
         got = copy_columns(sql, [Battle.Mode.ANONYMOUS, "import:%"],
@@ -421,7 +422,11 @@ def _tails_grouped(flat: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
             dist[:, 0] = 1.0
             for column in range(longest):
                 c = q[:, column:column + 1]
-                dist[:, 1:] = dist[:, 1:] * (1 - c) + dist[:, :-1] * c
+                # After `column` trials only counts 0..column are possible: the rest of each row is still zero.
+                # In place, one temporary: at a million groups the whole-row version was a third of a round.
+                moved = dist[:, :column + 1] * c
+                dist[:, 1:column + 2] *= 1 - c
+                dist[:, 1:column + 2] += moved
                 dist[:, 0] *= 1 - c[:, 0]
             cumulative = np.cumsum(dist, axis=1)
             k = ks[these]
