@@ -271,20 +271,23 @@ def _newton(
         if big > MAX_NEWTON_STEP:
             step *= MAX_NEWTON_STEP / big
         dx = d.logits(step[:m], step[m:])
+        decrement = float(np.dot(g, step))
+        # Below this the objective cannot tell the points apart: the sufficient-decrease test would then fail on
+        # rounding alone and halve the step away, stopping short of the optimum by the step's size (3e-8 here, on
+        # some processors). Newton is in its quadratic region there, so the full step is taken.
+        rounding = 1e-12 * max(1.0, abs(f))
         t = 1.0
         while True:
             cand = params - t * step
             f_new = d.data_nll(x, w, p, dx, t) + _penalty(cand, m, ridge, style_reg)
-            if f_new <= f - 1e-4 * t * np.dot(g, step) or t < 1e-8:
+            if decrement < rounding or f_new <= f - 1e-4 * t * decrement or t < 1e-8:
                 break
             t *= 0.5
-        previous = f
         params, f = cand, f_new
         x -= t * dx
         # The step test alone never passes at millions of battles: rounding in the O(N) sums keeps steps above
         # `tol`. Stop too once the Newton decrement says the objective cannot improve beyond its rounding.
-        decrement = float(np.dot(g, step))
-        if np.max(np.abs(t * step)) < tol or decrement < 1e-12 * max(1.0, abs(previous)):
+        if np.max(np.abs(t * step)) < tol or decrement < rounding:
             break
     params = params.copy()
     params[:m] -= params[:m].mean()
