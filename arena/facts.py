@@ -249,7 +249,7 @@ def copy_columns(sql: str, params: Sequence[Any], columns: Sequence[tuple[str, s
     on the wire; ``NARROW``: the narrowest integer that holds them). ``progress(bytes)`` is called per block. With
     no rows, every column is empty."""
     record = _record_dtype(columns)
-    memory = memory or {}
+    into = {name: (memory or {}).get(name, np.dtype(kind).newbyteorder("=")) for name, kind in columns}
     parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in columns}
     pending = bytearray()
     header = None
@@ -257,9 +257,8 @@ def copy_columns(sql: str, params: Sequence[Any], columns: Sequence[tuple[str, s
     def parse(block: bytes) -> None:
         # Each block becomes compact native columns at once: the wire records are twice their size.
         records = np.frombuffer(block, dtype=record)
-        for name, kind in columns:
-            into = memory.get(name, np.dtype(kind).newbyteorder("="))
-            parts[name].append(_narrowest(records[name]) if into is NARROW else records[name].astype(into))
+        for name, _ in columns:
+            parts[name].append(_narrowest(records[name]) if into[name] is NARROW else records[name].astype(into[name]))
 
     def take() -> None:
         nonlocal header
@@ -306,11 +305,8 @@ def copy_columns(sql: str, params: Sequence[Any], columns: Sequence[tuple[str, s
         raise RuntimeError(f"unexpected end of a binary COPY stream ({len(pending)} bytes)")
     if len(pending) > 2:
         parse(bytes(pending[:-2]))
-    def empty(name: str, kind: str) -> np.ndarray:
-        into = memory.get(name, np.dtype(kind).newbyteorder("="))
-        return np.zeros(0, dtype=np.int8 if into is NARROW else into)
-
-    return {name: np.concatenate(parts.pop(name)) if parts[name] else empty(name, kind) for name, kind in columns}
+    return {name: np.concatenate(parts.pop(name)) if parts[name] else
+            np.zeros(0, dtype=np.int8 if into[name] is NARROW else into[name]) for name, _ in columns}
 
 
 def copy_timestamps(column: np.ndarray) -> np.ndarray:
@@ -328,11 +324,11 @@ def _empty() -> VoteFacts:
 
 
 def _facts_from(columns: dict[str, np.ndarray]) -> VoteFacts:
-    names = [f"style_{p}_{k}" for p in ("left", "right") for k in range(4)]
-    style = np.empty((columns["vote_id"].size, 2, 4), dtype=np.result_type(*(columns[n] for n in names)))
-    for j, p in enumerate(("left", "right")):
-        for k in range(4):
-            style[:, j, k] = columns.pop(f"style_{p}_{k}")
+    names = [[f"style_{p}_{k}" for k in range(4)] for p in ("left", "right")]
+    style = np.empty((columns["vote_id"].size, 2, 4), dtype=np.result_type(*(columns[n] for n in sum(names, []))))
+    for j, side in enumerate(names):
+        for k, name in enumerate(side):
+            style[:, j, k] = columns.pop(name)
     return VoteFacts(
         vote_ids=columns["vote_id"], left=columns["left_model_id"],
         right=columns["right_model_id"], outcome2=columns["outcome"].astype(np.int8), voted_at=columns["voted_at"],

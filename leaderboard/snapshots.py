@@ -225,6 +225,14 @@ def vote_hash(votes: LeaderboardVotes) -> str:
 # Fitting
 
 
+def _rows(mask: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray]:
+    """Take a column's rows that ``mask`` marks; with no mask, or one that marks every row, the column as it is
+    (at ten million votes a copy of each column costs a gigabyte)."""
+    if mask is None or mask.all():
+        return lambda column: column
+    return lambda column: column[mask]
+
+
 def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
@@ -277,8 +285,7 @@ def category_fit(
     }
     if ids.size < 2:
         return empty
-    # Every battle kept (the usual case): the columns as they are, not copies.
-    pick = (lambda column: column) if keep.all() else (lambda column: column[keep])
+    pick = _rows(keep)
     local = np.zeros(size, dtype=np.int32)
     local[ids] = np.arange(ids.size, dtype=np.int32)
     a, b, y = local[pick(left)], local[pick(right)], pick(outcome)
@@ -400,7 +407,7 @@ def leaderboard_payload(votes: LeaderboardVotes, *, progress: Progress = no_prog
                 # text, which are all of them): the overall fit, to the digit.
                 categories[key] = overall | {"label": category_label(key)}
                 continue
-        pick = (lambda column: column) if mask is None else (lambda column: column[mask])
+        pick = _rows(mask)
         categories[key] = category_fit(
             pick(votes.left), pick(votes.right), pick(votes.outcome), pick(votes.style) if styled else None,
             min_votes=1 if key == "overall" else min_votes, preliminary_votes=preliminary, label=category_label(key),
@@ -433,8 +440,7 @@ def trust_vote_table(votes: LeaderboardVotes) -> VoteTable:
     """What the trust screen reads of the votes (trust.risk.vote_table), from the snapshot's own read: the live
     voters' votes (imported battles were judged where they were collected)."""
     live = ~votes.imported
-    # Without imported votes the columns are taken as they are: a copy of each would cost a gigabyte at 10M votes.
-    pick = (lambda column: column) if live.all() else (lambda column: column[live])
+    pick = _rows(live)
     return VoteTable.from_columns(
         vote_ids=pick(votes.vote_ids), session=pick(votes.session), address=pick(votes.address),
         left=pick(votes.left), right=pick(votes.right), outcome=pick(votes.outcome), voted_at=pick(votes.voted_at),

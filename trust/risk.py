@@ -700,12 +700,12 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     _rate_columns(votes, rows, c, nv, cut, out, ctx)
     decisive, enough = _position_columns(y_rows, c, nv, cut, out)
     out["heavy"][cut] = _heavy(votes, c, left_rows, right_rows, nv, m)
-    groups = _favoured_groups(c, decisive, enough, left_rows, right_rows, y_rows, nv, m)
-    _battle_columns(battles, bcodes, prompt_code, lo, nv, cut, out, ctx)
     # Kept for every round, so narrow: 32-bit rows, voters, entries and counts halve what the screen holds.
     rows_t = _index_dtype(votes.vote_ids.size)
-    return KindRows(span, rows.astype(rows_t), c.astype(_index_dtype(nv)), decisive, enough, groups[0], left_rows,
-                    right_rows, y_rows, groups[1].astype(rows_t), *groups[2:])
+    groups = _favoured_groups(c, decisive, enough, left_rows, right_rows, y_rows, nv, m, rows_t)
+    _battle_columns(battles, bcodes, prompt_code, lo, nv, cut, out, ctx)
+    return KindRows(span=span, rows=rows.astype(rows_t), voter=c.astype(_index_dtype(nv)), decisive=decisive,
+                    enough=enough, left=left_rows, right=right_rows, outcome=y_rows, **groups)
 
 
 def _kind_rows(codes: np.ndarray, lo: int, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -772,11 +772,11 @@ def _heavy(votes: VoteTable, c: np.ndarray, left_rows: np.ndarray, right_rows: n
 
 
 def _favoured_groups(c: np.ndarray, decisive: np.ndarray, enough: np.ndarray, left_rows: np.ndarray,
-                     right_rows: np.ndarray, y: np.ndarray, nv: int, m: int) -> tuple[np.ndarray, ...]:
+                     right_rows: np.ndarray, y: np.ndarray, nv: int, m: int, rows_t: np.dtype) -> dict[str, np.ndarray]:
     """The (voter, model) groups the favoured-model test takes: a voter with enough decisive votes, a model it met
     in at least MIN_DECISIVE of them. Counted per voter and model in chunks of voters, so that only the entries of
-    such groups are sorted and kept. Returns KindRows' met, test_row, test_left, test_group, group_voter,
-    group_model, group_size and wins."""
+    such groups are sorted and kept. Returns those fields of KindRows (``met`` and the ``test_``/``group_`` ones),
+    rows as ``rows_t``."""
     drows = np.flatnonzero(decisive)
     drows = drows[enough[c[drows]]]
     dv, da, db = c[drows], left_rows[drows], right_rows[drows]
@@ -799,8 +799,9 @@ def _favoured_groups(c: np.ndarray, decisive: np.ndarray, enough: np.ndarray, le
     sizes = np.diff(np.concatenate([starts, [key.size]])).astype(np.int64)
     group = np.repeat(np.arange(starts.size, dtype=np.int64), sizes)
     wins = np.bincount(group, (y[e_row] == 1.0) == e_left, starts.size).astype(np.int64)
-    return (met, e_row, e_left, group.astype(_index_dtype(starts.size)), (key[starts] // mm).astype(_index_dtype(nv)),
-            key[starts] % mm, sizes, wins)
+    return {"met": met, "test_row": e_row.astype(rows_t), "test_left": e_left,
+            "test_group": group.astype(_index_dtype(starts.size)), "group_voter": (key[starts] // mm).astype(
+                _index_dtype(nv)), "group_model": key[starts] % mm, "group_size": sizes, "wins": wins}
 
 
 def _battle_columns(battles: BattleTable, bcodes: np.ndarray, prompt_code: np.ndarray, lo: int, nv: int,
