@@ -23,7 +23,7 @@ import numpy as np
 import psycopg
 from django.db import connection
 from psycopg import pq
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from ratings import style_counts
@@ -93,6 +93,7 @@ def fact_values(*, vote: Any, battle: Any, turns: Sequence[Any], models: dict[st
         and not any(t.status == "failed" for t in turns)
     )
     finished = [t.finished_at for t in done if t.finished_at is not None]
+    first = next((t for t in turns if t.side.position == "left" and t.index == 0), None)
     values: dict[str, Any] = {
         "battle_id": battle.pk,
         "modality": modalities.pop() if len(modalities) == 1 else "",
@@ -110,6 +111,8 @@ def fact_values(*, vote: Any, battle: Any, turns: Sequence[Any], models: dict[st
         "categories": categories_mask(battle.categories),
         "session_code": key_code(battle.session_key),
         "address_code": key_code(battle.ip_hash),
+        "started_at": battle.created_at,
+        "prompt_code": battle.prompt_code or (prompt_code(first.prompt) if first is not None else 0),
     }
     for position in ("left", "right"):
         for k, value in enumerate(style[position]):
@@ -132,12 +135,23 @@ def vote_fact_write(vote: Any) -> None:
 def _vote_saved(sender: Any, instance: Any, raw: bool = False, **kwargs: Any) -> None:
     # Every vote saved through the ORM (the vote path writes its own in the same transaction: arena.services).
     if not raw:
+        from .models import Battle
+
+        Battle.objects.filter(pk=instance.battle_id, voted=False).update(voted=True)
         vote_fact_write(instance)
 
 
+@receiver(post_delete, sender="arena.Vote", dispatch_uid="arena.facts.vote_deleted")
+def _vote_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    from .models import Battle
+
+    Battle.objects.filter(pk=instance.battle_id).update(voted=False)
+
+
 def vote_facts_write(votes: Sequence[Any]) -> None:
-    """The fact rows of many saved votes at once (an import): three reads and one bulk insert per call."""
-    from .models import Side, Turn, VoteFact
+    """The fact rows of many saved votes at once (an import): three reads, one bulk insert and the battles marked
+    voted."""
+    from .models import Battle, Side, Turn, VoteFact
 
     battle_ids = [v.battle_id for v in votes]
     turns: dict[int, list[Any]] = {b: [] for b in battle_ids}
@@ -151,6 +165,7 @@ def vote_facts_write(votes: Sequence[Any]) -> None:
                                              models=models[v.battle_id]))
         for v in votes
     ])
+    Battle.objects.filter(pk__in=battle_ids, voted=False).update(voted=True)
 
 
 def battle_facts_rebuild(battle_ids: Iterable[int]) -> None:
@@ -164,11 +179,16 @@ def battle_facts_rebuild(battle_ids: Iterable[int]) -> None:
         battles = list(Battle.objects.filter(pk__in=chunk))
         first = dict(Turn.objects.filter(side__battle__in=chunk, side__position="left", index=0)
                      .values_list("side__battle_id", "prompt"))
+        votes = list(Vote.objects.filter(battle__in=chunk).select_related("battle"))
+        voted = {v.battle_id for v in votes}
         for b in battles:
             b.session_code, b.address_code = key_code(b.session_key), key_code(b.ip_hash)
             b.prompt_code = prompt_code(first[b.pk]) if b.pk in first else 0
-        Battle.objects.bulk_update(battles, ["session_code", "address_code", "prompt_code"])
-        votes = list(Vote.objects.filter(battle__in=chunk).select_related("battle"))
+            b.voted = b.pk in voted
+        Battle.objects.bulk_update(battles, ["session_code", "address_code", "prompt_code", "voted"])
+        by_id = {b.pk: b for b in battles}
+        for v in votes:
+            v.battle = by_id[v.battle_id]  # with the codes just written
         VoteFact.objects.filter(vote__in=votes).delete()
         vote_facts_write(votes)
 
@@ -181,7 +201,8 @@ def battle_facts_rebuild(battle_ids: Iterable[int]) -> None:
 class VoteFacts:
     """Counted votes in vote order, (N,) arrays: model entry ids, twice the left model's outcome (0, 1, 2), times
     in Unix seconds (``done``: nan where no answer finished), style counts (N, 2, 4) int32, the category bitmask
-    (``OTHER_CATEGORIES`` where the battle has a category outside ``CATEGORY_BITS``), voter codes."""
+    (``OTHER_CATEGORIES`` where the battle has a category outside ``CATEGORY_BITS``), voter codes, and the battle's
+    start and prompt code (what the trust screen would otherwise read from the battle's own row)."""
 
     vote_ids: np.ndarray
     left: np.ndarray
@@ -197,6 +218,8 @@ class VoteFacts:
     session: np.ndarray
     address: np.ndarray
     imported: np.ndarray
+    started: np.ndarray  # when the battle started, Unix seconds
+    prompt: np.ndarray  # the battle's normalised first prompt's code (prompt_code; 0 where not known)
 
     def __len__(self) -> int:
         return int(self.vote_ids.size)
@@ -208,12 +231,14 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("outcome", ">i2"), ("voted_at", ">i8"), ("done_at", ">i8"), ("chars", ">i8"), ("turns", ">i4"),
     *((f"style_{p}_{k}", ">i4") for p in ("left", "right") for k in range(4)),
     ("has_text", "?"), ("categories", ">i8"), ("session_code", ">i8"), ("address_code", ">i8"), ("imported", "?"),
+    ("started_at", ">i8"), ("prompt_code", ">i8"),
 )
 _NO_TIME = -(2**63)  # done_at when no answer finished ('-infinity')
 # Narrower in memory than on the wire. NARROW: the narrowest signed integer that holds each block's values (model
 # ids are small, style counts seldom pass 32767); blocks of different widths are joined at the widest.
 NARROW = "narrow"
 _MEMORY = {"left_model_id": NARROW, "right_model_id": NARROW, "outcome": np.dtype(np.int8), "chars": NARROW,
+           "categories": NARROW,
            "turns": np.dtype(np.int16), "has_text": np.dtype(bool), "imported": np.dtype(bool),
            **{f"style_{p}_{k}": NARROW for p in ("left", "right") for k in range(4)}}
 _BLOCK = 1 << 22  # bytes of the stream parsed at a time
@@ -305,8 +330,35 @@ def copy_columns(sql: str, params: Sequence[Any], columns: Sequence[tuple[str, s
         raise RuntimeError(f"unexpected end of a binary COPY stream ({len(pending)} bytes)")
     if len(pending) > 2:
         parse(bytes(pending[:-2]))
-    return {name: np.concatenate(parts.pop(name)) if parts[name] else
-            np.zeros(0, dtype=np.int8 if into[name] is NARROW else into[name]) for name, _ in columns}
+    out = {name: np.concatenate(parts.pop(name)) if parts[name] else
+           np.zeros(0, dtype=np.int8 if into[name] is NARROW else into[name]) for name, _ in columns}
+    del pending
+    memory_release()  # the blocks' arrays
+    return out
+
+
+def memory_release() -> None:
+    """Hand the pages of freed arrays back to the system, where the C library can (glibc's ``malloc_trim``).
+
+    A snapshot frees many arrays of a few megabytes (a COPY's blocks, a detector's temporaries); glibc keeps such
+    blocks in its heap and, once a larger block has been freed, serves ever larger ones from there, so the
+    process would hold hundreds of megabytes it no longer uses through the steps that follow."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc() -> Any:
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
 
 
 def copy_timestamps(column: np.ndarray) -> np.ndarray:
@@ -320,7 +372,7 @@ def copy_timestamps(column: np.ndarray) -> np.ndarray:
 def _empty() -> VoteFacts:
     z = np.zeros(0, dtype=np.int64)
     return VoteFacts(z, z, z, z.astype(np.int8), np.zeros(0), np.zeros(0), z, z, np.zeros((0, 2, 4), np.int32),
-                     z.astype(bool), z, z, z, z.astype(bool))
+                     z.astype(bool), z, z, z, z.astype(bool), np.zeros(0), z)
 
 
 def _facts_from(columns: dict[str, np.ndarray]) -> VoteFacts:
@@ -334,7 +386,8 @@ def _facts_from(columns: dict[str, np.ndarray]) -> VoteFacts:
         right=columns["right_model_id"], outcome2=columns["outcome"].astype(np.int8), voted_at=columns["voted_at"],
         done=columns["done_at"], chars=columns["chars"], turns=columns["turns"], style=style,
         has_text=columns["has_text"], categories=columns["categories"], session=columns["session_code"],
-        address=columns["address_code"], imported=columns["imported"],
+        address=columns["address_code"], imported=columns["imported"], started=columns["started_at"],
+        prompt=columns["prompt_code"],
     )
 
 
@@ -351,19 +404,22 @@ def vote_facts_read(*, modality: str = "text", simulated: bool = False, progress
         columns = {}
         for k, (name, kind) in enumerate(_COLUMNS):
             values = [r[k] for r in table]
-            if name in ("voted_at", "done_at"):
+            if name in ("voted_at", "done_at", "started_at"):
                 columns[name] = np.array([v.timestamp() if v is not None else np.nan for v in values])
             else:
                 columns[name] = np.array(values, dtype=np.dtype(kind).newbyteorder("="))
+        started = columns["started_at"]
+        columns["started_at"] = np.where(np.isnan(started), columns["voted_at"], started)
         return _facts_from(columns)
     select = ", ".join(
-        f"COALESCE({name}, '-infinity')" if name == "done_at" else name for name, _ in _COLUMNS
+        "COALESCE(done_at, '-infinity')" if name == "done_at" else "COALESCE(started_at, voted_at)"
+        if name == "started_at" else name for name, _ in _COLUMNS
     )
     sql = (f"SELECT {select} FROM {VoteFact._meta.db_table} WHERE counted AND modality = %s AND "
            f"{'simulated' if simulated else 'NOT simulated'} ORDER BY vote_id")
     columns = copy_columns(sql, [modality], _COLUMNS, memory=_MEMORY, progress=progress)
     if not columns["vote_id"].size:
         return _empty()
-    for name in ("voted_at", "done_at"):
+    for name in ("voted_at", "done_at", "started_at"):
         columns[name] = copy_timestamps(columns[name])
     return _facts_from(columns)

@@ -48,12 +48,16 @@ class Battle(models.Model):
     session_code = models.BigIntegerField(default=0)
     address_code = models.BigIntegerField(default=0)
     prompt_code = models.BigIntegerField(default=0)
+    # Has a vote (set with it, arena.facts): the trust screen reads the votes' battles from their fact rows and
+    # only the unvoted battles from here, through the partial index below.
+    voted = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(mode__in=["anonymous", "named", "direct"]), name="battle_known_mode"),
         ]
+        indexes = [models.Index(fields=["id"], condition=Q(voted=False), name="arena_battle_unvoted")]
 
     def __str__(self) -> str:
         return f"{self.get_mode_display()} {self.public_id}"
@@ -201,6 +205,16 @@ class VoteFact(models.Model):
     categories = models.BigIntegerField(help_text="Bitmask over arena.facts.CATEGORY_BITS; -1: others, see the battle.")
     session_code = models.BigIntegerField()
     address_code = models.BigIntegerField()
+    # The battle's, for the trust screen (which then reads no voted battle's row): when it started, and its
+    # normalised first prompt's code (arena.facts.prompt_code; 0 where not known).
+    started_at = models.DateTimeField(null=True)
+    prompt_code = models.BigIntegerField(default=0, db_default=0)
+
+    class Meta:
+        # The votes of no board (or of the simulated voters' or the voice board): their battles are the few voted
+        # ones the trust screen reads from the battle table.
+        indexes = [models.Index(fields=["battle_id"], condition=~Q(counted=True, modality="text", simulated=False),
+                                name="arena_votefact_off_board")]
 
     def __str__(self) -> str:
         return f"fact of vote {self.vote_id}"

@@ -147,7 +147,7 @@ def vote_insert(battle: Battle, *, choice: str, session_key: str, identity_leak:
 
     ``fact(vote)``: the vote's fact row (arena.facts.fact_values) for a vote with every field but its id known;
     it is inserted by the same statement on PostgreSQL (a CTE; its ``simulated`` is the vote's as inserted),
-    else by a second one."""
+    else by a second one. The battle is marked voted by the same statement (or one more)."""
     returning = connection.features.can_return_columns_from_insert
     now = timezone.now()
     field = Vote._meta.get_field("created_at")
@@ -165,7 +165,8 @@ def vote_insert(battle: Battle, *, choice: str, session_key: str, identity_leak:
         f"EXISTS(SELECT 1 FROM {_table(SimulatedSession)} WHERE {qn('session_key')} = %s), %s)"
         + (f" RETURNING {qn('id')}, {qn('simulated')}" if returning else "")
     ) if not columns else (
-        f"WITH v AS (INSERT INTO {_table(Vote)} ({qn('battle_id')}, {qn('choice')}, {qn('session_key')}, "
+        f"WITH b AS (UPDATE {_table(Battle)} SET {qn('voted')} = true WHERE {qn('id')} = %s), "
+        f"v AS (INSERT INTO {_table(Vote)} ({qn('battle_id')}, {qn('choice')}, {qn('session_key')}, "
         f"{qn('identity_leak')}, {qn('simulated')}, {qn('created_at')}) VALUES (%s, %s, %s, %s, "
         f"EXISTS(SELECT 1 FROM {_table(SimulatedSession)} WHERE {qn('session_key')} = %s), %s) "
         f"RETURNING {qn('id')}, {qn('simulated')}) "
@@ -173,7 +174,8 @@ def vote_insert(battle: Battle, *, choice: str, session_key: str, identity_leak:
         f"SELECT v.{qn('id')}, v.{qn('simulated')}, {', '.join(['%s'] * len(columns))} FROM v "
         f"RETURNING {qn('vote_id')}, {qn('simulated')}"
     ))
-    params = [battle.pk, choice, session_key, identity_leak, session_key, field.get_db_prep_save(now, connection)]
+    params = [battle.pk] if columns else []
+    params += [battle.pk, choice, session_key, identity_leak, session_key, field.get_db_prep_save(now, connection)]
     params += [VoteFact._meta.get_field(c).get_db_prep_save(values[c], connection) for c in columns]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -183,6 +185,9 @@ def vote_insert(battle: Battle, *, choice: str, session_key: str, identity_leak:
             pk = cursor.lastrowid
             simulated = SimulatedSession.objects.filter(session_key=session_key).exists()
     vote.pk, vote.simulated = pk, bool(simulated)
-    if values is not None and not columns:
-        VoteFact.objects.create(vote_id=pk, **{**values, "simulated": vote.simulated})
+    if not columns:
+        Battle.objects.filter(pk=battle.pk).update(voted=True)
+        if values is not None:
+            VoteFact.objects.create(vote_id=pk, **{**values, "simulated": vote.simulated})
+    battle.voted = True
     return vote

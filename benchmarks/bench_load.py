@@ -678,8 +678,8 @@ VOTES_PER_SESSION = 20
 
 def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np.ndarray, seed: int,
                chunk: int = 100_000, skip_key_checks: bool = False) -> dict:
-    """COPY ``count`` voted anonymous battles into PostgreSQL: per vote one Battle, two Sides, two done Turns
-    and one Vote, drawn from Bradley-Terry with ``truth`` (Elo scale) with some ties (half of them both-bad)
+    """COPY ``count`` voted anonymous battles into PostgreSQL: per vote one Battle (marked voted), two Sides, two
+    done Turns, one Vote and its fact row, drawn from Bradley-Terry with ``truth`` (Elo scale) with some ties (half of them both-bad)
     that leave each pair's expected outcome unchanged.
 
     ``skip_key_checks``: COPY with ``session_replication_role = replica``, which skips the per-row foreign key
@@ -750,7 +750,7 @@ def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np
                 address_code = codes[address] if address in codes else codes.setdefault(address, key_code(address))
                 battle.write(f"{bid}\tbulk-{bid}\tanonymous\t{who}\t{address}\t"
                              f"{categories[coding[i]]}\tf\t{a}\t{session_code}\t{address_code}\t"
-                             f"{prompt_codes[coding[i]]}\n")
+                             f"{prompt_codes[coding[i]]}\tt\n")
                 for j, (position, model) in enumerate((("left", left[i]), ("right", right[i]))):
                     sid = first_side + 2 * k + j
                     side.write(f"{sid}\t{bid}\t{position}\t{model}\n")
@@ -763,13 +763,13 @@ def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np
                 fact.write(
                     f"{first_vote + k}\t{bid}\ttext\tt\tf\tf\t{left[i]}\t{right[i]}\t{OUTCOME_CODE[choice[i]]}\t{t}\t"
                     f"{a}\t{lengths[rl] + lengths[rr]}\t2\t" + "\t".join(map(str, counts[rl] + counts[rr]))
-                    + f"\tt\t{masks[coding[i]]}\t{session_code}\t{address_code}\n")
+                    + f"\tt\t{masks[coding[i]]}\t{session_code}\t{address_code}\t{a}\t{prompt_codes[coding[i]]}\n")
             with conn.transaction(), conn.cursor() as cursor:
                 if skip_key_checks:
                     cursor.execute("SET LOCAL session_replication_role = replica")
                 for table, columns, buffer in (
                     ("arena_battle", "id, public_id, mode, session_key, ip_hash, categories, retried_failure, "
-                                     "created_at, session_code, address_code, prompt_code", battle),
+                                     "created_at, session_code, address_code, prompt_code, voted", battle),
                     ("arena_side", "id, battle_id, position, model_id", side),
                     ("arena_turn", "id, side_id, index, attempt, prompt, response, status, error, prompt_tokens, "
                                    "output_tokens, time_to_first_token, tokens_per_second, cut_by_limit, "
@@ -780,7 +780,8 @@ def bulk_votes(database_url: str, *, count: int, model_ids: list[int], truth: np
                     ("arena_votefact", "vote_id, battle_id, modality, counted, simulated, imported, left_model_id, "
                                        "right_model_id, outcome, voted_at, done_at, chars, turns, "
                                        + ", ".join(f"style_{p}_{k}" for p in ("left", "right") for k in range(4))
-                                       + ", has_text, categories, session_code, address_code", fact),
+                                       + ", has_text, categories, session_code, address_code, started_at, "
+                                         "prompt_code", fact),
                 ):
                     with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                         copy.write(buffer.getvalue())

@@ -9,8 +9,8 @@ from django.db import connection
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
-from arena.facts import (KEY_CODE_SQL, OTHER_CATEGORIES, categories_mask, categories_of, key_code, vote_fact_write,
-                         vote_facts_read)
+from arena.facts import (KEY_CODE_SQL, OTHER_CATEGORIES, categories_mask, categories_of, key_code, prompt_code,
+                         vote_fact_write, vote_facts_read)
 from arena.models import Battle, Side, Turn, Vote, VoteFact
 from arena.services import vote_record
 from models_hub.models import ModelEntry
@@ -76,4 +76,11 @@ def test_the_vote_path_writes_the_fact_the_battles_rows_give_and_the_copy_reads_
     assert np.allclose(facts.voted_at, [f.voted_at.timestamp() for f in VoteFact.objects.order_by("vote_id")])
     last = [max(t.finished_at for t in Turn.objects.filter(side__battle=x)).timestamp() for x in (first, second)]
     assert np.allclose(facts.done, last) and facts.turns.tolist() == [4, 1]
+    # The battle's start and first prompt, which the trust screen then reads from no battle row; neither battle
+    # was written with its prompt's code, so the fact row takes it from the first turn.
+    assert np.allclose(facts.started, [x.created_at.timestamp() for x in (first, second)])
+    assert facts.prompt.tolist() == [prompt_code("prompt 0")] * 2 and first.prompt_code == 0
+    assert Battle.objects.filter(pk__in=[first.pk, second.pk], voted=True).count() == 2
+    Vote.objects.filter(battle=second).delete()  # a vote taken back (the admin): the battle is open again
+    assert not Battle.objects.get(pk=second.pk).voted
     assert len(vote_facts_read(simulated=True)) == 0 and len(vote_facts_read(modality="speech")) == 0
