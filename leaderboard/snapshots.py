@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
 from arena.events import group_send
-from arena.facts import CATEGORY_BITS, OTHER_CATEGORIES, vote_facts_read
+from arena.facts import CATEGORY_BITS, OTHER_CATEGORIES, memory_release, vote_facts_read
 from arena.models import Vote
 from arena.selectors import battles_counted
 from models_hub.models import ModelEntry
@@ -149,6 +149,8 @@ class LeaderboardVotes:
     chars: np.ndarray
     turns: np.ndarray
     imported: np.ndarray
+    started: np.ndarray  # when the battle started (Unix seconds), and its first prompt's code: the screen's
+    prompt: np.ndarray  # battle table takes the voted battles from these
 
     def __len__(self) -> int:
         return int(self.vote_ids.size)
@@ -161,7 +163,7 @@ class LeaderboardVotes:
     def in_category(self, key: str) -> np.ndarray:
         """(N,) True for the votes whose battle has category ``key``."""
         bit = CATEGORY_BITS.index(key) if key in CATEGORY_BITS else None
-        mask = (self.categories & (1 << bit)) != 0 if bit is not None else np.zeros(len(self), dtype=bool)
+        mask = _has_bit(self.categories, bit) if bit is not None else np.zeros(len(self), dtype=bool)
         other = self.categories == OTHER_CATEGORIES
         if other.any():
             rows = np.flatnonzero(other)
@@ -173,12 +175,20 @@ class LeaderboardVotes:
         tags: Counter = Counter()
         known = self.categories[self.categories != OTHER_CATEGORIES]
         for bit, name in enumerate(CATEGORY_BITS):
-            count = int(np.count_nonzero(known & (1 << bit)))
+            count = int(np.count_nonzero(_has_bit(known, bit)))
             if count:
                 tags[name] = count
         for cats in self.other_categories.values():
             tags.update(set(cats))
         return tags
+
+
+def _has_bit(masks: np.ndarray, bit: int) -> np.ndarray:
+    """(N,) whether each bitmask has ``bit``; the masks are read in the narrowest integer that holds them, which
+    has no such bit where the bit is past its width."""
+    if masks.dtype.kind in "iu" and 1 << bit > np.iinfo(masks.dtype).max:
+        return np.zeros(masks.size, dtype=bool)
+    return (masks & (1 << bit)) != 0
 
 
 def leaderboard_battles(*, board: str = "public") -> Any:
@@ -198,10 +208,10 @@ def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress
         other.update((pk, list(cats or [])) for pk, cats in Vote.objects.filter(
             pk__in=other_ids[start:start + 5000]).values_list("pk", "battle__categories"))
     return LeaderboardVotes(
-        vote_ids=facts.vote_ids, left=facts.left, right=facts.right, outcome=facts.outcome2 / 2.0,
+        vote_ids=facts.vote_ids, left=facts.left, right=facts.right, outcome=facts.outcome2 / np.float32(2),
         categories=facts.categories, other_categories=other, style=facts.style, has_text=facts.has_text,
         session=facts.session, address=facts.address, voted_at=facts.voted_at, done=facts.done,
-        chars=facts.chars, turns=facts.turns, imported=facts.imported,
+        chars=facts.chars, turns=facts.turns, imported=facts.imported, started=facts.started, prompt=facts.prompt,
     )
 
 
@@ -451,14 +461,22 @@ def trust_vote_table(votes: LeaderboardVotes) -> VoteTable:
 def trust_votes_split(votes: LeaderboardVotes, *, battles: BattleTable | None = None
                       ) -> tuple[LeaderboardVotes, LeaderboardVotes, RiskResult]:
     """Recompute the voters' risk (trust.risk) and split the votes: (counted, left out as flagged, the risk).
-    ``battles``: the trust screen's battle table where the caller has read it already (the screen empties it).
-    The columns only the screen reads (when the answers finished, their characters and turns) are emptied in
-    ``votes`` once it has them."""
+    ``battles``: the battles none of these votes is on (``battle_table(beyond_votes=True)``) where the caller has
+    read them already; the votes' own battles come from their fact rows. The screen empties that table, and the
+    columns only it reads (voters, when the answers finished, their characters and turns, the battles' starts and
+    prompts) are emptied in ``votes`` once it has them.
+
+    A vote cast between the two reads may find its battle in both (as unvoted there) or in neither; one battle of
+    one voter, which moves no detector that counts dozens."""
     table = trust_vote_table(votes)
-    for name in ("done", "chars", "turns"):
+    live = _rows(~votes.imported)
+    battles = (battle_table(beyond_votes=True) if battles is None else battles).with_vote_battles(
+        table, live(votes.started), live(votes.prompt))
+    for name in ("done", "chars", "turns", "started", "prompt", "session", "address"):
         setattr(votes, name, getattr(votes, name)[:0].copy())
     risk = risk_recompute(votes=table, battles=battles)
-    del table
+    del table, battles
+    memory_release()  # the screen's tables, before the fits
     out = np.isin(votes.vote_ids, np.fromiter(risk.excluded_vote_ids, dtype=np.int64, count=len(risk.excluded_vote_ids)))
     if not out.any():  # the usual case: no copy of every column (a gigabyte at ten million votes)
         return votes, _votes_subset(votes, out), risk
@@ -534,7 +552,7 @@ def leaderboard_snapshot_create(
         # PostgreSQL streams the trust screen's battles on a second connection while this one streams the votes:
         # each COPY keeps one server process busy, and the two overlap on separate cores. Not inside a transaction,
         # whose uncommitted rows another connection would not see.
-        battles = (beside.submit(_on_own_connection, battle_table)
+        battles = (beside.submit(_on_own_connection, lambda: battle_table(beyond_votes=True))
                    if public and connection.vendor == "postgresql" and not connection.in_atomic_block else None)
         votes = leaderboard_votes(board=board, progress=progress)
         if public:

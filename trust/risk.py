@@ -52,7 +52,7 @@ from django.utils import timezone
 # scipy.stats call spends some 100 us checking its arguments.
 from scipy.special import bdtr, bdtrc, ndtr
 
-from arena.facts import copy_columns, copy_timestamps, key_code, prompt_code as prompt_key_code
+from arena.facts import copy_columns, copy_timestamps, key_code, memory_release, prompt_code as prompt_key_code
 from arena.models import Battle, Turn, Vote
 from arena.selectors import Epoch, row_chunks, with_side_models
 from ratings import aggregate
@@ -122,13 +122,16 @@ class VoteTable:
         if left.dtype.kind not in "iu" or right.dtype.kind not in "iu":  # the ORM reader's float columns
             left, right = left.astype(np.int64), right.astype(np.int64)
         model_ids = np.unique(np.concatenate([np.unique(left), np.unique(right)])).astype(np.int64)
-        # Model indices in 32 bits, through a table of the ids where they are small (model entry ids are).
+        # Model indices in the narrowest integer that holds them, through a table of the ids where they are small
+        # (model entry ids are).
         index = _model_index(model_ids)
-        # Seconds and characters in 32-bit floats: the fast-vote test compares them to within a few per cent.
+        narrow = _model_dtype(model_ids.size)
+        # Outcomes (0, 0.5, 1), seconds and characters in 32-bit floats: exact, and the fast-vote test compares
+        # times and lengths to within a few per cent.
         return cls(
             vote_ids=np.asarray(vote_ids, dtype=np.int64), session=session, address=address,
-            left=index(left), right=index(right),
-            outcome=np.asarray(outcome, dtype=np.float64), voted_at=np.asarray(voted_at, dtype=np.float64),
+            left=index(left).astype(narrow), right=index(right).astype(narrow),
+            outcome=np.asarray(outcome, dtype=np.float32), voted_at=np.asarray(voted_at, dtype=np.float64),
             wait=(voted_at - done).astype(np.float32),  # nan where no turn has finished
             answer_chars=np.where(turns > 0, 2.0 * chars / np.maximum(turns, 1), 0.0).astype(np.float32),
             model_ids=model_ids,
@@ -146,7 +149,11 @@ def _model_index(model_ids: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
 
 @dataclass
 class BattleTable:
-    """Every anonymous battle of a live voter: (B,) arrays."""
+    """Every anonymous battle of a live voter: (B,) arrays.
+
+    ``of_votes``: the first ``of_votes`` battles are those of the vote table's rows, in its order (as the snapshot
+    builds it from the votes' fact rows: ``with_vote_battles``); their voters are the votes' own, so ``session``
+    and ``address`` hold only the battles after them."""
 
     session: np.ndarray
     address: np.ndarray
@@ -154,6 +161,20 @@ class BattleTable:
     voted: np.ndarray
     answered: np.ndarray  # both sides' last turns done
     prompt: np.ndarray  # normalised first prompt: strings, or codes (arena.facts.prompt_code; 0 for not known)
+    of_votes: int = 0
+
+    def with_vote_battles(self, votes: "VoteTable", started: np.ndarray, prompt: np.ndarray) -> "BattleTable":
+        """The battles of ``votes`` (each vote's battle: when it started, its prompt code), then these (the
+        battles none of the votes is on, as ``battle_table(beyond_votes=True)`` reads them)."""
+        if self.of_votes:
+            raise ValueError("the table already holds the votes' battles")
+        n = votes.vote_ids.size
+        return BattleTable(
+            session=self.session, address=self.address,
+            created=np.concatenate([started, self.created]), voted=np.concatenate([np.ones(n, bool), self.voted]),
+            answered=np.concatenate([np.ones(n, bool), self.answered]),
+            prompt=np.concatenate([prompt, self.prompt]), of_votes=n,
+        )
 
 
 @dataclass
@@ -237,28 +258,48 @@ def vote_table(vote_ids: Iterable[int] | None = None) -> VoteTable:
     )
 
 
-def battle_table() -> BattleTable:
+def battle_table(*, beyond_votes: bool = False) -> BattleTable:
     """Every live anonymous battle: its voter's codes (arena.facts.key_code), when it started, whether it was
     voted, whether both sides' last answers were in, and its normalised first prompt's code. Streamed as numbers;
-    the first prompts are read only of battles written before their prompt's code was (prompt code 0)."""
+    the first prompts are read only of battles written before their prompt's code was (prompt code 0).
+
+    ``beyond_votes``: only the battles none of the text board's counted votes is on (the unvoted ones, and those
+    whose vote counts on no board or on another), for a caller that has those votes' battles from their fact rows
+    (``BattleTable.with_vote_battles``): at ten million votes, reading every battle took PostgreSQL seconds."""
+    from arena.models import VoteFact
+
     live = Battle.objects.filter(mode=Battle.Mode.ANONYMOUS).exclude(session_key__startswith="import:")
+    if beyond_votes:
+        live = live.exclude(vote__fact__counted=True, vote__fact__modality="text", vote__fact__simulated=False)
     queryset = (
         live.order_by("id")
-        .annotate(created=Epoch("created_at"), voted=Exists(Vote.objects.filter(battle=OuterRef("pk"))))
-        .values_list("id", "session_code", "address_code", "prompt_code", "created", "voted")
+        .annotate(created=Epoch("created_at"), has_vote=Exists(Vote.objects.filter(battle=OuterRef("pk"))))
+        .values_list("id", "session_code", "address_code", "prompt_code", "created", "has_vote")
     )
     if connection.vendor == "postgresql":
         # One binary COPY, written by hand: a join instead of a subquery per battle, and the timestamps as they are
         # stored (microseconds since 2000) instead of converted to seconds per row; each roughly halves what
         # PostgreSQL spends on ten million battles.
-        battle, vote = Battle._meta.db_table, Vote._meta.db_table
-        # The vote's battle id, not its id: the join then reads only the votes' battle index.
-        sql = (f"SELECT b.id, b.session_code, b.address_code, b.prompt_code, b.created_at, v.battle_id IS NOT NULL "
-               f"FROM {battle} b LEFT JOIN {vote} v ON v.battle_id = b.id "
-               f"WHERE b.mode = %s AND b.session_key NOT LIKE %s ORDER BY b.id")
-        got = copy_columns(sql, [Battle.Mode.ANONYMOUS, "import:%"],
-                           (("id", ">i8"), ("session", ">i8"), ("address", ">i8"), ("prompt", ">i8"),
-                            ("created", ">i8"), ("voted", "?")))
+        battle, vote, fact = Battle._meta.db_table, Vote._meta.db_table, VoteFact._meta.db_table
+        columns = "b.id, b.session_code, b.address_code, b.prompt_code, b.created_at"
+        live_sql = "b.mode = %s AND b.session_key NOT LIKE %s"
+        if beyond_votes:
+            # The unvoted battles through their partial index (a battle whose flag is behind is taken unless a
+            # fact row says it was voted), then those whose vote is off the text board, through the facts' partial
+            # index of such votes. The conditions are the indexes' own, as written.
+            sql = (f"SELECT {columns}, EXISTS (SELECT 1 FROM {vote} v WHERE v.battle_id = b.id) FROM {battle} b "
+                   f"WHERE NOT b.voted AND {live_sql} AND NOT EXISTS (SELECT 1 FROM {vote} v JOIN {fact} f "
+                   f"ON f.vote_id = v.id WHERE v.battle_id = b.id) "
+                   f"UNION ALL SELECT {columns}, true FROM {fact} f JOIN {battle} b ON b.id = f.battle_id "
+                   f"WHERE NOT (f.counted AND f.modality = 'text' AND NOT f.simulated) AND {live_sql} ORDER BY 1")
+            params = [Battle.Mode.ANONYMOUS, "import:%"] * 2
+        else:
+            # The vote's battle id, not its id: the join then reads only the votes' battle index.
+            sql = (f"SELECT {columns}, v.battle_id IS NOT NULL FROM {battle} b LEFT JOIN {vote} v "
+                   f"ON v.battle_id = b.id WHERE {live_sql} ORDER BY b.id")
+            params = [Battle.Mode.ANONYMOUS, "import:%"]
+        got = copy_columns(sql, params, (("id", ">i8"), ("session", ">i8"), ("address", ">i8"), ("prompt", ">i8"),
+                                         ("created", ">i8"), ("voted", "?")))
         battle_ids, session, address, prompt, created, voted = got.values()
         created = copy_timestamps(created)
     else:
@@ -401,22 +442,25 @@ def _tails_grouped(flat: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
     upper, lower = np.zeros(n), np.zeros(n)
     if not n:
         return upper, lower
-    group = np.repeat(np.arange(n), sizes)
+    group = np.repeat(np.arange(n, dtype=_index_dtype(n)), sizes)
     big = sizes > EXACT_TAIL_MAX
     if big.any():
         mu = np.bincount(group, flat, n)[big]
         sd = np.sqrt(np.maximum(np.bincount(group, flat * (1 - flat), n)[big], 1e-12))
         upper[big], lower[big] = ndtr(-(ks[big] - 0.5 - mu) / sd), ndtr((ks[big] + 0.5 - mu) / sd)
-    within = np.arange(flat.size) - np.repeat(starts, sizes)
+    within = np.arange(flat.size, dtype=_index_dtype(flat.size)) - np.repeat(starts.astype(_index_dtype(flat.size)),
+                                                                              sizes)
     shorter, width = -1, 8
     while shorter < EXACT_TAIL_MAX:  # lengths in (shorter, width]
         these = np.flatnonzero(~big & (sizes <= width) & (sizes > shorter))
         if these.size:
             q = np.zeros((these.size, width))  # padded with zeros: a Bernoulli(0) leaves the distribution as it is
-            slot = np.full(n, -1)
+            slot = np.full(n, -1, dtype=group.dtype)
             slot[these] = np.arange(these.size)
-            entries = slot[group] >= 0
-            q[slot[group][entries], within[entries]] = flat[entries]
+            at = slot[group]
+            entries = at >= 0
+            q[at[entries], within[entries]] = flat[entries]
+            del at
             longest = int(sizes[these].max())
             dist = np.zeros((these.size, longest + 1))
             dist[:, 0] = 1.0
@@ -484,7 +528,8 @@ class VoterIndex:
 
     @classmethod
     def build(cls, votes: VoteTable, battles: BattleTable) -> "VoterIndex":
-        """Keys may be strings ("" for none) or, as the database readers give them, 64-bit codes
+        """(``battles.of_votes``: the first battles are the votes' own, in their order; the vote table's keys are
+        then theirs.) Keys may be strings ("" for none) or, as the database readers give them, 64-bit codes
         (arena.facts.key_code, 0 for none): codes are grouped with numpy, without a Python object per vote."""
         kinds, vote_voter, battle_voter, all_kinds, all_keys = {}, {}, {}, [], []
         positions: dict[tuple[str, Any], int] = {}
@@ -499,14 +544,19 @@ class VoterIndex:
                 voter = np.cumsum(~none, dtype=np.int64) - 1 + offset
                 voter[none] = -1
                 voter = voter.astype(_index_dtype(offset + distinct.size))[inverse]  # narrow: four rows per vote
+                del inverse
                 distinct = distinct[~none]
-                vote_voter[kind], battle_voter[kind] = voter[:vkeys.size], voter[vkeys.size:]
+                # The votes' own battles first (of_votes): their voters are the votes'.
+                vote_voter[kind] = voter[:vkeys.size]
+                battle_voter[kind] = voter if battles.of_votes else voter[vkeys.size:]
                 all_keys.append(distinct)
             else:
                 distinct = sorted((set(vkeys.tolist()) | set(bkeys.tolist())) - {""})
                 local = {k: offset + i for i, k in enumerate(distinct)}
                 vote_voter[kind] = np.fromiter((local.get(k, -1) for k in vkeys.tolist()), np.int64, vkeys.size)
                 battle_voter[kind] = np.fromiter((local.get(k, -1) for k in bkeys.tolist()), np.int64, bkeys.size)
+                if battles.of_votes:
+                    battle_voter[kind] = np.concatenate([vote_voter[kind], battle_voter[kind]])
                 positions.update(((kind, k), i) for k, i in local.items())
                 all_keys.append(np.array(distinct, dtype=object))
             kinds[kind] = (offset, offset + len(distinct))
@@ -650,7 +700,7 @@ class Verdicts:
         return {(str(self.index.kind[i]), self.index.key_of(i)) for i in rows}
 
 
-LEAVE_OUT_CHUNK = 1 << 22  # voters x models per chunk of the leave-one-out shifts (32 MiB a matrix)
+LEAVE_OUT_CHUNK = 1 << 20  # voters x models per chunk of the leave-one-out shifts (8 MiB a matrix)
 YARDSTICK_DETECTORS = ("unlikely_votes", "favours_model")  # the rest do not depend on the fit
 YARDSTICK_FIGURES = ("z", "favoured", "favoured_wins", "favoured_votes", "favoured_expected", "p_favours")
 
@@ -692,41 +742,43 @@ def _static_kind(votes: VoteTable, battles: BattleTable, codes: np.ndarray, bcod
     m = votes.model_ids.size
     cut = slice(lo, hi)
 
-    rows, c = _kind_rows(codes, lo, ctx.vote_rank)
+    rows, c, stamp = _kind_rows(codes, lo, ctx.vote_ms)
     out["votes"][cut] = np.bincount(c, minlength=nv)
-    narrow = np.int32 if m < 2**31 else np.int64
+    _rate_columns(votes, rows, c, stamp, nv, cut, out, ctx)
+    del stamp
+    narrow = _model_dtype(m)
     left_rows, right_rows = votes.left[rows].astype(narrow), votes.right[rows].astype(narrow)
     y_rows = votes.outcome[rows].astype(np.float32)
-    _rate_columns(votes, rows, c, nv, cut, out, ctx)
     decisive, enough = _position_columns(y_rows, c, nv, cut, out)
     out["heavy"][cut] = _heavy(votes, c, left_rows, right_rows, nv, m)
     # Kept for every round, so narrow: 32-bit rows, voters, entries and counts halve what the screen holds.
     rows_t = _index_dtype(votes.vote_ids.size)
     groups = _favoured_groups(c, decisive, enough, left_rows, right_rows, y_rows, nv, m, rows_t)
     _battle_columns(battles, bcodes, prompt_code, lo, nv, cut, out, ctx)
-    return KindRows(span=span, rows=rows.astype(rows_t), voter=c.astype(_index_dtype(nv)), decisive=decisive,
-                    enough=enough, left=left_rows, right=right_rows, outcome=y_rows, **groups)
+    return KindRows(span=span, rows=rows.astype(rows_t, copy=False), voter=c.astype(_index_dtype(nv), copy=False),
+                    decisive=decisive, enough=enough, left=left_rows, right=right_rows, outcome=y_rows, **groups)
 
 
-def _kind_rows(codes: np.ndarray, lo: int, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of a voter of this kind, by voter then ``rank`` (time), and each one's voter local to the kind."""
-    rows = np.flatnonzero(codes >= 0)
-    c = codes[rows].astype(np.int64) - lo  # 64 bits: shifted and multiplied below
-    order = _by_voter_then(c, rank[rows])
-    return rows[order], c[order]
+def _kind_rows(codes: np.ndarray, lo: int, ms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of a voter of this kind, by voter then time (``ms``: milliseconds since the first vote; equal times
+    in row order), each one's voter local to the kind, and the sorted key: the voter above 42 bits of time."""
+    rows = np.flatnonzero(codes >= 0).astype(_index_dtype(codes.size))
+    c = codes[rows] - lo
+    stamp = (c.astype(np.int64) << 42) | ms[rows]
+    order = np.argsort(stamp, kind="stable")  # one sort of 64-bit keys, stable for equal times
+    stamp = stamp[order]
+    rows, c = rows[order], c[order]
+    return rows, c, stamp
 
 
-def _rate_columns(votes: VoteTable, rows: np.ndarray, c: np.ndarray, nv: int, cut: slice, out: dict[str, Any],
-                  ctx: "Context") -> None:
-    """Votes in the busiest hour, and votes faster than their answers can be read."""
+def _rate_columns(votes: VoteTable, rows: np.ndarray, c: np.ndarray, stamp: np.ndarray, nv: int, cut: slice,
+                  out: dict[str, Any], ctx: "Context") -> None:
+    """Votes in the busiest hour, and votes faster than their answers can be read. ``stamp``: the rows' sorted
+    keys, voter then milliseconds (_kind_rows)."""
     threshold = settings.ARENA_TRUST_RISK_THRESHOLD
     ev, tested, fig = out["evidence"], out["tested"], out["figures"]
     if rows.size:
-        t = votes.voted_at[rows]
-        stamp = (c << 42) | np.round((t - t.min()) * 1000).astype(np.int64)  # voter, then milliseconds
-        del t
         within = np.searchsorted(stamp, stamp + 3_600_000, side="left") - np.arange(rows.size)
-        del stamp
         busiest = _group_max(within, c, nv)
     else:
         busiest = np.zeros(nv, dtype=np.int64)
@@ -809,23 +861,32 @@ def _battle_columns(battles: BattleTable, bcodes: np.ndarray, prompt_code: np.nd
     """Battles: repeated prompts, and battles left after the answers."""
     threshold = settings.ARENA_TRUST_RISK_THRESHOLD
     ev, tested, fig = out["evidence"], out["tested"], out["figures"]
-    brows = np.flatnonzero(bcodes >= 0)
-    bc = bcodes[brows].astype(np.int64) - lo
+    brows = np.flatnonzero(bcodes >= 0).astype(_index_dtype(bcodes.size))
+    bc = bcodes[brows] - lo
     nb = np.bincount(bc, minlength=nv)
     fig["battles"][cut] = nb
     prompts = max(1, int(prompt_code.max()) + 1) if prompt_code.size else 1
-    distinct = np.bincount(pd.unique(bc * prompts + prompt_code[brows].astype(np.int64)) // prompts, minlength=nv)
+    pair = bc.astype(np.int64) * prompts  # (voter, prompt) as one 64-bit code
+    pair += prompt_code[brows]
+    distinct = np.bincount(pd.unique(pair) // prompts, minlength=nv)
+    del pair
     repeats = nb - distinct
     fig["repeats"][cut] = repeats
     repeated = (nb >= REPEAT_MIN_BATTLES) & (repeats >= REPEAT_SHARE * np.maximum(nb, 1))
     tested["repeated_prompts"][cut] = repeated
     # Supporting evidence only, just under the threshold: people do re-ask their own test prompt.
     ev["repeated_prompts"][cut] = np.where(repeated, SUPPORTING * threshold, 0.0)
-    order = _by_voter_then(bc, ctx.battle_rank[brows])
-    brows, bc = brows[order], bc[order]
-    del order
-    latest = np.concatenate([bc[1:] != bc[:-1], [True]]) if bc.size else np.zeros(0, dtype=bool)
-    eligible = ~latest  # the latest battle may still be voted on
+    # Each voter's latest battle (the last row among equal start times), found without sorting the battles
+    created = battles.created[brows]
+    newest = np.full(nv, -np.inf)
+    np.maximum.at(newest, bc, created)
+    at_newest = np.flatnonzero(created == newest[bc])
+    del created, newest
+    last_row = np.full(nv, -1, dtype=brows.dtype)
+    np.maximum.at(last_row, bc[at_newest], brows[at_newest])
+    eligible = np.ones(brows.size, dtype=bool)  # the latest battle may still be voted on
+    eligible[at_newest[brows[at_newest] == last_row[bc[at_newest]]]] = False
+    del at_newest, last_row
     answered = battles.answered[brows]
     gone = np.bincount(bc[eligible], (answered & ~battles.voted[brows])[eligible], nv).astype(np.int64)
     n_answered = np.bincount(bc[eligible], answered[eligible], nv).astype(np.int64)
@@ -855,8 +916,8 @@ def _yardstick_kind(votes: VoteTable, yardstick: Yardstick, kr: KindRows, out: d
     cut = slice(lo, hi)
     rows, c = kr.rows, kr.voter
 
-    # Each vote's chance of going left, under the fit without its voter's votes
-    p_left = np.zeros(rows.size)
+    # Each vote's chance of going left, under the fit without its voter's votes, and the likelihood of the
+    # decisive ones: a chunk of voters at a time, keeping only the chances the favoured-model test reads.
     cov = yardstick.inverse_hessian
     theta = yardstick.theta
     if cov is not None:
@@ -866,24 +927,28 @@ def _yardstick_kind(votes: VoteTable, yardstick: Yardstick, kr: KindRows, out: d
         # its variance, which would pull every prediction about it back to a coin flip. Per pair of models, once.
         diag = np.diag(cov)
         var_pair = np.clip(diag[:, None] + diag[None, :] - 2 * cov, 0.0, MAX_PREDICTIVE_VARIANCE)
-        shrink = (1.0 / np.sqrt(1.0 + np.pi * var_pair / 8.0)).ravel()
+        shrink = 1.0 / np.sqrt(1.0 + np.pi * var_pair / 8.0)
+    loglik, expected, variance = np.zeros(nv), np.zeros(nv), np.zeros(nv)
+    p_entry = np.zeros(kr.test_row.size)
+    entry_voter = kr.group_voter[kr.test_group]  # entries are sorted by voter
     for first, last, part in _voter_chunks(c, nv, m):
         pr, pv = rows[part], c[part] - first
-        a, b = kr.left[part], kr.right[part]
-        shift = yardstick.shifts(votes, pr, pv, last - first, (a, b, kr.outcome[part])).ravel()
-        at = pv * m
-        d = theta[a] + shift[at + a] - theta[b] - shift[at + b]
+        a, b, y = kr.left[part], kr.right[part], kr.outcome[part]
+        shift = yardstick.shifts(votes, pr, pv, last - first, (a, b, y))
+        d = theta[a] + shift[pv, a] - theta[b] - shift[pv, b]
+        del shift
         if cov is not None:
-            d *= shrink[a * m + b]
-        p_left[part] = np.clip(1.0 / (1.0 + np.exp(-d)), 1e-6, 1 - 1e-6)
-
-    # Likelihood of the decisive votes
-    decisive = kr.decisive
-    dc, dp, won_left = c[decisive], p_left[decisive], kr.outcome[decisive] == 1.0
-    log_left, log_right = np.log(dp), np.log1p(-dp)  # two logarithms a vote, shared by the three sums
-    loglik = np.bincount(dc, np.where(won_left, log_left, log_right), nv)
-    expected = np.bincount(dc, dp * log_left + (1 - dp) * log_right, nv)
-    variance = np.bincount(dc, dp * (1 - dp) * (log_left - log_right) ** 2, nv)
+            d *= shrink[a, b]
+        p_left = np.clip(1.0 / (1.0 + np.exp(-d)), 1e-6, 1 - 1e-6)
+        del d
+        e_lo, e_hi = np.searchsorted(entry_voter, [first, last])
+        p_entry[e_lo:e_hi] = p_left[kr.test_row[e_lo:e_hi] - part.start]
+        decisive = kr.decisive[part]
+        dc, dp, won_left = pv[decisive], p_left[decisive], y[decisive] == 1.0
+        log_left, log_right = np.log(dp), np.log1p(-dp)  # two logarithms a vote, shared by the three sums
+        loglik[first:last] = np.bincount(dc, np.where(won_left, log_left, log_right), last - first)
+        expected[first:last] = np.bincount(dc, dp * log_left + (1 - dp) * log_right, last - first)
+        variance[first:last] = np.bincount(dc, dp * (1 - dp) * (log_left - log_right) ** 2, last - first)
     applies = kr.enough & (variance > 1e-9)
     z = np.where(applies, (expected - loglik) / np.sqrt(np.where(applies, variance, 1.0)), 0.0)
     fig["z"][cut] = z
@@ -891,7 +956,6 @@ def _yardstick_kind(votes: VoteTable, yardstick: Yardstick, kr: KindRows, out: d
     ev["unlikely_votes"][cut] = np.where(applies, _evidence(ndtr(-z)), 0.0)
 
     # Favoured (or disfavoured) models: per voter and model met, its wins against the predicted chances
-    p_entry = p_left[kr.test_row]
     chance = np.where(kr.test_left, p_entry, 1 - p_entry)
     sizes, wins = kr.group_size, kr.wins
     mean = np.bincount(kr.test_group, chance, sizes.size)
@@ -920,28 +984,17 @@ def _yardstick_kind(votes: VoteTable, yardstick: Yardstick, kr: KindRows, out: d
 class Context:
     rate_limit: int
     abandon_rate: float
-    vote_rank: np.ndarray  # (N,) each vote's place in time order (ties by row)
-    battle_rank: np.ndarray  # (B,) each battle's, by when it started
+    vote_ms: np.ndarray  # (N,) int64 milliseconds from the first vote to each
 
 
-def _time_rank(times: np.ndarray) -> np.ndarray:
-    """(N,) each row's place when sorted by ``times``, ties by row: one sort shared by both kinds of voter."""
-    dtype = _index_dtype(times.size)
-    rank = np.empty(times.size, dtype=dtype)
-    rank[np.argsort(times, kind="stable")] = np.arange(times.size, dtype=dtype)
-    return rank
+def _model_dtype(models: int) -> np.dtype:
+    """The narrowest signed integer that indexes ``models`` models."""
+    return np.dtype(np.int8 if models < 2**7 else np.int16 if models < 2**15 else np.int32)
 
 
 def _index_dtype(bound: int) -> np.dtype:
     """The narrowest of int32 and int64 that holds ``range(-1, bound)``."""
     return np.dtype(np.int32 if bound < 2**31 else np.int64)
-
-
-def _by_voter_then(voter: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """The order of rows by voter, then by ``rank`` (distinct per row): ``np.lexsort((times, voter))`` as one
-    sort of a 64-bit key."""
-    bound = int(rank.max()) + 1 if rank.size else 1  # ranks are of every row, not only these
-    return np.argsort(voter.astype(np.int64) * bound + rank)
 
 
 def _static_columns(votes: VoteTable, battles: BattleTable, index: VoterIndex) -> dict[str, Any]:
@@ -951,7 +1004,8 @@ def _static_columns(votes: VoteTable, battles: BattleTable, index: VoterIndex) -
         return index.static
     rate = float(np.sum(battles.answered & ~battles.voted) / max(1, battles.answered.sum()))
     abandon_rate = min(0.5, max(0.05, rate))
-    vote_rank, battle_rank = _time_rank(votes.voted_at), _time_rank(battles.created)
+    first = votes.voted_at.min() if votes.voted_at.size else 0.0
+    vote_ms = np.round((votes.voted_at - first) * 1000).astype(np.int64)
     v = len(index)
     out: dict[str, Any] = {
         "votes": np.zeros(v, dtype=np.int64), "heavy": np.zeros(v, dtype=bool), "rate_limit": np.zeros(v, np.int64),
@@ -967,7 +1021,7 @@ def _static_columns(votes: VoteTable, battles: BattleTable, index: VoterIndex) -
         out["rate_limit"][span[0]:span[1]] = limit
         out["kinds"].append(_static_kind(votes, battles, index.vote_voter[kind], index.battle_voter[kind],
                                          index.prompt_code, span, out,
-                                         Context(limit, abandon_rate, vote_rank, battle_rank)))
+                                         Context(limit, abandon_rate, vote_ms)))
     index.static = out
     # The battles' voters and prompts serve these columns only: not kept through the rounds.
     index.battle_voter = {kind: np.zeros(0, dtype=np.int32) for kind in index.battle_voter}
@@ -1007,17 +1061,26 @@ def suspected(verdicts: Verdicts) -> np.ndarray:
 
 def voters_settle(
     votes: VoteTable, battles: BattleTable, excluding: Callable[[Verdicts], np.ndarray],
-    suspecting: Callable[[Verdicts], np.ndarray] | None = None, *, consume_battles: bool = False,
+    suspecting: Callable[[Verdicts], np.ndarray] | None = None, *, consume: bool = False,
 ) -> tuple[Verdicts, np.ndarray]:
     """Assess every voter, then again against a fit without the voters ``excluding`` leaves out and those
     ``suspecting`` names (by default: a suspicion of at least ``SUSPECT_SHARE`` of the threshold), until both sets
     stop changing or the next fit would rate every model as the last did (``Yardstick.still``; at most ``ROUNDS``
     fits): the last verdicts and who they leave out (a (V,) mask over them).
     Suspected voters stay on the board; they only stay out of the yardstick, so that riggers just under the line
-    do not prop each other up. ``consume_battles``: empty the battle table's columns once the first assessment has
-    read them (the rounds never do), so that a caller with no further use for them does not hold them meanwhile."""
+    do not prop each other up. ``consume``: empty the battle table's columns, and the vote table's voter keys, once
+    read (the voters' keys and the prompts by the index, the rest by the first assessment; the rounds read none of
+    them), so that a caller with no further use for them does not hold them meanwhile."""
     suspecting = suspected if suspecting is None else suspecting
     index = VoterIndex.build(votes, battles)
+    if consume:
+        for table, names in ((battles, ("session", "address", "prompt")), (votes, ("session", "address"))):
+            for name in names:
+                setattr(table, name, getattr(table, name)[:0].copy())
+        _static_columns(votes, battles, index)  # kept by the index for every round
+        for name in ("created", "voted", "answered"):
+            setattr(battles, name, getattr(battles, name)[:0].copy())
+        memory_release()  # the detectors' temporaries
 
     def yardstick_out(verdicts: Verdicts, left: np.ndarray) -> np.ndarray:
         apart = left | suspecting(verdicts)
@@ -1027,9 +1090,6 @@ def voters_settle(
 
     yardstick = Yardstick.fit(votes, np.ones(votes.vote_ids.size, dtype=bool))
     verdicts = voters_assess(votes, battles, index=index, yardstick=yardstick)
-    if consume_battles:
-        for name in ("session", "address", "created", "voted", "answered", "prompt"):
-            setattr(battles, name, getattr(battles, name)[:0].copy())
     left_out = excluding(verdicts)
     apart = yardstick_out(verdicts, left_out)
     for _ in range(ROUNDS - 1):
@@ -1077,7 +1137,7 @@ def risk_recompute(vote_ids: Iterable[int] | None = None, *, votes: VoteTable | 
     def suspecting(verdicts: Verdicts) -> np.ndarray:
         return ~state_is(verdicts, VoterRisk.State.CLEARED) & suspected(verdicts)
 
-    verdicts, excluding_now = voters_settle(votes, battles, excluding, suspecting, consume_battles=True)
+    verdicts, excluding_now = voters_settle(votes, battles, excluding, suspecting, consume=True)
     excluded = verdicts.index.vote_mask(excluding_now)
     verdicts.index.key_names(np.flatnonzero(verdicts.score >= threshold).tolist())
     _store(verdicts, threshold)

@@ -589,7 +589,7 @@ def test_a_category_holding_every_vote_is_fitted_as_its_own_category_would_be(se
         vote_ids=np.arange(n), left=left, right=right, outcome=outcome,
         categories=np.full(n, 1 << CATEGORY_BITS.index("lang:en")), other_categories={}, style=style,
         has_text=np.ones(n, dtype=bool), session=z, address=z, voted_at=np.full(n, 1.7e9), done=z, chars=z,
-        turns=z, imported=np.zeros(n, dtype=bool))
+        turns=z, imported=np.zeros(n, dtype=bool), started=np.full(n, 1.7e9), prompt=z)
     payload = leaderboard_payload(votes)
     alone = category_fit(left, right, outcome, style, min_votes=20, preliminary_votes=100, label="English",
                          has_text=votes.has_text)
