@@ -34,7 +34,7 @@ from arena.facts import CATEGORY_BITS, OTHER_CATEGORIES, memory_release, vote_fa
 from arena.models import Vote
 from arena.selectors import battles_counted
 from models_hub.models import ModelEntry
-from trust.risk import BattleTable, RiskResult, VoteTable, battle_table, risk_recompute
+from trust.risk import BattleTable, RiskResult, VoteTable, battle_table, columns_empty, risk_recompute
 from ratings import (
     Ranking,
     aggregate,
@@ -472,8 +472,7 @@ def trust_votes_split(votes: LeaderboardVotes, *, battles: BattleTable | None = 
     live = _rows(~votes.imported)
     battles = (battle_table(beyond_votes=True) if battles is None else battles).with_vote_battles(
         table, live(votes.started), live(votes.prompt))
-    for name in ("done", "chars", "turns", "started", "prompt", "session", "address"):
-        setattr(votes, name, getattr(votes, name)[:0].copy())
+    columns_empty(votes, ("done", "chars", "turns", "started", "prompt", "session", "address"))
     risk = risk_recompute(votes=table, battles=battles)
     del table, battles
     memory_release()  # the screen's tables, before the fits

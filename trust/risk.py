@@ -138,6 +138,13 @@ class VoteTable:
         )
 
 
+def columns_empty(table: Any, names: Iterable[str]) -> None:
+    """Replace these array columns of ``table`` by empty ones of their dtype, freeing what only they held: for a
+    caller done with columns of a table others still hold."""
+    for name in names:
+        setattr(table, name, getattr(table, name)[:0].copy())
+
+
 def _model_index(model_ids: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """A function from model ids (all among the sorted ``model_ids``) to their int32 positions there."""
     if model_ids.size and 0 <= model_ids[0] and model_ids[-1] < 1 << 24:
@@ -1074,12 +1081,10 @@ def voters_settle(
     suspecting = suspected if suspecting is None else suspecting
     index = VoterIndex.build(votes, battles)
     if consume:
-        for table, names in ((battles, ("session", "address", "prompt")), (votes, ("session", "address"))):
-            for name in names:
-                setattr(table, name, getattr(table, name)[:0].copy())
+        columns_empty(battles, ("session", "address", "prompt"))
+        columns_empty(votes, ("session", "address"))
         _static_columns(votes, battles, index)  # kept by the index for every round
-        for name in ("created", "voted", "answered"):
-            setattr(battles, name, getattr(battles, name)[:0].copy())
+        columns_empty(battles, ("created", "voted", "answered"))
         memory_release()  # the detectors' temporaries
 
     def yardstick_out(verdicts: Verdicts, left: np.ndarray) -> np.ndarray:
