@@ -103,32 +103,33 @@ def backfill(apps, schema_editor):
     Side = apps.get_model("arena", "Side")
     Vote = apps.get_model("arena", "Vote")
     VoteFact = apps.get_model("arena", "VoteFact")
+    db = schema_editor.connection.alias  # the database being migrated, not necessarily the default
     last = 0
     while True:
-        battles = list(Battle.objects.filter(pk__gt=last).order_by("pk")[:BATCH])
+        battles = list(Battle.objects.using(db).filter(pk__gt=last).order_by("pk")[:BATCH])
         if not battles:
             break
         last = battles[-1].pk
-        first = dict(Turn.objects.filter(side__battle__in=battles, side__position="left", index=0)
+        first = dict(Turn.objects.using(db).filter(side__battle__in=battles, side__position="left", index=0)
                      .values_list("side__battle_id", "prompt"))
         for b in battles:
             b.session_code, b.address_code = key_code(b.session_key), key_code(b.ip_hash)
             b.prompt_code = prompt_code(first[b.pk]) if b.pk in first else 0
-        Battle.objects.bulk_update(battles, ["session_code", "address_code", "prompt_code"])
+        Battle.objects.using(db).bulk_update(battles, ["session_code", "address_code", "prompt_code"])
     last = 0
     while True:
-        votes = list(Vote.objects.filter(pk__gt=last).select_related("battle").order_by("pk")[:BATCH])
+        votes = list(Vote.objects.using(db).filter(pk__gt=last).select_related("battle").order_by("pk")[:BATCH])
         if not votes:
             break
         last = votes[-1].pk
         ids = [v.battle_id for v in votes]
         turns = {b: [] for b in ids}
-        for t in Turn.objects.filter(side__battle_id__in=ids).select_related("side"):
+        for t in Turn.objects.using(db).filter(side__battle_id__in=ids).select_related("side"):
             turns[t.side.battle_id].append(t)
         sides = {b: {} for b in ids}
-        for s in Side.objects.filter(battle_id__in=ids).select_related("model"):
+        for s in Side.objects.using(db).filter(battle_id__in=ids).select_related("model"):
             sides[s.battle_id][s.position] = s.model
-        VoteFact.objects.bulk_create([
+        VoteFact.objects.using(db).bulk_create([
             VoteFact(vote_id=v.pk, **fact_values(vote=v, battle=v.battle, turns=turns[v.battle_id],
                                                  models=sides[v.battle_id]))
             for v in votes

@@ -30,21 +30,23 @@ def backfill(apps, schema_editor):
     Turn = apps.get_model("arena", "Turn")
     Vote = apps.get_model("arena", "Vote")
     VoteFact = apps.get_model("arena", "VoteFact")
-    Battle.objects.exclude(Exists(Vote.objects.filter(battle=OuterRef("pk")))).update(voted=False)
+    db = schema_editor.connection.alias  # the database being migrated, not necessarily the default
+    Battle.objects.using(db).exclude(Exists(Vote.objects.filter(battle=OuterRef("pk")))).update(voted=False)
     if schema_editor.connection.vendor == "postgresql":
         with schema_editor.connection.cursor() as cursor:
             cursor.execute(f"UPDATE {VoteFact._meta.db_table} f SET started_at = b.created_at, prompt_code = "
                            f"b.prompt_code FROM {Battle._meta.db_table} b WHERE b.id = f.battle_id")
     else:
         battle = Battle.objects.filter(pk=OuterRef("battle_id"))
-        VoteFact.objects.update(started_at=Subquery(battle.values("created_at")[:1]),
-                                prompt_code=Subquery(battle.values("prompt_code")[:1]))
-    unknown = list(VoteFact.objects.filter(prompt_code=0).values_list("battle_id", flat=True))
+        VoteFact.objects.using(db).update(started_at=Subquery(battle.values("created_at")[:1]),
+                                          prompt_code=Subquery(battle.values("prompt_code")[:1]))
+    unknown = list(VoteFact.objects.using(db).filter(prompt_code=0).values_list("battle_id", flat=True))
     for start in range(0, len(unknown), BATCH):
-        first = dict(Turn.objects.filter(side__battle_id__in=unknown[start:start + BATCH], side__position="left",
-                                         index=0).values_list("side__battle_id", "prompt"))
+        first = dict(Turn.objects.using(db).filter(side__battle_id__in=unknown[start:start + BATCH],
+                                                   side__position="left", index=0)
+                     .values_list("side__battle_id", "prompt"))
         for battle_id, text in first.items():
-            VoteFact.objects.filter(battle_id=battle_id).update(prompt_code=prompt_code(text))
+            VoteFact.objects.using(db).filter(battle_id=battle_id).update(prompt_code=prompt_code(text))
 
 
 class Migration(migrations.Migration):
