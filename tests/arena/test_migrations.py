@@ -176,7 +176,7 @@ def test_it_keeps_every_vote_counted_where_it_was_through_an_upgrade_from_0006(e
     battles, and snapshots, migrated to the latest leaf of every app on ``engine``. Every vote has a fact row equal
     to the one the live code writes for it now (models, outcome, categories, style, codes, start, prompt), the
     leaderboard's live readers count exactly the votes the 0006 definition counted (public, simulated and voice
-    boards), battles are marked voted as they are, voice clips and snapshots are unchanged."""
+    boards), every battle has its codes and is marked voted as it is, voice clips and snapshots are unchanged."""
     with django_db_blocker.unblock(), extra_database("upgrade", engine, tmp_path, postgres_cluster) as db:
         executor = MigrationExecutor(connections[db])
         targets = before_targets(executor)
@@ -199,7 +199,7 @@ def test_it_keeps_every_vote_counted_where_it_was_through_an_upgrade_from_0006(e
         executor.migrate(executor.loader.graph.leaf_nodes())
         assert not MigrationExecutor(connections[db]).migration_plan(executor.loader.graph.leaf_nodes())
 
-        from arena.facts import categories_of, fact_values
+        from arena.facts import categories_of, fact_values, key_code, prompt_code
         from arena.models import Battle, Side, Turn, Vote, VoteFact
         from leaderboard.snapshots import leaderboard_votes
         from leaderboard.models import LeaderboardSnapshot
@@ -224,8 +224,10 @@ def test_it_keeps_every_vote_counted_where_it_was_through_an_upgrade_from_0006(e
                 cats = vote.battle.categories
                 assert (categories_of(fact.categories) == cats if fact.categories != -1 else cats == ["llmfao-task"])
                 assert fact.prompt_code not in (0, None) and fact.started_at == vote.battle.created_at
-            assert fact_values(vote=votes[0], battle=votes[0].battle, turns=[], models={})["prompt_code"] != 0
-            assert set(Battle.objects.filter(voted=True).values_list("pk", flat=True)) == set(vote_of)
+            first = dict(Turn.objects.filter(side__position="left", index=0).values_list("side__battle_id", "prompt"))
+            for b in Battle.objects.all():
+                assert (b.session_code, b.address_code, b.prompt_code, b.voted) == (
+                    key_code(b.session_key), key_code(b.ip_hash), prompt_code(first[b.pk]), b.pk in vote_of), b
             assert Battle.objects.filter(voted=False).count() == 2
 
             assert set(leaderboard_votes(board="public").vote_ids.tolist()) == counted["public"]
