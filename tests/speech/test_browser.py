@@ -7,16 +7,9 @@ import pytest
 
 from arena.models import Vote
 from models_hub.speech_defaults import default_voices_seed
-from tests.browser import SCREENSHOTS, LiveArena
+from tests.browser import SCREENSHOTS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
-
-
-@pytest.fixture
-def speech_arena(tmp_path):
-    live = LiveArena(tmp_path / "daphne.log", ARENA_SPEECH_MEDIA_DIR=str(tmp_path / "clips")).start()
-    yield live
-    live.stop()
 
 
 def play(page, label: str) -> None:
