@@ -24,10 +24,12 @@ class SideState(TypedDict):
 
 
 def speech_battle_state(battle: Battle) -> dict:
-    """The battle as its owner sees it: the text, each side's status and, once both voices spoke, its clip URL (a
-    clip is padded to the other's length, so neither plays before both exist); a failed side's reason is always
-    VOICE_FAILED. Only after the vote: the names and each side's figures (generation seconds, audio seconds,
-    real-time factor)."""
+    """The battle as its owner sees it: the text, each side's status, its clip URL, and only after the vote the
+    names and each side's figures (generation seconds, audio seconds, real-time factor).
+
+    Before the vote nothing tells the voices apart: a side reads done only once the other has ended too (which
+    voice spoke first would tell a fast engine from a slow one), a clip URL appears only once both spoke (each is
+    padded to the other's length), and a failed side's reason is always VOICE_FAILED."""
     vote = Vote.objects.filter(battle=battle).first()
     turns = {t.side.position: t for t in Turn.objects.filter(side__battle=battle, index=0).select_related("side__model")}
     clips = {c.turn_id: c for c in SpeechClip.objects.filter(turn__in=turns.values())}
@@ -35,11 +37,15 @@ def speech_battle_state(battle: Battle) -> dict:
     names: dict[str, str] = {}
     figures: dict[str, dict] = {}
     both_spoke = len(turns) == 2 and all(t.status == Turn.Status.DONE and t.pk in clips for t in turns.values())
+    settled = all(t.status in (Turn.Status.DONE, Turn.Status.FAILED) for t in turns.values())
     for position, turn in sorted(turns.items()):
         label = POSITION_LABEL[position]
         clip = clips.get(turn.pk)
+        status = turn.status
+        if status == Turn.Status.DONE and not settled:
+            status = Turn.Status.RUNNING  # which voice finished first would tell a fast engine from a slow one
         sides[label] = {
-            "status": turn.status, "error": VOICE_FAILED if turn.status == Turn.Status.FAILED else "",
+            "status": status, "error": VOICE_FAILED if turn.status == Turn.Status.FAILED else "",
             "audio": reverse("speech:clip", args=[battle.public_id, label]) if both_spoke else None,
         }
         names[label] = turn.side.model.public_name

@@ -1,6 +1,6 @@
 """Voice battles over HTTP, with real espeak-ng voices and jobs on the embedded dispatcher's threads: the flow to
 the reveal, what an audio URL, its headers, its size and its length give away before the vote, the listening a vote
-waits for, the trust gate, modalities kept apart, and bad input."""
+waits for, the shared battle rate limit, modalities kept apart, and bad input."""
 
 from __future__ import annotations
 
@@ -365,16 +365,28 @@ def test_both_clips_of_each_battle_have_one_size_and_one_length(voices):
     assert len(unpadded) > 1, "the voices spoke the text at different lengths, so padding was needed"
 
 
-def test_two_engines_failing_tell_the_voter_the_same_reason(speech_standin, inprocess, clip_dir):
-    # Tried: a battle between an espeak voice that does not exist (espeak-ng warns and speaks a default voice) and
-    # an OpenAI-compatible endpoint that answers HTML; each engine fails for its own reason.
-    ModelEntry.objects.create(slug="broken-espeak", display_name="Broken espeak", provider="espeak", modality="speech",
-                              voice="xx-no-such-voice")
-    endpoint_voice(speech_standin, "broken-tts", "html", display_name="Broken TTS")
+def test_while_one_voice_still_speaks_the_other_reads_as_speaking_too(voices):
+    # Tried: a finished battle whose right side is put back to running, as if the left voice had been faster;
+    # then the right side failed instead.
     client = voter()
     _, state = post(client, "/speech/battles/", {"text": TEXT})
-    state = finished(client, state["battle"])
-    assert [s["status"] for s in state["sides"].values()] == ["failed", "failed"]
-    assert [s["error"] for s in state["sides"].values()] == [VOICE_FAILED, VOICE_FAILED]
-    reasons = {Turn.objects.get(side__model__slug=slug).error for slug in ("broken-espeak", "broken-tts")}
-    assert len(reasons) == 2 and NOT_AUDIO in reasons, "the engines did fail differently; staff see how"
+    battle_id = finished(client, state["battle"])["battle"]
+    right = Turn.objects.filter(side__battle__public_id=battle_id, side__position="right")
+    right.update(status=Turn.Status.RUNNING)
+    state = client.get(f"/speech/battles/{battle_id}/").json()
+    assert [(s["status"], s["audio"]) for s in state["sides"].values()] == [("running", None)] * 2
+    assert client.get(f"/speech/battles/{battle_id}/A.wav").json()["error"]["code"] == "not_ready"
+    right.update(status=Turn.Status.FAILED, error="The speech engine took too long.")
+    state = client.get(f"/speech/battles/{battle_id}/").json()
+    assert [(s["status"], s["error"]) for s in state["sides"].values()] == [("done", ""), ("failed", VOICE_FAILED)]
+
+
+def test_voice_battles_share_the_battle_rate_limit(voices, settings):
+    # Tried: two voice battles from one session with a limit of one battle per window.
+    settings.ARENA_RATE_LIMIT_BATTLES = 1
+    client = voter()
+    assert post(client, "/speech/battles/", {"text": TEXT})[0] == 201
+    status, refused = post(client, "/speech/battles/", {"text": TEXT})
+    assert (status, refused["error"]["code"]) == (429, "rate_limited") and refused["error"]["message"]
+    assert Battle.objects.count() == 1
+    assert inprocess_idle(60)
