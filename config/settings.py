@@ -359,6 +359,9 @@ ARENA_POOL_HEARTBEAT_SECONDS = envint("ARENA_POOL_HEARTBEAT_SECONDS", 10, minimu
 # stored (Django file storage: a directory under var/ by default; any storage backend class in production).
 ARENA_SPEECH_MAX_CHARS = envint("ARENA_SPEECH_MAX_CHARS", 500, minimum=1)
 ARENA_SPEECH_ENGINE_TIMEOUT = envfloat("ARENA_SPEECH_ENGINE_TIMEOUT", 60.0)
+# A voice vote waits until both clips were delivered in full and this many times their (padded, equal) duration
+# has passed since each was first asked for: 1 means as long as listening takes; 0 only in tests.
+ARENA_SPEECH_LISTEN_FACTOR = envfloat("ARENA_SPEECH_LISTEN_FACTOR", 1.0, minimum=0.0)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -7,7 +7,8 @@ from .models import SpeechClip, SpeechLeaderboardSnapshot
 
 @admin.register(SpeechClip)
 class SpeechClipAdmin(admin.ModelAdmin):
-    list_display = ("turn", "audio_seconds", "generation_seconds", "sample_rate", "byte_size", "served_at", "created_at")
+    list_display = ("turn", "audio_seconds", "generation_seconds", "sample_rate", "byte_size", "served_at", "delivered_at",
+                    "created_at")
     readonly_fields = [f.name for f in SpeechClip._meta.fields]
 
     def has_add_permission(self, request) -> bool:

@@ -33,8 +33,11 @@ class SpeechClip(models.Model):
     sample_rate = models.PositiveIntegerField()
     audio_seconds = models.FloatField(help_text="Seconds of audio.")
     generation_seconds = models.FloatField(help_text="Seconds the voice took to speak, normalisation excluded.")
-    # When the battle's owner first fetched the clip: the vote waits until both were played, at least in part.
+    # When the battle's owner first asked for the clip (any range; for staff), and when the owner asked for the first
+    # response that was then handed to the server with all of the clip's bytes: the vote waits for both clips
+    # delivered and their duration since.
     served_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -11,29 +11,42 @@ from arena.models import Battle, Turn, Vote
 
 from .models import SpeechClip
 
+# The one reason a voter reads for a voice that did not speak, whatever the engine and whatever went wrong: the
+# reasons differ by engine (a missing binary, an endpoint's HTTP error), so the real one stays in Turn.error for
+# staff and never reaches the voter.
+VOICE_FAILED = "This voice could not read the text. Start a new round."
+
 
 class SideState(TypedDict):
     status: str  # queued | running | done | failed
     error: str
-    audio: str | None  # the battle-scoped URL of the clip once spoken; it names the side, never the model
+    audio: str | None  # the battle-scoped URL of the clip once both spoke; it names the side, never the model
 
 
 def speech_battle_state(battle: Battle) -> dict:
-    """The battle as its owner sees it: the text, each side's status and clip URL, and only after the vote the
-    names and each side's figures (generation seconds, audio seconds, real-time factor)."""
+    """The battle as its owner sees it: the text, each side's status, its clip URL, and only after the vote the
+    names and each side's figures (generation seconds, audio seconds, real-time factor).
+
+    Before the vote nothing tells the voices apart: a side reads done only once the other has ended too (which
+    voice spoke first would tell a fast engine from a slow one), a clip URL appears only once both spoke (each is
+    padded to the other's length), and a failed side's reason is always VOICE_FAILED."""
     vote = Vote.objects.filter(battle=battle).first()
     turns = {t.side.position: t for t in Turn.objects.filter(side__battle=battle, index=0).select_related("side__model")}
     clips = {c.turn_id: c for c in SpeechClip.objects.filter(turn__in=turns.values())}
     sides: dict[str, SideState] = {}
     names: dict[str, str] = {}
     figures: dict[str, dict] = {}
+    both_spoke = len(turns) == 2 and all(t.status == Turn.Status.DONE and t.pk in clips for t in turns.values())
+    settled = all(t.status in (Turn.Status.DONE, Turn.Status.FAILED) for t in turns.values())
     for position, turn in sorted(turns.items()):
         label = POSITION_LABEL[position]
         clip = clips.get(turn.pk)
-        done = turn.status == Turn.Status.DONE and clip is not None
+        status = turn.status
+        if status == Turn.Status.DONE and not settled:
+            status = Turn.Status.RUNNING  # which voice finished first would tell a fast engine from a slow one
         sides[label] = {
-            "status": turn.status, "error": turn.error,
-            "audio": reverse("speech:clip", args=[battle.public_id, label]) if done else None,
+            "status": status, "error": VOICE_FAILED if turn.status == Turn.Status.FAILED else "",
+            "audio": reverse("speech:clip", args=[battle.public_id, label]) if both_spoke else None,
         }
         names[label] = turn.side.model.public_name
         if clip is not None:

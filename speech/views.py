@@ -7,7 +7,9 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -15,10 +17,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from arena.services import BattleError
 
+from .delivery import RangeNotSatisfiable, achunks_then, byte_range, chunks_then
 from .leaderboard import speech_board, speech_snapshot_latest
-from .models import clip_storage
 from .selectors import speech_battle_state
-from .services import EXAMPLE_TEXTS, clip_serve, speech_battle_create, speech_battle_owned, speech_vote_record
+from .services import (
+    EXAMPLE_TEXTS, clip_delivered, clip_serve, speech_battle_create, speech_battle_owned, speech_vote_record,
+)
 
 
 def _answers_battle_errors(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -84,10 +88,27 @@ def battle_state(request: HttpRequest, public_id: str) -> JsonResponse:
 @never_cache
 @_answers_battle_errors
 def clip_audio(request: HttpRequest, public_id: str, side: str) -> HttpResponse:
+    """The clip, streamed; it counts as delivered only when a response with all of its bytes went out in full."""
     clip = clip_serve(public_id=public_id, session_key=_session_key(request), side=side)
-    with clip_storage().open(clip.audio.name, "rb") as audio:
-        data = audio.read()
-    response = HttpResponse(data, content_type="audio/wav")
+    size = len(clip.data)
+    try:
+        part = byte_range(request.headers.get("Range"), size)
+    except RangeNotSatisfiable:
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    start, end = part or (0, size)
+    whole = (start, end) == (0, size)
+    body = clip.data[start:end]
+    if isinstance(request, ASGIRequest):
+        content = achunks_then(body, (lambda: sync_to_async(clip_delivered)(clip)) if whole else None)
+    else:
+        content = chunks_then(body, (lambda: clip_delivered(clip)) if whole else None)
+    response = StreamingHttpResponse(content, content_type="audio/wav", status=206 if part else 200)
+    response["Content-Length"] = str(end - start)
+    response["Accept-Ranges"] = "bytes"
+    if part:
+        response["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     # Named by the side only: neither the stored name nor anything of the model reaches the voter.
     response["Content-Disposition"] = f'inline; filename="{side}.wav"'
     return response

@@ -1,11 +1,13 @@
 // The voice battle page: start a battle over HTTP, poll its state, play both clips, vote, see the names.
-// The vote buttons open once both clips have played, at least in part (a timeupdate past 0 s, or the end).
+// The vote buttons open once both clips have played to the end: the server takes a vote only after both clips were
+// delivered in full and their duration has passed. The form is the page's "composer", so trust/pow.js holds a
+// new session's first text until its proof of work is accepted.
 (function () {
   "use strict";
   const config = JSON.parse(document.getElementById("speech-config").textContent);
   const $ = (sel) => document.querySelector(sel);
   const labels = ["A", "B"];
-  const form = $("#speech-form");
+  const form = $("#composer");
   const textBox = $("#speech-text");
   const speakButton = $("#speak");
   const notice = $("#notice");
@@ -92,7 +94,7 @@
       if (labels.some((l) => battle.sides[l].status === "failed")) {
         say("A voice failed to speak, so this round cannot be voted on. Start a new round.", "error");
       } else if (!battle.voted) {
-        say("Both voices are ready: play each one, then vote.");
+        say("Both voices are ready: play each one to the end, then vote.");
       }
     }
   }
@@ -128,13 +130,9 @@
 
   labels.forEach((label) => {
     const audio = document.querySelector(`[data-audio="${label}"]`);
-    const mark = () => {
-      if (audio.currentTime > 0 || audio.ended) {
-        if (!played[label]) { played[label] = true; render(); }
-      }
-    };
-    audio.addEventListener("timeupdate", mark);
-    audio.addEventListener("ended", () => { played[label] = true; render(); });
+    audio.addEventListener("ended", () => {
+      if (!played[label]) { played[label] = true; render(); }
+    });
   });
 
   config.examples.forEach((text) => {
@@ -142,13 +140,13 @@
     button.type = "button";
     button.textContent = text;
     button.title = text;
-    button.addEventListener("click", () => { textBox.value = text; start(text); });
+    button.addEventListener("click", () => { textBox.value = text; form.requestSubmit(); });
     $("#examples").appendChild(button);
   });
 
   form.addEventListener("submit", (event) => { event.preventDefault(); start(textBox.value); });
   textBox.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); start(textBox.value); }
+    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
   });
   voteButtons.forEach((b) => b.addEventListener("click", () => vote(b.dataset.vote)));
   $("#new-round").addEventListener("click", () => {

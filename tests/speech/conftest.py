@@ -3,8 +3,11 @@ from __future__ import annotations
 import pytest
 
 from models_hub.models import ModelEntry
+from tests.browser import LiveArena
 
 from .standin_speech import SpeechStandin
+
+BLOCKED_WORD = "forbiddenword"  # on the live arena's moderation blocklist
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +36,14 @@ def endpoint_voice(standin: SpeechStandin, slug: str, behaviour: str, **fields) 
     )
     defaults.update(fields)
     return ModelEntry.objects.create(slug=slug, **defaults)
+
+
+@pytest.fixture
+def speech_arena(tmp_path):
+    """A daphne of the arena as in production (proof of work on, a moderation blocklist), clips under tmp_path."""
+    live = LiveArena(
+        tmp_path / "daphne.log", ARENA_SPEECH_MEDIA_DIR=str(tmp_path / "clips"), ARENA_POW="1", ARENA_POW_BITS="8",
+        ARENA_MODERATION_BLOCKLIST=BLOCKED_WORD,
+    ).start()
+    yield live
+    live.stop()

@@ -1,13 +1,16 @@
 """Voice battles over HTTP, with real espeak-ng voices and jobs on the embedded dispatcher's threads: the flow to
-the reveal, what an audio URL and its headers give away before the vote, modalities kept apart, and bad input."""
+the reveal, what an audio URL, its headers, its size and its length give away before the vote, the listening a vote
+waits for, the shared battle rate limit, modalities kept apart, and bad input."""
 
 from __future__ import annotations
 
 import io
 import json
 import wave
+from datetime import timedelta
 
 import pytest
+from django.db.models import F
 from django.test import Client
 
 from arena.models import Battle, Side, Turn, Vote
@@ -19,7 +22,8 @@ from leaderboard.snapshots import leaderboard_battles
 from models_hub.models import ModelEntry
 from models_hub.speech_defaults import default_voices_seed
 from speech.leaderboard import speech_board, speech_snapshot_create
-from speech.models import SpeechClip
+from speech.models import SpeechClip, clip_storage
+from speech.selectors import VOICE_FAILED
 from speech.services import speech_battle_create
 from tests.voters import standin_entry
 
@@ -51,6 +55,23 @@ def finished(client: Client, battle_id: str) -> dict:
     return client.get(f"/speech/battles/{battle_id}/").json()
 
 
+def fetch(client: Client, url: str, **headers) -> tuple[object, bytes]:
+    """GET `url` and read its body to the end (a streamed clip is delivered only once read in full)."""
+    response = client.get(url, **headers)
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    return response, body
+
+
+def listen(client: Client, state: dict) -> None:
+    """What a page that plays both clips to the end does: fetch both in full, then let their duration pass (the
+    first asks moved back an hour rather than a sleep)."""
+    for label in "AB":
+        fetch(client, state["sides"][label]["audio"])
+    SpeechClip.objects.filter(turn__side__battle__public_id=state["battle"]).update(
+        delivered_at=F("delivered_at") - timedelta(hours=1)
+    )
+
+
 def secrets_of(entries) -> list[str]:
     names = []
     for e in entries:
@@ -69,10 +90,10 @@ def test_a_voter_listens_to_both_voices_votes_and_sees_the_names(voices):
 
     status, refused = post(client, f"/speech/battles/{battle_id}/vote/", {"choice": "left"})
     assert status == 409 and refused["error"]["code"] == "not_played", "no vote before both voices were played"
-    client.get(state["sides"]["A"]["audio"])
+    fetch(client, state["sides"]["A"]["audio"])
     status, refused = post(client, f"/speech/battles/{battle_id}/vote/", {"choice": "left"})
     assert status == 409 and refused["error"]["code"] == "not_played", "one voice played is not enough"
-    client.get(state["sides"]["B"]["audio"])
+    listen(client, state)
 
     status, state = post(client, f"/speech/battles/{battle_id}/vote/", {"choice": "right"})
     assert status == 200 and state["voted"] == "right"
@@ -94,15 +115,15 @@ def test_an_audio_file_its_url_and_headers_reveal_no_model_before_the_vote(voice
     formats = set()
     for label in "AB":
         url = state["sides"][label]["audio"]
-        response = client.get(url)
+        response, content = fetch(client, url)
         assert response.status_code == 200 and response["Content-Type"] == "audio/wav"
         assert response["Content-Disposition"] == f'inline; filename="{label}.wav"'
         seen = "\n".join([url, json.dumps(state), *(f"{k}: {v}" for k, v in response.headers.items())]).lower()
-        body = response.content.lower()
+        body = content.lower()
         for secret in secrets_of(drawn):
             assert secret.lower() not in seen, f"{secret} is in the URL, state or headers"
             assert secret.lower().encode() not in body, f"{secret} is in the audio file"
-        with wave.open(io.BytesIO(response.content)) as reader:
+        with wave.open(io.BytesIO(content)) as reader:
             formats.add((reader.getnchannels(), reader.getsampwidth(), reader.getframerate()))
     assert formats == {(1, 2, SAMPLE_RATE)}, "both clips in one format"
     for clip in SpeechClip.objects.all():
@@ -173,8 +194,7 @@ def test_voice_votes_make_their_own_board_and_stay_off_the_text_board(voices):
     for choice in ("left", "right", "tie"):
         _, state = post(client, "/speech/battles/", {"text": TEXT})
         state = finished(client, state["battle"])
-        for label in "AB":
-            client.get(state["sides"][label]["audio"])
+        listen(client, state)
         assert post(client, f"/speech/battles/{state['battle']}/vote/", {"choice": choice})[0] == 200
     assert inprocess_idle(60)
     assert not leaderboard_battles().exists(), "the text leaderboard reads no voice battle"
@@ -232,13 +252,16 @@ def test_an_endpoint_sending_no_audio_fails_its_side_and_keeps_nothing(speech_st
     state = finished(client, state["battle"])
     sides = list(state["sides"].values())
     failed = [s for s in sides if s["status"] == "failed"]
-    assert len(failed) == 1 and failed[0]["error"] == reason and failed[0]["audio"] is None
+    assert len(failed) == 1 and failed[0]["error"] == VOICE_FAILED and failed[0]["audio"] is None
     assert [s["status"] for s in sides if s not in failed] == ["done"]
+    assert [s["audio"] for s in sides if s not in failed] == [None], "a clip with no rival to be padded to stays unheard"
     broken = Turn.objects.get(side__model__slug="broken-tts")
+    assert broken.error == reason, "staff keep the real reason"
     assert not SpeechClip.objects.filter(turn=broken).exists(), "a failed side has no clip"
     assert len(list(clip_dir.glob("clips/*.wav"))) == 1, "only the good side's file was stored"
     for label in "AB":
-        client.get(f"/speech/battles/{state['battle']}/{label}.wav")
+        response = client.get(f"/speech/battles/{state['battle']}/{label}.wav")
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_ready"
     status, answer = post(client, f"/speech/battles/{state['battle']}/vote/", {"choice": "left"})
     assert status == 409 and answer["error"]["code"] == "side_failed"
     assert not Vote.objects.exists()
@@ -259,10 +282,111 @@ def test_voice_battles_are_exported_with_their_modality_and_make_no_preference_p
     client = voter()
     _, state = post(client, "/speech/battles/", {"text": TEXT})
     state = finished(client, state["battle"])
-    for label in "AB":
-        client.get(state["sides"][label]["audio"])
+    listen(client, state)
     assert post(client, f"/speech/battles/{state['battle']}/vote/", {"choice": "left"})[0] == 200
     records = list(battle_records())
     assert [(r["question_id"], r["modality"]) for r in records] == [(state["battle"], "speech")]
     assert records[0]["conversation_a"][0] == {"role": "user", "content": TEXT}
     assert list(preference_pairs(iter(records))) == [], "a voice vote is no text preference"
+
+
+def test_a_vote_waits_for_both_clips_in_full_and_for_their_duration(voices):
+    # Tried, one after the other on one battle: a vote after asking for both clips without reading a byte of the
+    # bodies, after reading a 100-byte range of each, after reading A in full only, after reading both in full at
+    # once, and after half the clips' duration; only a vote once their whole duration had passed since the asks
+    # counts. The times are the stored asks moved back, not sleeps.
+    client = voter()
+    _, state = post(client, "/speech/battles/", {"text": TEXT})
+    state = finished(client, state["battle"])
+    battle_id = state["battle"]
+    clips = SpeechClip.objects.filter(turn__side__battle__public_id=battle_id)
+
+    def vote() -> tuple[int, dict]:
+        return post(client, f"/speech/battles/{battle_id}/vote/", {"choice": "left"})
+
+    for label in "AB":
+        headers_only = client.get(state["sides"][label]["audio"])
+        assert headers_only.status_code == 200 and int(headers_only["Content-Length"]) > 1000
+    status, refused = vote()
+    assert (status, refused["error"]["code"]) == (409, "not_played"), "headers alone are no delivery"
+    assert refused["error"]["message"] == "Play both voices to the end before voting."
+
+    for label in "AB":
+        response, body = fetch(client, state["sides"][label]["audio"], HTTP_RANGE="bytes=0-99")
+        assert response.status_code == 206 and len(body) == 100
+        assert response["Content-Range"] == f"bytes 0-99/{headers_only['Content-Length']}"
+    assert vote()[1]["error"]["code"] == "not_played", "a range is no delivery"
+
+    fetch(client, state["sides"]["A"]["audio"])
+    assert vote()[1]["error"]["code"] == "not_played", "one clip in full is not both"
+    fetch(client, state["sides"]["B"]["audio"])
+    assert clips.filter(delivered_at__isnull=False).count() == 2
+    status, refused = vote()
+    assert (status, refused["error"]["code"]) == (409, "not_listened"), "both in full, but no time to hear them"
+
+    seconds = max(c.audio_seconds for c in clips)
+    assert seconds > 1
+    clips.update(delivered_at=F("delivered_at") - timedelta(seconds=seconds / 2))
+    assert vote()[1]["error"]["code"] == "not_listened", "half the duration is not enough"
+    assert not Vote.objects.exists() and not Battle.objects.get(public_id=battle_id).voted
+    clips.update(delivered_at=F("delivered_at") - timedelta(seconds=seconds / 2 + 0.1))
+    status, state = vote()
+    assert status == 200 and state["voted"] == "left"
+
+
+def test_both_clips_of_each_battle_have_one_size_and_one_length(voices):
+    # Tried: four battles among the four espeak voices, which speak one text at different speeds (their stored
+    # clips differ in length); each clip fetched in full, and once as the range a media element asks for.
+    client = voter()
+    unpadded: set[int] = set()
+    for _ in range(4):
+        _, state = post(client, "/speech/battles/", {"text": TEXT})
+        state = finished(client, state["battle"])
+        sizes, lengths = set(), set()
+        for label in "AB":
+            response, body = fetch(client, state["sides"][label]["audio"])
+            ranged, same = fetch(client, state["sides"][label]["audio"], HTTP_RANGE="bytes=0-")
+            assert ranged.status_code == 206 and same == body
+            sizes |= {int(response["Content-Length"]), len(body), int(ranged["Content-Length"])}
+            with wave.open(io.BytesIO(body)) as reader:
+                lengths.add(reader.getnframes())
+                assert (reader.getnchannels(), reader.getsampwidth(), reader.getframerate()) == (1, 2, SAMPLE_RATE)
+                pcm = reader.readframes(reader.getnframes())
+            stored = Turn.objects.get(side__battle__public_id=state["battle"], side__position=(
+                "left" if label == "A" else "right")).speech_clip
+            with clip_storage().open(stored.audio.name, "rb") as handle:
+                original = handle.read()
+            unpadded.add(len(original))
+            with wave.open(io.BytesIO(original)) as reader:
+                spoken = reader.readframes(reader.getnframes())
+            assert pcm.startswith(spoken) and set(pcm[len(spoken):]) <= {0}, "the voice as stored, then silence"
+        assert len(sizes) == 1, f"one Content-Length for both clips of a battle, got {sizes}"
+        assert len(lengths) == 1, f"one declared duration for both clips of a battle, got {lengths}"
+    assert len(unpadded) > 1, "the voices spoke the text at different lengths, so padding was needed"
+
+
+def test_while_one_voice_still_speaks_the_other_reads_as_speaking_too(voices):
+    # Tried: a finished battle whose right side is put back to running, as if the left voice had been faster;
+    # then the right side failed instead.
+    client = voter()
+    _, state = post(client, "/speech/battles/", {"text": TEXT})
+    battle_id = finished(client, state["battle"])["battle"]
+    right = Turn.objects.filter(side__battle__public_id=battle_id, side__position="right")
+    right.update(status=Turn.Status.RUNNING)
+    state = client.get(f"/speech/battles/{battle_id}/").json()
+    assert [(s["status"], s["audio"]) for s in state["sides"].values()] == [("running", None)] * 2
+    assert client.get(f"/speech/battles/{battle_id}/A.wav").json()["error"]["code"] == "not_ready"
+    right.update(status=Turn.Status.FAILED, error="The speech engine took too long.")
+    state = client.get(f"/speech/battles/{battle_id}/").json()
+    assert [(s["status"], s["error"]) for s in state["sides"].values()] == [("done", ""), ("failed", VOICE_FAILED)]
+
+
+def test_voice_battles_share_the_battle_rate_limit(voices, settings):
+    # Tried: two voice battles from one session with a limit of one battle per window.
+    settings.ARENA_RATE_LIMIT_BATTLES = 1
+    client = voter()
+    assert post(client, "/speech/battles/", {"text": TEXT})[0] == 201
+    status, refused = post(client, "/speech/battles/", {"text": TEXT})
+    assert (status, refused["error"]["code"]) == (429, "rate_limited") and refused["error"]["message"]
+    assert Battle.objects.count() == 1
+    assert inprocess_idle(60)

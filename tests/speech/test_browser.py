@@ -1,5 +1,7 @@
-"""A voice battle in a real headless Chromium against a live arena: both clips play (muted), the votes open only
-then, the vote reveals the names, and nothing the browser received named a model before the vote."""
+"""A voice battle in a real headless Chromium against a live arena (proof of work on, solved by the page): both
+clips play to the end (muted), the votes open only then and the server takes the vote (it waits for both clips
+delivered in full and their duration), the vote reveals the names, and nothing the browser received named a model
+before the vote."""
 
 from __future__ import annotations
 
@@ -7,22 +9,19 @@ import pytest
 
 from arena.models import Vote
 from models_hub.speech_defaults import default_voices_seed
-from tests.browser import SCREENSHOTS, LiveArena
+from tests.browser import SCREENSHOTS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 
-@pytest.fixture
-def speech_arena(tmp_path):
-    live = LiveArena(tmp_path / "daphne.log", ARENA_SPEECH_MEDIA_DIR=str(tmp_path / "clips")).start()
-    yield live
-    live.stop()
-
-
 def play(page, label: str) -> None:
-    # Headless Chromium plays muted audio without a user gesture; currentTime moving past 0 means it played.
+    # Headless Chromium plays muted audio without a user gesture; currentTime moving past 0 means it started.
     page.evaluate(f"() => {{ const a = document.querySelector('[data-audio={label}]'); a.muted = true; return a.play(); }}")
     page.wait_for_function(f"() => document.querySelector('[data-audio={label}]').currentTime > 0", timeout=15_000)
+
+
+def played_out(page, label: str) -> None:
+    page.wait_for_function(f"() => document.querySelector('[data-audio={label}]').ended", timeout=30_000)
 
 
 def test_a_voter_plays_both_voices_votes_and_sees_the_reveal(chromium, speech_arena, tmp_path):
@@ -43,9 +42,10 @@ def test_a_voter_plays_both_voices_votes_and_sees_the_reveal(chromium, speech_ar
     )
     assert page.is_disabled(".vote[data-vote='left']"), "votes stay closed until both voices were played"
     play(page, "A")
-    page.wait_for_timeout(300)
-    assert page.is_disabled(".vote[data-vote='left']"), "one voice played is not enough"
-    play(page, "B")
+    play(page, "B")  # both at once: the test waits one clip's length, not two
+    assert page.is_disabled(".vote[data-vote='left']"), "voices still playing are not yet heard"
+    played_out(page, "A")
+    played_out(page, "B")
     page.wait_for_selector(".vote[data-vote='right']:not([disabled])", timeout=15_000)
     seen = "\n".join([page.content(), *received]).lower()
     for entry in voices:
