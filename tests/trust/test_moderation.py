@@ -275,8 +275,9 @@ def test_sockets_waiting_on_moderation_hold_no_database_thread_of_daphne(standin
         sockets = [await open_socket(arena, s).__aenter__() for s in sessions]
         for ws in sockets:
             await ws.send(json.dumps({"type": "start", "prompt": "hold me"}))
-        for _ in range(ATTACKERS):  # every request has reached the endpoint and waits there
-            assert await asyncio.to_thread(moderation.arrived.acquire, True, 60)
+        for i in range(ATTACKERS):  # every request has reached the endpoint and waits there
+            assert await asyncio.to_thread(moderation.arrived.acquire, True, 60), (
+                f"only {i} moderation requests reached the endpoint: the others wait for a database thread")
         async with open_socket(arena, voter) as ws:
             await ws.send(json.dumps({"type": "resume", "battle": battle}))
             state = await next_frame(ws, ("state", "error"), timeout=60)
