@@ -49,13 +49,15 @@ class PromptRefused(TrustRefusal):
 # A blocklist verdict: where the refusal came from and the endpoint's categories (none for the blocklist).
 Verdict = tuple[str, list[str]]
 
-_words = re.compile(r"\w+")  # one pass, no backtracking: a run of word characters, then the next one
+_words = re.compile(r"[^\W_]+")  # one pass, no backtracking: a run of letters and digits, then the next one
 
 
 def normalised_words(text: str) -> list[str]:
     """The words of ``text`` as the blocklist compares them: NFKC, case folded, combining marks and invisible
     format characters (zero-width space and joiners, soft hyphen, BOM: Unicode category Cf) removed, split at
-    anything that is not a word character. Every step is one pass over the text."""
+    anything that is not a letter or digit (underscores too). Every step is one pass over the text."""
+    if text.isascii():  # nothing to normalise but the case (exports check every stored prompt)
+        return _words.findall(text.lower())
     folded = unicodedata.normalize("NFKC", text).casefold()
     stripped = "".join(
         c for c in unicodedata.normalize("NFD", folded)

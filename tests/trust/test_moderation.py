@@ -140,6 +140,7 @@ EVASIONS = [
     "napalm  recipe",  # a double space
     "napalm\nrecipe",  # a newline inside the phrase
     "napalm\t\r\n recipe",
+    "napalm_recipe",
     "something F\u00adORBIDDEN here",  # a soft hyphen
     "two forbiddens",
     "ﬁne but forbidden.",
