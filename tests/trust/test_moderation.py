@@ -1,5 +1,6 @@
 """The moderation hook: a refused prompt gets a clear message and reaches no model (the stand-in endpoint
-records every request it gets); flagged prompts stay out of exports unless asked for."""
+records every request it gets); flagged prompts stay out of exports unless asked for; the blocklist sees through
+disguised phrases; sockets waiting on the endpoint hold none of daphne's database threads."""
 
 from __future__ import annotations
 
@@ -206,6 +207,7 @@ class _HeldModeration:
         self.hold = threading.Event()
         self.release = threading.Event()
         self.arrived = threading.Semaphore(0)
+        self.lock = threading.Lock()
         self.waiting = 0
         self.answered_after_hold = 0
         endpoint = self
@@ -218,11 +220,13 @@ class _HeldModeration:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 held = endpoint.hold.is_set()
                 if held:
-                    endpoint.waiting += 1
+                    with endpoint.lock:
+                        endpoint.waiting += 1
                     endpoint.arrived.release()
                     endpoint.release.wait(60)
-                    endpoint.waiting -= 1
-                    endpoint.answered_after_hold += 1
+                    with endpoint.lock:
+                        endpoint.waiting -= 1
+                        endpoint.answered_after_hold += 1
                 payload = json.dumps({"results": [{"flagged": False, "categories": {}}], "model": body.get("model")})
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
