@@ -12,24 +12,36 @@ short to tell, or one the model is unsure of, gets no language tag rather than a
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 LONG_PROMPT_CHARS = 500
 
-# Code on the page: any of these settles it.
+
+# Every pattern here meets the voter's text, so every one has linear cost (see README, "Adding a category"): a
+# pattern that can start anywhere reads a bounded stretch, or a run that a delimiter it cannot cross ends, before
+# it fails; runs that could be tried from each of their own characters start only after a boundary ((?<!\w),
+# \b) or a line start; possessive quantifiers (*+, ++) keep the engine from trying every split of a run again.
+# Patterns that read to the end of a line start only at line starts (^, with a first match taken atomically).
 _code_marks = re.compile(
     r"```"  # a fenced block
     r"|^(?: {4}|\t)\S.*[(){}\[\]=;:]"  # an indented line with code punctuation
-    r"|[{};]\s*$"  # a line ending the way C-family code does
-    r"|^\s*(?:def|class|fn|func|function|import|from \S+ import|#include|public|private|const|let|var|return)\b.*[(){}=:;<]"
-    r"|^\s*(?:SELECT|INSERT INTO|UPDATE|DELETE FROM|CREATE TABLE)\b.*\b(?:FROM|VALUES|SET|WHERE|\()"
-    r"|\bTraceback \(most recent call last\)|\b[A-Z]\w*(?:Error|Exception)\b(?::|\s+when|\s+in\b)?"
-    r"|=>|\(\)\s*\{|\w+\[\w*\]\s*[+\-*/]?=|\b(?:for|while|if)\s*\(.*\)\s*\{"
-    r"|`[^`\n]*[()=._/\\][^`\n]*`"  # inline code with code punctuation in it
+    r"|[{};][^\S\n]*+$"  # a line ending the way C-family code does
+    r"|^[^\S\n]*+(?:def|class|fn|func|function|import|from \S+ import|#include|public|private|const|let|var|return)\b"
+    r".*[(){}=:;<]"
+    r"|^[^\S\n]*+(?:SELECT|INSERT INTO|UPDATE|DELETE FROM|CREATE TABLE)\b.*\b(?:FROM|VALUES|SET|WHERE|\()"
+    r"|\bTraceback \(most recent call last\)|\b[A-Z]\w*(?:Error|Exception)\b"
+    r"|=>|\(\)\s*+\{|(?<!\w)\w++\[\w*+\]\s*+[+\-*/]?="
+    # for/while/if ( ... ) {: from the line's first such opening parenthesis only, taken atomically
+    r"|^(?>.*?\b(?:for|while|if)[^\S\n]*+\().*\)\s*+\{"
+    r"|`[^`\n()=._/\\]*+[()=._/\\][^`\n]*+`"  # inline code with code punctuation in it
     r"|(?<![=!<>])(?:===?|!==?|&&|\|\||<=|>=|\+\+|->|::)(?![=])"  # operators no prose uses
     r"|\bin (?:python|java|ruby|swift|rust|go|golang|js|node|c|r|lua|perl|php|scala|kotlin|dart|elixir|julia|matlab)"
-    r"(?:\s*\d+(?:\.\d+)*)?\s*[?.!,]?\s*$"  # "... in Ruby?": a task asked in a programming language
+    r"(?:[^\S\n]*+\d++(?:\.\d++)*+)?+[^\S\n]*+[?.!,]?+[^\S\n]*+$"  # "... in Ruby?": a task asked in a programming language
     r"|\b(?:keyword|syntax|operator|dependency injection|design pattern|todo app|web app)\b",
     re.MULTILINE,
 )
@@ -69,14 +81,45 @@ _not_code = re.compile(
 CODING_THRESHOLD = 2
 
 
+@dataclass
+class ScanWork:
+    """What the category scan read: the characters handed to its patterns and to the language identifier, added
+    up over every call. The tests read it to show that the scan's work grows with the prompt, not faster, and
+    that a continued battle reads only its new prompt."""
+
+    chars: int = 0
+
+
+_work: contextvars.ContextVar[ScanWork | None] = contextvars.ContextVar("category_scan_work", default=None)
+
+
+@contextlib.contextmanager
+def scan_work() -> Iterator[ScanWork]:
+    """Count the scan's work within the block (see ScanWork)."""
+    work = ScanWork()
+    token = _work.set(work)
+    try:
+        yield work
+    finally:
+        _work.reset(token)
+
+
+def _read(text: str) -> str:
+    """``text``, counted as read by the scan when a ScanWork is counting."""
+    work = _work.get()
+    if work is not None:
+        work.chars += len(text)
+    return text
+
+
 def coding_score(text: str) -> int:
     """Points of evidence that ``text`` is about programming: a code mark is worth the threshold on its own,
     a programming term 2, an ambiguous word 1 (each distinct word counted once)."""
-    if _code_marks.search(text):
+    if _code_marks.search(_read(text)):
         return CODING_THRESHOLD
-    plain = _not_code.sub(" ", text)
-    terms = {m.lower() for m in _code_terms.findall(plain)}
-    words = {m.lower() for m in _code_words.findall(plain)}
+    plain = _not_code.sub(" ", _read(text))
+    terms = {m.lower() for m in _code_terms.findall(_read(plain))}
+    words = {m.lower() for m in _code_words.findall(_read(plain))}
     return 2 * len(terms) + len(words)
 
 
@@ -90,6 +133,9 @@ LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl", "ru", "zh", "ja", "ko", "
 MIN_LANGUAGE_LETTERS = 12  # "Tell me a joke" has 11: too few letters for any identifier to be trusted
 MIN_LANGUAGE_CONFIDENCE = 0.6
 _ideographs = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+# A fenced block, or an unclosed fence to the end: the lazy run stops at the first closing fence and the match
+# consumes what it read, so no character is read from two starts.
+_fenced = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 
 
 @functools.cache
@@ -105,12 +151,12 @@ def prompt_language(text: str) -> str:
     """An ISO 639-1 code for the prompt's language, "und" when the prompt is too short or the identifier unsure.
 
     Code blocks are left out before identifying: they are written in no human language."""
-    prose = re.sub(r"```.*?(?:```|\Z)", " ", text, flags=re.DOTALL)
-    letters = sum(c.isalpha() for c in prose)
+    prose = _fenced.sub(" ", _read(text))
+    letters = sum(c.isalpha() for c in _read(prose))
     # One CJK character carries about a word: a short prompt in those scripts is already long enough.
-    if letters < MIN_LANGUAGE_LETTERS and len(_ideographs.findall(prose)) < 3:
+    if letters < MIN_LANGUAGE_LETTERS and len(_ideographs.findall(_read(prose))) < 3:
         return "und"
-    language, confidence = _identifier().classify(prose)
+    language, confidence = _identifier().classify(_read(prose))
     return language if confidence >= MIN_LANGUAGE_CONFIDENCE else "und"
 
 
@@ -129,3 +175,17 @@ def battle_categories(prompts: list[str]) -> list[str]:
     if language != "und":
         tags.append(f"lang:{language}")
     return tags
+
+
+def categories_after(categories: list[str] | None, prompt: str) -> list[str]:
+    """A battle's categories once ``prompt`` is added as a further turn: what the earlier prompts gave (the
+    battle's stored tags) with what the new prompt adds, in ``battle_categories``' order. Only the new prompt is
+    read, so a long conversation is not scanned again at every turn; the language stays the first prompt's."""
+    had = list(categories or [])
+    found = {"multi_turn"}
+    if is_coding(prompt):
+        found.add("coding")
+    if len(prompt) >= LONG_PROMPT_CHARS:
+        found.add("long_prompt")
+    ordered = ("coding", "long_prompt", "multi_turn")
+    return [t for t in ordered if t in found or t in had] + [t for t in had if t not in ordered]

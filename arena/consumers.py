@@ -24,6 +24,9 @@ from django.db import InterfaceError, OperationalError
 from django.db import connections as db_connections
 from redis.exceptions import RedisError
 
+from trust.gate import TrustRefusal
+from trust.moderation import moderation_verdict_async
+
 from . import services
 from .events import group_name
 from .models import Battle, new_public_id
@@ -229,15 +232,30 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
         self.battle_id = public_id
         await self._group("group_add", public_id)
 
+    async def _moderate(self, prompt: str) -> None:
+        """Moderation on the event loop, before any row lock: the endpoint's round trip holds none of the
+        process's database threads, which other voters' messages need. A refused prompt is recorded (one insert)
+        and raises BattleError."""
+        try:
+            verdict = await moderation_verdict_async(prompt)
+        except TrustRefusal as exc:
+            raise services.BattleError(exc.message, code=exc.code, status=exc.status) from None
+        if verdict is not None:
+            await db(services.prompt_refuse)(session_key=self.session_key, ip=self.ip, prompt=prompt, verdict=verdict)
+
     async def on_start(self, content: dict) -> None:
         mode = content.get("mode", Battle.Mode.ANONYMOUS)
+        prompt = await db(services.battle_start_admit)(
+            session_key=self.session_key, ip=self.ip, mode=mode, prompt=content.get("prompt"), moderate=False
+        )
+        await self._moderate(prompt)
         # Join the group before the battle exists, so no token of its first turn can be missed.
         public_id = new_public_id()
         await self._follow(public_id)
         try:
             battle = await db(services.battle_create)(
-                session_key=self.session_key, ip=self.ip, mode=mode, prompt=content.get("prompt"),
-                models=content.get("models"), public_id=public_id,
+                session_key=self.session_key, ip=self.ip, mode=mode, prompt=prompt,
+                models=content.get("models"), public_id=public_id, admitted=True,
             )
         except Exception:
             self.battle_id = None
@@ -249,8 +267,13 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
         await self.send_state(battle, frame="started")
 
     async def on_continue(self, content: dict) -> None:
+        prompt = await db(services.battle_continue_admit)(
+            public_id=self.battle_id, session_key=self.session_key, ip=self.ip, prompt=content.get("prompt"),
+            moderate=False,
+        )
+        await self._moderate(prompt)
         await db(services.battle_continue)(
-            public_id=self.battle_id, session_key=self.session_key, ip=self.ip, prompt=content.get("prompt")
+            public_id=self.battle_id, session_key=self.session_key, ip=self.ip, prompt=prompt, admitted=True
         )
 
     async def on_regenerate(self, content: dict) -> None:

@@ -19,8 +19,9 @@ from inference.dispatch import dispatch
 from inference.pools import live_pools
 from models_hub.models import ModelEntry
 from trust.gate import TrustRefusal, prompt_admit
+from trust.moderation import Verdict, refusal_record
 
-from .categories import battle_categories
+from .categories import battle_categories, categories_after
 from .events import LABEL_POSITION, POSITION_LABEL, turn_publish
 from .generation import turn_reap_stale
 from .facts import fact_values, prompt_code
@@ -67,10 +68,21 @@ def rate_limit(action: str, *, session_key: str, ip: str, limit: int) -> None:
         raise BattleError(str(exc), code="rate_limited", status=429) from None
 
 
-def _trust_admit(*, session_key: str, ip: str, prompt: str, new_battle: bool) -> None:
-    """The trust checks (trust.gate): a new session's proof of work, then moderation; before any model is asked."""
+def _trust_admit(*, session_key: str, ip: str, prompt: str, new_battle: bool, moderate: bool = True) -> None:
+    """The trust checks (trust.gate): a new session's proof of work, then moderation (unless the caller moderates
+    the prompt itself, off the database threads); before any model is asked and outside any transaction."""
     try:
-        prompt_admit(session_key=session_key, ip_hash=ip_hash(ip), prompt=prompt, new_battle=new_battle)
+        prompt_admit(session_key=session_key, ip_hash=ip_hash(ip), prompt=prompt, new_battle=new_battle,
+                     moderate=moderate)
+    except TrustRefusal as exc:
+        raise BattleError(exc.message, code=exc.code, status=exc.status) from None
+
+
+def prompt_refuse(*, session_key: str, ip: str, prompt: str, verdict: Verdict) -> None:
+    """Keep a prompt the moderation refused (``trust.moderation.moderation_verdict_async``) and raise its
+    BattleError (422)."""
+    try:
+        refusal_record(verdict=verdict, prompt=prompt, session_key=session_key, ip_hash=ip_hash(ip))
     except TrustRefusal as exc:
         raise BattleError(exc.message, code=exc.code, status=exc.status) from None
 
@@ -117,15 +129,29 @@ def turn_dispatch(turn: Turn, pool: str) -> None:
             turn_publish(turn, attempt=turn.attempt, status=Turn.Status.FAILED, error=QUEUE_FAILED)
 
 
-def battle_create(
-    *, session_key: str, ip: str, mode: str, prompt: object, models: object = None, public_id: str | None = None
-) -> Battle:
-    """Start a battle: pick or check the models, create one side and a first turn each, queue their generation."""
+def battle_start_admit(*, session_key: str, ip: str, mode: object, prompt: object, moderate: bool = True) -> str:
+    """The checks of a new battle that lock nothing: the mode, the prompt, the rate limit, the proof of work and
+    (``moderate``) moderation. Returns the prompt as it will be asked."""
     if mode not in Battle.Mode.values:
         raise BattleError("Unknown battle mode.", code="invalid_mode")
     prompt = check_prompt(prompt)
     rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
-    _trust_admit(session_key=session_key, ip=ip, prompt=prompt, new_battle=True)
+    _trust_admit(session_key=session_key, ip=ip, prompt=prompt, new_battle=True, moderate=moderate)
+    return prompt
+
+
+def battle_create(
+    *, session_key: str, ip: str, mode: str, prompt: object, models: object = None, public_id: str | None = None,
+    admitted: bool = False,
+) -> Battle:
+    """Start a battle: pick or check the models, create one side and a first turn each, queue their generation.
+    ``admitted``: the caller has already passed the prompt through ``battle_start_admit`` and moderation."""
+    if not admitted:
+        prompt = battle_start_admit(session_key=session_key, ip=ip, mode=mode, prompt=prompt)
+    elif mode not in Battle.Mode.values:
+        raise BattleError("Unknown battle mode.", code="invalid_mode")
+    elif not isinstance(prompt, str):
+        raise BattleError("The prompt must be text.", code="invalid_prompt")
     if mode == Battle.Mode.ANONYMOUS:
         try:
             left, right = pair_sample(
@@ -188,14 +214,31 @@ def _last_turns(battle: Battle) -> list[Turn]:
     ]
 
 
-def battle_continue(*, public_id: object, session_key: str, ip: str, prompt: object) -> list[Turn]:
-    """Ask the same models a follow-up: one new turn per side, with the conversation so far as history."""
+def battle_continue_admit(
+    *, public_id: object, session_key: str, ip: str, prompt: object, moderate: bool = True
+) -> str:
+    """The checks of a follow-up that lock nothing: the prompt, the battle being this session's, the rate limit
+    and (``moderate``) moderation, which may wait on its endpoint and so never runs under the battle's row lock.
+    Returns the prompt as it will be asked."""
     prompt = check_prompt(prompt)
+    _owned_battle(public_id, session_key, for_update=False)
+    # Counted only once the battle is known to be this session's: nobody spends another voter's budget.
+    rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
+    _trust_admit(session_key=session_key, ip=ip, prompt=prompt, new_battle=False, moderate=moderate)
+    return prompt
+
+
+def battle_continue(
+    *, public_id: object, session_key: str, ip: str, prompt: object, admitted: bool = False
+) -> list[Turn]:
+    """Ask the same models a follow-up: one new turn per side, with the conversation so far as history.
+    ``admitted``: the caller has already passed the prompt through ``battle_continue_admit`` and moderation."""
+    if not admitted:
+        prompt = battle_continue_admit(public_id=public_id, session_key=session_key, ip=ip, prompt=prompt)
+    elif not isinstance(prompt, str):
+        raise BattleError("The prompt must be text.", code="invalid_prompt")
     with transaction.atomic():
         battle = _owned_battle(public_id, session_key, for_update=True)
-        # Counted only once the battle is known to be this session's: nobody spends another voter's budget.
-        rate_limit("battles", session_key=session_key, ip=ip, limit=settings.ARENA_RATE_LIMIT_BATTLES)
-        _trust_admit(session_key=session_key, ip=ip, prompt=prompt, new_battle=False)
         if Vote.objects.filter(battle=battle).exists():
             raise BattleError("This battle has been voted on; start a new round.", code="already_voted", status=409)
         last = _last_turns(battle)
@@ -207,8 +250,8 @@ def battle_continue(*, public_id: object, session_key: str, ip: str, prompt: obj
                 code="too_many_turns", status=409,
             )
         turns = [Turn.objects.create(side=t.side, index=t.index + 1, prompt=prompt) for t in last]
-        prompts = list(Turn.objects.filter(side=last[0].side).order_by("index").values_list("prompt", flat=True))
-        battle.categories = battle_categories(prompts)
+        # The earlier prompts' categories are already the battle's: only the new prompt is read.
+        battle.categories = categories_after(battle.categories, prompt)
         battle.save(update_fields=["categories"])
         for turn in turns:
             _queue_turn(turn, turn.side.model.pool)

@@ -408,6 +408,9 @@ ARENA_MODERATION_BLOCKLIST = envlist("ARENA_MODERATION_BLOCKLIST", [])
 ARENA_MODERATION_URL = os.environ.get("ARENA_MODERATION_URL", "")
 ARENA_MODERATION_MODEL = os.environ.get("ARENA_MODERATION_MODEL", "omni-moderation-latest")
 ARENA_MODERATION_API_KEY_ENV = os.environ.get("ARENA_MODERATION_API_KEY_ENV", "")
+# Seconds a moderation request may take (on the socket, in all; in a synchronous view, to connect and per read);
+# past it the prompt is refused as unchecked (503).
+ARENA_MODERATION_TIMEOUT = envfloat("ARENA_MODERATION_TIMEOUT", 10.0, minimum=0.1)
 ARENA_TRUST_RISK_THRESHOLD = envfloat("ARENA_TRUST_RISK_THRESHOLD", 3.5)
 ARENA_TRUST_MAX_VOTES_PER_HOUR = envint("ARENA_TRUST_MAX_VOTES_PER_HOUR", 120, minimum=1)
 

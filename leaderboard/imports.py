@@ -27,6 +27,7 @@ from datetime import datetime, timezone as dt_timezone
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -209,6 +210,16 @@ def _check_value(value: Any) -> None:
         level = children
 
 
+def _check_prompt_lengths(turns: list[tuple[str, str]], name: str) -> None:
+    """Refuse a prompt over ``ARENA_MAX_PROMPT_CHARS``, the limit of a prompt typed in the arena: an imported
+    battle is categorised and shown like one, and is not to cost more than one."""
+    limit = settings.ARENA_MAX_PROMPT_CHARS
+    for i, (prompt, _) in enumerate(turns, start=1):
+        if len(prompt) > limit:
+            raise ValueError(f"{name}: prompt {i} is {len(prompt):,} characters long; the limit is {limit:,} "
+                             f"(ARENA_MAX_PROMPT_CHARS)")
+
+
 def _parse(line: int, raw: dict[str, Any], occurrence: int = 0) -> ParsedBattle:
     """One checked record (see _check_value) as a battle to write; `occurrence`: identical records before it."""
     a, b, winner = (str(raw.get(k) or "").strip() for k in ("model_a", "model_b", "winner"))
@@ -222,6 +233,8 @@ def _parse(line: int, raw: dict[str, Any], occurrence: int = 0) -> ParsedBattle:
         raise ValueError(f"unknown winner {winner!r} (expected model_a, model_b, tie or tie (bothbad))")
     turns_a = _turns(raw.get("conversation_a"), "conversation_a")
     turns_b = _turns(raw.get("conversation_b"), "conversation_b")
+    _check_prompt_lengths(turns_a, "conversation_a")
+    _check_prompt_lengths(turns_b, "conversation_b")
     if bool(turns_a) != bool(turns_b):
         raise ValueError("only one side has a conversation")
     created_at = None

@@ -77,3 +77,122 @@ def test_an_english_prompt_is_not_tagged_portuguese():
     # The former stop-word count tagged this Portuguese: "a" is a Portuguese word too, and it appears three times.
     assert prompt_language("Is a tomato a fruit or a vegetable?") == "en"
     assert battle_categories(["Is a tomato a fruit or a vegetable?"]) == ["lang:en"]
+
+
+N = 50_000
+# Inputs that made a pattern of the former rules backtrack: each is scanned at N and at 2N characters.
+ADVERSARIAL = {
+    "one long word": lambda n: "a" * n,
+    "words each before a bracket": lambda n: "a[" * (n // 2),
+    "blank lines": lambda n: "\n" * n + "x",
+    "spaces and newlines": lambda n: " \n" * (n // 2),
+    "if( repeated on one line": lambda n: "if(" * (n // 3),
+    "an unclosed inline code span": lambda n: "`" + "(" * n,
+    "in c and a long run of spaces": lambda n: "in c" + " " * n + "x",
+    "semicolons before spaces": lambda n: (";" + " " * 20) * (n // 21) + "x",
+    "an SQL line without its clause": lambda n: "SELECT " + "a " * (n // 2),
+    "one capitalised word": lambda n: "A" * n,
+    "dotted names": lambda n: "a." * (n // 2),
+    "a mixture": lambda n: "x[0] if(a) `b( in go 1.2 " * (n // 25),
+}
+
+
+@pytest.mark.parametrize("kind", ADVERSARIAL)
+def test_the_category_scan_reads_an_adversarial_prompt_a_fixed_number_of_times(kind):
+    """Tried: 50,000 and 100,000 characters of each input that made a former pattern backtrack (``\\w+\\[`` on one
+    long word, ``^\\s*`` across blank lines, ``if\\s*\\(.*\\)`` from every "if(" of a line, ``\\s*[?.!,]?\\s*$``
+    after "in c"). Counted, not timed: the characters handed to the scan's patterns (ScanWork), which for a
+    linear scan grow as the prompt does, and the categories come out the same at both sizes. The patterns' own
+    linearity is by construction (see arena/categories.py); a scan that read the prompt again per line, per
+    word or per earlier turn would count more here."""
+    from arena.categories import scan_work
+
+    short, long = ADVERSARIAL[kind](N), ADVERSARIAL[kind](2 * N)
+    with scan_work() as small:
+        small_tags = battle_categories([short])
+    with scan_work() as large:
+        large_tags = battle_categories([long])
+    # Each character is read a few times (by the code marks, the everyday phrases, the terms, the words and the
+    # language), as often in the long prompt as in the short one.
+    assert len(short) <= small.chars <= 8 * len(short)
+    assert large.chars / len(long) <= small.chars / len(short) + 0.01
+    assert [t for t in small_tags if not t.startswith("lang:")] == [t for t in large_tags if not t.startswith("lang:")]
+
+
+@pytest.mark.parametrize("prompt", [
+    "arr[i] += 2",
+    "counts[word] = counts.get(word, 0) + 1",
+    "if (x > 0) {",
+    "if(a) if(b) if (c) { return; }",
+    "for (let i = 0; i < n; i++)\n{",
+    "What does `os.path.join()` do?",
+    "How do I reverse a list in ruby?   ",
+    "Sort a list in python 3.11?",
+    "    result = compute(x)",
+    "  def area(self):",
+    "SELECT name FROM users",
+    "It raised a ValueError when I ran it",
+    "int main() {",
+])
+def test_the_linear_patterns_still_see_code(prompt):
+    assert is_coding(prompt)
+
+
+@pytest.mark.parametrize("prompt", [
+    "What is a [citation needed] tag?",
+    "if you could, (please) tell me about whales",
+    "Write a poem about the sea in summer",
+])
+def test_the_linear_patterns_see_no_code_in_prose(prompt):
+    assert not is_coding(prompt)
+
+
+CONVERSATIONS = [
+    ["Wie funktioniert ein Kühlschrank eigentlich genau?", "und warum brummt er?"],
+    ["Tell me about the history of the printing press", "Now write it as code: def press():\n    pass"],
+    ["hi", "x" * 600, "thanks"],
+    ["Write a function in JavaScript that sorts numbers", "now explain it simply"],
+]
+
+
+@pytest.mark.parametrize("prompts", CONVERSATIONS)
+def test_a_continued_battle_gets_the_categories_of_all_its_prompts_from_its_new_one(prompts):
+    """Tried: conversations whose later turns add coding or a long prompt. The battle's tags after each turn,
+    merged from its stored tags and the new prompt, are those of all its prompts read again."""
+    from arena.categories import categories_after
+
+    tags = battle_categories(prompts[:1])
+    for i in range(1, len(prompts)):
+        tags = categories_after(tags, prompts[i])
+        assert tags == battle_categories(prompts[: i + 1])
+
+
+@pytest.mark.django_db
+def test_a_continue_reads_only_the_new_prompt(settings):
+    """Counted through battle_continue: the characters its categorising reads on a battle with one long earlier
+    turn and on one with four: the same, the new prompt's. Before, every continue read every earlier prompt
+    again, so a conversation of long prompts cost more at each turn."""
+    from arena.categories import scan_work
+    from arena.models import Battle, Side, Turn
+    from arena.services import battle_continue
+    from models_hub.models import ModelEntry
+
+    settings.ARENA_MAX_TURNS = 10
+    left, right = (ModelEntry.objects.create(slug=s, display_name=s.title()) for s in ("scan-a", "scan-b"))
+    earlier = "Explain the printing press, and its effect on the spread of learning. " * 50
+    new = "and what about the telegraph?"
+
+    def work(turns: int) -> tuple[int, list[str]]:
+        battle = Battle.objects.create(session_key="reader", categories=battle_categories([earlier]))
+        for position, entry in (("left", left), ("right", right)):
+            side = Side.objects.create(battle=battle, position=position, model=entry)
+            for index in range(turns):
+                Turn.objects.create(side=side, index=index, prompt=earlier, response="r", status="done")
+        with scan_work() as read:
+            battle_continue(public_id=battle.public_id, session_key="reader", ip="192.0.2.7", prompt=new)
+        battle.refresh_from_db()
+        return read.chars, battle.categories
+
+    (one, one_tags), (four, four_tags) = work(1), work(4)
+    assert one == four <= 8 * len(new)
+    assert one_tags == four_tags == battle_categories([earlier, new])
