@@ -5,11 +5,12 @@
 (function () {
   "use strict";
   const BATCH = 512;          // digests awaited together: the fastest batch in Chromium (larger ones are slower)
-  const MARGIN_MS = 60_000;   // renew this long before the server's expiry
+  const MARGIN_MS = 60_000;   // renew this long before the server's expiry (at most a tenth of the proof's life)
   const notice = document.getElementById("notice");
   let freshUntil = 0;         // performance.now() before which the proof counts
   let running = null;         // the check in progress
   let failed = null;
+  let resending = false;      // the held prompt, sent on by this script after its check
 
   function zeroBits(bytes, bits) {
     let i = 0;
@@ -32,7 +33,8 @@
   }
 
   function freshFor(seconds) {
-    freshUntil = typeof seconds === "number" ? performance.now() + seconds * 1000 - MARGIN_MS : Infinity;
+    freshUntil = typeof seconds === "number"
+      ? performance.now() + seconds * 1000 - Math.min(MARGIN_MS, seconds * 100) : Infinity;
   }
 
   async function prove() {
@@ -69,7 +71,7 @@
   // Capture phase on the document runs before the battle page's own submit handler.
   document.addEventListener("submit", (event) => {
     if (!event.target || event.target.id !== "composer") return;
-    if (!running && !failed && performance.now() < freshUntil) return;
+    if (resending || (!running && !failed && performance.now() < freshUntil)) return;
     event.preventDefault();
     event.stopImmediatePropagation();
     const form = event.target;
@@ -77,7 +79,11 @@
     // A failed check is tried again on the next prompt (a rate limit passes, a reloaded session works).
     (running || check()).then(() => {
       if (failed) show(failed, true);
-      else { show("", false); form.requestSubmit(); }
+      else {
+        show("", false);
+        resending = true;
+        try { form.requestSubmit(); } finally { resending = false; }
+      }
     });
   }, true);
 })();

@@ -60,11 +60,17 @@ async def first_battle_frame(live, session: str) -> dict:
         return await next_frame(ws, ("started", "error"))
 
 
+async def first_frame(live, session: str) -> dict:
+    async with open_socket(live, session) as ws:
+        return json.loads(await asyncio.wait_for(ws.recv(), 30))
+
+
 def test_a_proof_does_not_admit_another_session_and_an_invented_cookie_gets_no_challenge(live, echo_pair):
     """Tried over daphne: session A's answer posted with session B's cookie, then B's socket starting a battle;
     a made-up session cookie asking for a challenge, posting an answer computed for it with the server's own
     secret, and starting a battle. Before, any cookie got a challenge and a proof row. Now B and the made-up
-    cookie are refused (400, 401, and proof_required on the socket) and only A, once it answers, plays."""
+    cookie are refused (400 and proof_required on B's socket; 401 and no_session on the made-up cookie's) and
+    only A, once it answers, plays."""
     a, b = session_of(live), session_of(live)
     task_a, task_b = asked(live, a).json(), asked(live, b).json()
     assert task_a["required"] and task_a["bits"] == TEST_POW_BITS and task_a["challenge"] != task_b["challenge"]
@@ -79,8 +85,8 @@ def test_a_proof_does_not_admit_another_session_and_an_invented_cookie_gets_no_c
     assert refused.status_code == 401 and refused.json()["code"] == "no_session" and "challenge" not in refused.json()
     forged = answered(live, INVENTED, pow_solve(pow_challenge(INVENTED), TEST_POW_BITS))
     assert forged.status_code == 401
-    frame = asyncio.run(first_battle_frame(live, INVENTED))
-    assert frame["type"] == "error" and frame["code"] == "proof_required"
+    frame = asyncio.run(first_frame(live, INVENTED))
+    assert frame["type"] == "error" and frame["code"] == "no_session"  # and the socket closes
 
     assert answered(live, a, nonce_a).status_code == 200
     assert asyncio.run(first_battle_frame(live, a))["type"] == "started"
@@ -105,16 +111,19 @@ def test_new_proved_sessions_are_counted_per_forwarded_address(live):
 
 @pytest.mark.browser
 def test_the_battle_page_renews_an_expired_proof_before_sending_the_prompt(chromium, live, echo_pair):
-    """Tried in Chromium: the page solves its proof on load, the proof then expires (its row's expiry set in the
-    past) while the page stays open, and the voter sends a prompt. The page asks again, solves the new challenge
-    and sends the prompt; the socket never answers proof_expired and the proof's expiry moves on."""
+    """Tried in Chromium: the page solves its proof on load, then the proof's lifetime passes while the page
+    stays open (the page's clock moved on by it, the row's expiry set in the past) and the voter sends a prompt.
+    Before, the page sent it with its old proof and the socket answered proof_expired; now the page asks again,
+    solves the new challenge and sends the prompt, and the proof's expiry moves on."""
     page = Page(chromium, live.url + "/")
+    page.page.clock.install()
     session = next(c["value"] for c in page.context.cookies() if c["name"] == "sessionid")
     deadline = time.monotonic() + 30
     while not SessionProof.objects.filter(session_key=session).exists():
         assert time.monotonic() < deadline, (page.errors, page.frames)
         time.sleep(0.05)  # the page's own check, started on load
     SessionProof.objects.filter(session_key=session).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    page.page.clock.fast_forward(61_000)  # the proof's 60 s
     page.ask("Hello after the proof expired")
     page.wait_votable()
     proof = SessionProof.objects.get(session_key=session)
