@@ -348,6 +348,8 @@ ARENA_PREVIEWS_MEET = envbool("ARENA_PREVIEWS_MEET", False)
 ARENA_RATE_LIMIT_BATTLES = envint("ARENA_RATE_LIMIT_BATTLES", 30, minimum=0)
 ARENA_RATE_LIMIT_VOTES = envint("ARENA_RATE_LIMIT_VOTES", 60, minimum=0)
 ARENA_RATE_LIMIT_WINDOW = envint("ARENA_RATE_LIMIT_WINDOW", 60, minimum=1)
+# New proved sessions (proofs of work) per client address in every window.
+ARENA_RATE_LIMIT_SESSIONS = envint("ARENA_RATE_LIMIT_SESSIONS", 10, minimum=0)
 # The proxies (addresses or CIDR networks) whose X-Forwarded-For and X-Forwarded-Proto are believed; from any other
 # peer those headers are ignored, so the rate limits key on the address that really connected.
 ARENA_TRUSTED_PROXIES = envnetworks("ARENA_TRUSTED_PROXIES", [])
@@ -399,11 +401,13 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# Trust (trust/): a proof of work before a new session's first battle (on by default when DEBUG is off), the
+# Trust (trust/): a proof of work before a session's battles (on by default when DEBUG is off; 2**bits SHA-256
+# hashes expected, about a second for the battle page's solver; a proof lasts ARENA_POW_TTL seconds), the
 # prompt moderation hook (a blocklist, and an OpenAI-compatible /moderations endpoint when a URL is set), and
 # the voter risk score above which a voter's votes are left out of the leaderboard (see trust/risk.py).
 ARENA_POW = envbool("ARENA_POW", default=not DEBUG)
-ARENA_POW_BITS = envint("ARENA_POW_BITS", 16, minimum=1)
+ARENA_POW_BITS = envint("ARENA_POW_BITS", 19, minimum=1)
+ARENA_POW_TTL = envint("ARENA_POW_TTL", 24 * 3600, minimum=60)
 ARENA_MODERATION_BLOCKLIST = envlist("ARENA_MODERATION_BLOCKLIST", [])
 ARENA_MODERATION_URL = os.environ.get("ARENA_MODERATION_URL", "")
 ARENA_MODERATION_MODEL = os.environ.get("ARENA_MODERATION_MODEL", "omni-moderation-latest")

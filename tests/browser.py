@@ -17,6 +17,9 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]
+# The proof of work's difficulty in the test processes: 4096 hashes expected, so every page that opens a battle
+# on a daphne of its own solves it in milliseconds. tests/trust/test_pow_checks.py checks the production default.
+TEST_POW_BITS = 12
 
 
 class LiveArena:
@@ -26,7 +29,8 @@ class LiveArena:
         self.log = log
         self.env = {
             **os.environ, "DATABASE_URL": test_database_url(), "ARENA_INPROCESS_WORKERS": "1",
-            "SECURE_COOKIES": "0", "WHITENOISE_USE_FINDERS": "1", "ALLOWED_HOSTS": "127.0.0.1,localhost", **env,
+            "SECURE_COOKIES": "0", "WHITENOISE_USE_FINDERS": "1", "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "ARENA_POW_BITS": str(TEST_POW_BITS), **env,
         }
 
     def start(self) -> "LiveArena":

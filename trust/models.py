@@ -57,11 +57,13 @@ class VoterRisk(models.Model):
 
 
 class SessionProof(models.Model):
-    """A session that solved the proof of work: its battles may start."""
+    """A session that solved the proof of work: its battles may start until ``expires_at``, then it solves again
+    (the same row, renewed). Rows without an expiry predate it and no longer count."""
 
     session_key = models.CharField(max_length=64, unique=True)
     bits = models.PositiveSmallIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.session_key[:12]}… ({self.bits} bits)"

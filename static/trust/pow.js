@@ -1,12 +1,16 @@
-// The arena's bot check: before a new session's first battle, find a nonce such that
-// SHA-256("<challenge>:<nonce>") starts with `bits` zero bits, and post it (trust/pow.py checks it).
-// Until the answer is accepted, a submitted prompt waits here and is sent on once the check is done.
+// The arena's bot check: find a nonce such that SHA-256("<challenge>:<nonce>") starts with `bits` zero bits,
+// and post it (trust/pow.py checks it). It starts when the page loads. A proof lasts a while (the server says
+// how long): a prompt sent while there is no fresh proof waits here, the check runs (again), and the prompt is
+// sent on once it is done, so an expired proof is renewed without the voter doing anything.
 (function () {
   "use strict";
-  const BATCH = 512;
+  const BATCH = 512;          // digests awaited together: the fastest batch in Chromium (larger ones are slower)
+  const MARGIN_MS = 60_000;   // renew this long before the server's expiry (at most a tenth of the proof's life)
   const notice = document.getElementById("notice");
-  let proved = false;
+  let freshUntil = 0;         // performance.now() before which the proof counts
+  let running = null;         // the check in progress
   let failed = null;
+  let resending = false;      // the held prompt, sent on by this script after its check
 
   function zeroBits(bytes, bits) {
     let i = 0;
@@ -28,11 +32,16 @@
     }
   }
 
+  function freshFor(seconds) {
+    freshUntil = typeof seconds === "number"
+      ? performance.now() + seconds * 1000 - Math.min(MARGIN_MS, seconds * 100) : Infinity;
+  }
+
   async function prove() {
-    const asked = await fetch("/trust/proof/", { credentials: "same-origin" });
+    const asked = await fetch("/trust/proof/", { credentials: "same-origin", cache: "no-store" });
     const task = await asked.json();
     if (!asked.ok) throw new Error(task.message || "The bot check could not start. Reload the page.");
-    if (!task.required) return;
+    if (!task.required) { freshFor(task.expires_in); return; }
     if (!(window.crypto && crypto.subtle)) {
       throw new Error("This browser cannot run the arena's bot check here (it needs HTTPS). Open the arena over https://.");
     }
@@ -40,30 +49,40 @@
     const answered = await fetch("/trust/proof/", {
       method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ nonce }),
     });
-    if (!answered.ok) throw new Error((await answered.json()).message || "The bot check failed. Reload the page.");
+    const result = await answered.json();
+    if (!answered.ok) throw new Error(result.message || "The bot check failed. Reload the page.");
+    freshFor(result.expires_in);
   }
 
-  const done = prove().then(
-    () => { proved = true; },
-    (error) => { failed = error.message; }
-  );
+  function check() {
+    if (!running) {
+      failed = null;
+      running = prove().catch((error) => { failed = error.message; }).finally(() => { running = null; });
+    }
+    return running;
+  }
+
+  function show(text, error) {
+    if (notice) { notice.textContent = text; notice.className = error ? "notice error" : "notice"; }
+  }
+
+  check();
 
   // Capture phase on the document runs before the battle page's own submit handler.
   document.addEventListener("submit", (event) => {
-    if (proved || !event.target || event.target.id !== "composer") return;
+    if (!event.target || event.target.id !== "composer") return;
+    if (resending || (!running && !failed && performance.now() < freshUntil)) return;
     event.preventDefault();
     event.stopImmediatePropagation();
-    if (failed) {
-      if (notice) { notice.textContent = failed; notice.className = "notice error"; }
-      return;
-    }
-    if (notice) { notice.textContent = "One moment: a quick check that this is a browser…"; notice.className = "notice"; }
     const form = event.target;
-    done.then(() => {
-      if (failed) {
-        if (notice) { notice.textContent = failed; notice.className = "notice error"; }
-      } else {
-        form.requestSubmit();
+    show("One moment: a quick check that this is a browser…", false);
+    // A failed check is tried again on the next prompt (a rate limit passes, a reloaded session works).
+    (running || check()).then(() => {
+      if (failed) show(failed, true);
+      else {
+        show("", false);
+        resending = true;
+        try { form.requestSubmit(); } finally { resending = false; }
       }
     });
   }, true);
