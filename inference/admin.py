@@ -17,6 +17,7 @@ from models_hub.models import BREAKER_FAILURES, ModelEntry
 
 from .services import TEST_PROMPT, model_entry_test
 
+
 @admin.register(ModelEntry)
 class ModelEntryAdmin(admin.ModelAdmin):
     form = ModelEntryForm

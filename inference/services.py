@@ -21,13 +21,13 @@ TEST_FAILED = "The model did not answer the test; the servers' log says why."
 
 
 @dataclass(frozen=True)
-class TestOutcome:
+class ModelTestOutcome:
     answered: bool
     text: str  # the answer, or TEST_FAILED with the HTTP status where the server sent one
     http_status: int | None = None
 
 
-def model_entry_test(entry: ModelEntry, *, user: AbstractBaseUser) -> TestOutcome:
+def model_entry_test(entry: ModelEntry, *, user: AbstractBaseUser) -> ModelTestOutcome:
     """Ask `entry` (saved or not) one short question here and now, and write who tested what, and how it went, to
     the admin log (an unsaved entry's log row names no object). A saved entry that answers closes its breaker."""
     entry.max_new_tokens = min(entry.max_new_tokens or TEST_MAX_NEW_TOKENS, TEST_MAX_NEW_TOKENS)
@@ -35,20 +35,20 @@ def model_entry_test(entry: ModelEntry, *, user: AbstractBaseUser) -> TestOutcom
         result = generate(entry, [{"role": "user", "content": TEST_PROMPT}])
     except GenerationError as exc:
         status = getattr(exc, "status", None)
-        outcome = TestOutcome(False, TEST_FAILED + (f" (the model's server answered HTTP {status})" if status else ""),
+        outcome = ModelTestOutcome(False, TEST_FAILED + (f" (the model's server answered HTTP {status})" if status else ""),
                               status)
     else:
         if entry.pk:
             breaker_record(entry.pk, ok=True)
         text = result.text.strip() or "(an empty answer)"
-        outcome = TestOutcome(
+        outcome = ModelTestOutcome(
             True, f"{text[:500]} [{result.output_tokens or '?'} tokens, ended by {result.finish_reason}]"
         )
     _test_log(entry, user=user, outcome=outcome)
     return outcome
 
 
-def _test_log(entry: ModelEntry, *, user: AbstractBaseUser, outcome: TestOutcome) -> None:
+def _test_log(entry: ModelEntry, *, user: AbstractBaseUser, outcome: ModelTestOutcome) -> None:
     if entry.provider == ModelEntry.Provider.OPENAI:
         where = f"{entry.base_url} model {entry.remote_model!r}, key variable {entry.api_key_env or '(none)'}"
     elif entry.provider == ModelEntry.Provider.TRANSFORMERS:
