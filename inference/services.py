@@ -8,6 +8,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.contenttypes.models import ContentType
 
+from models_hub.endpoints import checkpoint_path_problem
 from models_hub.models import ModelEntry, breaker_record
 
 from . import GenerationError, generate
@@ -32,6 +33,9 @@ def model_entry_test(entry: ModelEntry, *, user: AbstractBaseUser) -> ModelTestO
     the admin log (an unsaved entry's log row names no object). A saved entry that answers closes its breaker."""
     entry.max_new_tokens = min(entry.max_new_tokens or TEST_MAX_NEW_TOKENS, TEST_MAX_NEW_TOKENS)
     try:
+        if entry.provider == ModelEntry.Provider.TRANSFORMERS and checkpoint_path_problem(entry.checkpoint_path):
+            # An entry written straight into the database: nothing outside the checkpoint roots is opened.
+            raise GenerationError(TEST_FAILED)
         result = generate(entry, [{"role": "user", "content": TEST_PROMPT}])
     except GenerationError as exc:
         status = getattr(exc, "status", None)

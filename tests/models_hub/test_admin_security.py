@@ -181,8 +181,9 @@ def test_the_test_button_lends_no_secret_and_fails_alike_for_every_target(live, 
 
 def test_the_checkpoint_field_tells_nothing_about_the_servers_files(live, operator):
     """Tried: checkpoint directories that exist and do not (/etc, /no/such/dir, /root) outside the checkpoint root,
-    and under it a missing directory, one without config.json, a file, and one that cannot be read; only a real
-    checkpoint under the root passes."""
+    and under it a missing directory, one without config.json, a file, and one that cannot be read, in the form
+    and (for entries written straight into the database) with the Test action; only a real checkpoint under the
+    root passes."""
     root = live.checkpoint_root
     (root / "empty").mkdir()
     (root / "a-file").write_text("x")
@@ -206,6 +207,18 @@ def test_the_checkpoint_field_tells_nothing_about_the_servers_files(live, operat
     assert outside == {f"Checkpoint directories must lie under {root.resolve()}."}
     assert inside == {NO_CHECKPOINT}
     assert not ModelEntry.objects.exists()
+
+    # Entries written straight into the database: the Test action answers alike for each.
+    planted = [
+        ModelEntry.objects.create(slug=f"planted-{i}", display_name=f"Planted {i}", checkpoint_path=path)
+        for i, path in enumerate(("/etc", "/no/such/dir", str(root / "empty")))
+    ]
+    response = operator.post(
+        CHANGELIST, {"action": "test_models", "_selected_action": [e.pk for e in planted]}, follow=True
+    )
+    assert sorted(operator.messages(response)) == [f"Planted {i}: failed: {TEST_FAILED}" for i in range(3)]
+    ModelEntry.objects.all().delete()
+
     response = operator.post(ADD_URL, entry_form(provider="transformers", checkpoint_path=str(root / "good")))
     assert response.status_code == 302, response.text[-2000:]
     assert ModelEntry.objects.get().checkpoint_path == str(root / "good")
