@@ -31,8 +31,6 @@ BROKEN = "The connection to the model's server broke before the answer was compl
 GARBAGE = "The model's server sent a reply that could not be understood."
 REFUSED = "The model's server reported an error."
 NO_KEY = "The model's API key is not configured on the server."
-
-
 NOT_ALLOWED = "This model's server or API key is not allowed by the server's configuration."
 
 
