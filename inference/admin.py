@@ -3,6 +3,7 @@ generation: imports keep flowing one way (inference -> models_hub)."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import csrf_protect_m
@@ -90,6 +91,13 @@ class ModelEntryAdmin(admin.ModelAdmin):
             level = messages.SUCCESS if outcome.answered else messages.ERROR
             verdict = "answered" if outcome.answered else "failed"
             self.message_user(request, f"{entry.display_name}: {verdict}: {outcome.text}", level)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None) -> HttpResponse:
+        # The "Test this model" button only for those whom _test_form lets through.
+        may_edit = self.has_add_permission(request) if add else self.has_change_permission(request, obj)
+        if may_edit and self.has_test_permission(request):
+            context["media"] = context["media"] + forms.Media(js=["models_hub/admin-test.js"])
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     @csrf_protect_m
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None) -> HttpResponse:

@@ -134,6 +134,10 @@ def test_a_view_only_user_can_run_no_action_and_each_permission_runs_its_own(liv
     form = entry_form(base_url=standin.base_url, remote_model="echo", _test="Test this model")
     assert editor.post(f"{changelist(ModelEntry)}add/", form).status_code == 403
     assert 'value="test_models"' not in editor.get(changelist(ModelEntry)).text
+    assert "admin-test.js" not in editor.get(f"{changelist(ModelEntry)}{preview.pk}/change/").text, "no button shown"
+    editor_user = User.objects.get(username="editor")
+    editor_user.user_permissions.add(Permission.objects.get(codename="test_modelentry"))
+    assert "admin-test.js" in editor.get(f"{changelist(ModelEntry)}{preview.pk}/change/").text
     editor.close()
     assert len(standin.requests) == heard
 
