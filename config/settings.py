@@ -356,6 +356,15 @@ ARENA_TRUSTED_PROXIES = envnetworks("ARENA_TRUSTED_PROXIES", [])
 # OpenAI-compatible endpoints: the read timeout bounds the wait for each piece of the stream, not the answer.
 ARENA_OPENAI_CONNECT_TIMEOUT = envfloat("ARENA_OPENAI_CONNECT_TIMEOUT", 5.0)
 ARENA_OPENAI_READ_TIMEOUT = envfloat("ARENA_OPENAI_READ_TIMEOUT", 60.0)
+# What a model entry may point the servers at (models_hub/endpoints.py, checked by the admin form and again before
+# every call): an API key only from an environment variable whose name starts with ARENA_API_KEY_ENV_PREFIX or is
+# listed in ARENA_API_KEY_ENVS (never SECRET_KEY, DATABASE_URL and the like); base URLs only http(s), and only
+# to the hosts in ARENA_ENDPOINT_HOSTS when it is set (empty: any host); checkpoints only under
+# ARENA_CHECKPOINT_ROOTS (default: the models directory).
+ARENA_API_KEY_ENV_PREFIX = os.environ.get("ARENA_API_KEY_ENV_PREFIX", "ARENA_KEY_")
+ARENA_API_KEY_ENVS = envlist("ARENA_API_KEY_ENVS", [])
+ARENA_ENDPOINT_HOSTS = envlist("ARENA_ENDPOINT_HOSTS", [])
+ARENA_CHECKPOINT_ROOTS = [Path(p) for p in envlist("ARENA_CHECKPOINT_ROOTS", [str(ARENA_MODELS_DIR)])]
 ARENA_POOL_HEARTBEAT_SECONDS = envint("ARENA_POOL_HEARTBEAT_SECONDS", 10, minimum=1)
 # Voice battles (speech/): the longest text a voter may have read, the engine's time limit, and where clips are
 # stored (Django file storage: a directory under var/ by default; any storage backend class in production).

@@ -3,6 +3,7 @@ generation: imports keep flowing one way (inference -> models_hub)."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import csrf_protect_m
@@ -13,29 +14,9 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from models_hub.forms import ModelEntryForm
-from models_hub.models import BREAKER_FAILURES, ModelEntry, breaker_record
+from models_hub.models import BREAKER_FAILURES, ModelEntry
 
-from . import GenerationError, generate
-
-TEST_PROMPT = "Say hello in one short sentence."
-TEST_MAX_NEW_TOKENS = 32
-
-
-def model_entry_test(entry: ModelEntry) -> tuple[bool, str]:
-    """Run one short generation with `entry` (saved or not) here and now: (answered, the answer or the error).
-
-    The operator sees more than a voter would: the error's cause is added to the voter-safe message."""
-    entry.max_new_tokens = min(entry.max_new_tokens or TEST_MAX_NEW_TOKENS, TEST_MAX_NEW_TOKENS)
-    try:
-        result = generate(entry, [{"role": "user", "content": TEST_PROMPT}])
-    except GenerationError as exc:
-        cause = exc.__cause__ or exc.__context__
-        detail = f" ({type(cause).__name__}: {cause})" if cause else ""
-        return False, f"{exc}{detail}"[:1000]
-    if entry.pk:
-        breaker_record(entry.pk, ok=True)
-    text = result.text.strip() or "(an empty answer)"
-    return True, f"{text[:500]} [{result.output_tokens or '?'} tokens, ended by {result.finish_reason}]"
+from .services import TEST_PROMPT, model_entry_test
 
 
 @admin.register(ModelEntry)
@@ -76,31 +57,47 @@ class ModelEntryAdmin(admin.ModelAdmin):
             return f"closed ({failures} failed turn{'s' if failures > 1 else ''} in a row)"
         return "closed"
 
-    @admin.action(description="Activate: draw these models into battles")
+    def has_publish_preview_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.publish_preview")
+
+    def has_test_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.test_modelentry")
+
+    @admin.action(description="Activate: draw these models into battles", permissions=["change"])
     def activate(self, request: HttpRequest, queryset: QuerySet[ModelEntry]) -> None:
         count = queryset.update(is_active=True)
         self.message_user(request, f"{count} model(s) activated.", messages.SUCCESS)
 
-    @admin.action(description="Deactivate: stop drawing these models")
+    @admin.action(description="Deactivate: stop drawing these models", permissions=["change"])
     def deactivate(self, request: HttpRequest, queryset: QuerySet[ModelEntry]) -> None:
         count = queryset.update(is_active=False)
         self.message_user(request, f"{count} model(s) deactivated.", messages.SUCCESS)
 
-    @admin.action(description="Publish preview: show the real name on the public leaderboard")
+    @admin.action(
+        description="Publish preview: show the real name on the public leaderboard", permissions=["publish_preview"]
+    )
     def publish_preview(self, request: HttpRequest, queryset: QuerySet[ModelEntry]) -> None:
         count = queryset.filter(visibility=ModelEntry.Visibility.PREVIEW).update(
             visibility=ModelEntry.Visibility.PUBLIC
         )
         self.message_user(request, f"{count} preview model(s) published.", messages.SUCCESS)
 
-    @admin.action(description="Test: ask each one short question now")
+    @admin.action(description="Test: ask each one short question now", permissions=["test"])
     def test_models(self, request: HttpRequest, queryset: QuerySet[ModelEntry]) -> None:
         if queryset.count() > 10:
             self.message_user(request, "Only the first 10 selected models were tested.", messages.WARNING)
         for entry in queryset[:10]:
-            answered, text = model_entry_test(entry)
-            level = messages.SUCCESS if answered else messages.ERROR
-            self.message_user(request, f"{entry.display_name}: {'answered' if answered else 'failed'}: {text}", level)
+            outcome = model_entry_test(entry, user=request.user)
+            level = messages.SUCCESS if outcome.answered else messages.ERROR
+            verdict = "answered" if outcome.answered else "failed"
+            self.message_user(request, f"{entry.display_name}: {verdict}: {outcome.text}", level)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None) -> HttpResponse:
+        # The "Test this model" button only for those whom _test_form lets through.
+        may_edit = self.has_add_permission(request) if add else self.has_change_permission(request, obj)
+        if may_edit and self.has_test_permission(request):
+            context["media"] = context["media"] + forms.Media(js=["models_hub/admin-test.js"])
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     @csrf_protect_m
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None) -> HttpResponse:
@@ -115,6 +112,8 @@ class ModelEntryAdmin(admin.ModelAdmin):
         obj = None if add else self.get_object(request, unquote(object_id))
         if (add and not self.has_add_permission(request)) or (not add and not self.has_change_permission(request, obj)):
             raise PermissionDenied
+        if not self.has_test_permission(request):
+            raise PermissionDenied
         if not add and obj is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         fieldsets = self.get_fieldsets(request, obj)
@@ -122,11 +121,14 @@ class ModelEntryAdmin(admin.ModelAdmin):
         form = ModelForm(request.POST, request.FILES, instance=obj)
         if form.is_valid():
             entry = form.save(commit=False)
-            answered, text = model_entry_test(entry)
-            if answered:
-                self.message_user(request, f"The model answered “{TEST_PROMPT}”: {text}. Nothing was saved yet.", messages.SUCCESS)
+            outcome = model_entry_test(entry, user=request.user)
+            if outcome.answered:
+                self.message_user(
+                    request, f"The model answered “{TEST_PROMPT}”: {outcome.text}. Nothing was saved yet.",
+                    messages.SUCCESS,
+                )
             else:
-                self.message_user(request, f"The test failed: {text}. Nothing was saved.", messages.ERROR)
+                self.message_user(request, f"The test failed: {outcome.text} Nothing was saved.", messages.ERROR)
         else:
             self.message_user(request, "Correct the errors below, then test again.", messages.ERROR)
         admin_form = helpers.AdminForm(

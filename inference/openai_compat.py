@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from django.conf import settings
 
+from models_hub.endpoints import api_key_env_problem, base_url_problem
+
 from .base import GenerationError, GenerationResult, Message, OnText, ShouldStop
 
 if TYPE_CHECKING:
@@ -29,10 +31,35 @@ BROKEN = "The connection to the model's server broke before the answer was compl
 GARBAGE = "The model's server sent a reply that could not be understood."
 REFUSED = "The model's server reported an error."
 NO_KEY = "The model's API key is not configured on the server."
+NOT_ALLOWED = "This model's server or API key is not allowed by the server's configuration."
 
 
 def http_error(status: int) -> str:
     return f"The model's server answered with an error (HTTP {status})."
+
+
+class EndpointHTTPError(GenerationError):
+    """The endpoint answered with an HTTP error status: the one detail of a failure an operator's test shows."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def endpoint_request(entry: ModelEntry, path: str, *, accept: str) -> tuple[str, dict[str, str]]:
+    """(url, headers) for a call to `entry`'s endpoint, checked against the deployment's rules right before the
+    call: an entry that names a URL or a key variable the deployment does not allow is refused, whether it came
+    through the admin form or straight into the database (models_hub/endpoints.py)."""
+    problem = base_url_problem(entry.base_url) or api_key_env_problem(entry.api_key_env)
+    if problem:
+        raise GenerationError(NOT_ALLOWED) from PermissionError(problem)
+    headers = {"Accept": accept}
+    if entry.api_key_env:
+        key = os.environ.get(entry.api_key_env, "")
+        if not key:
+            raise GenerationError(NO_KEY) from LookupError(f"environment variable {entry.api_key_env} is not set")
+        headers["Authorization"] = f"Bearer {key}"
+    return entry.base_url.rstrip("/") + path, headers
 
 
 def transport_failure(exc: httpx.HTTPError) -> str:
@@ -112,6 +139,11 @@ def _fail(entry: ModelEntry, reason: str, detail: object) -> GenerationError:
     return GenerationError(reason)
 
 
+def _http_fail(entry: ModelEntry, status: int, detail: object) -> EndpointHTTPError:
+    logger.warning("model %s at %s: HTTP %s (%s)", entry.slug, entry.base_url, status, detail)
+    return EndpointHTTPError(http_error(status), status=status)
+
+
 def generate_openai(
     entry: ModelEntry,
     messages: Sequence[Message],
@@ -119,12 +151,10 @@ def generate_openai(
     on_text: OnText | None = None,
     should_stop: ShouldStop | None = None,
 ) -> GenerationResult:
-    headers = {"Accept": "text/event-stream"}
-    if entry.api_key_env:
-        key = os.environ.get(entry.api_key_env, "")
-        if not key:
-            raise _fail(entry, NO_KEY, f"environment variable {entry.api_key_env} is not set")
-        headers["Authorization"] = f"Bearer {key}"
+    try:
+        url, headers = endpoint_request(entry, "/chat/completions", accept="text/event-stream")
+    except GenerationError as exc:
+        raise _fail(entry, str(exc), exc.__cause__) from exc.__cause__
     payload: dict[str, Any] = {
         "model": entry.remote_model,
         "messages": _request_messages(entry, messages),
@@ -134,7 +164,6 @@ def generate_openai(
         "temperature": entry.temperature,
         "top_p": entry.top_p,
     }
-    url = entry.base_url.rstrip("/") + "/chat/completions"
     started = time.perf_counter()
     pieces: list[str] = []
     first_at: float | None = None
@@ -146,7 +175,7 @@ def generate_openai(
             with client.stream("POST", url, json=payload, headers=headers) as response:
                 if response.status_code >= 400:
                     body = response.read()[:1000]
-                    raise _fail(entry, http_error(response.status_code), body.decode("utf-8", "replace"))
+                    raise _http_fail(entry, response.status_code, body.decode("utf-8", "replace"))
                 for event in sse_events(response.iter_lines()):
                     if should_stop is not None and should_stop():
                         finished_cleanly = True

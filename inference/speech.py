@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import shutil
 import subprocess
 import time
@@ -27,7 +26,9 @@ import numpy as np
 from django.conf import settings
 
 from .base import GenerationError
-from .openai_compat import NO_KEY, TOO_SLOW, endpoint_timeout, http_error, transport_failure
+from .openai_compat import (
+    TOO_SLOW, EndpointHTTPError, endpoint_request, endpoint_timeout, http_error, transport_failure,
+)
 
 if TYPE_CHECKING:
     from models_hub.models import ModelEntry
@@ -157,14 +158,11 @@ def _espeak_audio(entry: ModelEntry, text: str) -> bytes:
 def _endpoint_audio(entry: ModelEntry, text: str) -> bytes:
     import httpx
 
-    headers = {"Accept": "audio/wav"}
-    if entry.api_key_env:
-        key = os.environ.get(entry.api_key_env, "")
-        if not key:
-            raise _fail(entry, NO_KEY, f"environment variable {entry.api_key_env} is not set")
-        headers["Authorization"] = f"Bearer {key}"
+    try:
+        url, headers = endpoint_request(entry, "/audio/speech", accept="audio/wav")
+    except GenerationError as exc:
+        raise _fail(entry, str(exc), exc.__cause__) from exc.__cause__
     payload = {"model": entry.remote_model, "input": text, "voice": entry.voice, "response_format": "wav"}
-    url = entry.base_url.rstrip("/") + "/audio/speech"
     # The read timeout bounds each wait for bytes; the deadline bounds the whole clip (a server trickling bytes).
     deadline = time.monotonic() + settings.ARENA_OPENAI_READ_TIMEOUT
     try:
@@ -172,7 +170,9 @@ def _endpoint_audio(entry: ModelEntry, text: str) -> bytes:
             with client.stream("POST", url, json=payload, headers=headers) as response:
                 if response.status_code >= 400:
                     body = response.read()[:1000]
-                    raise _fail(entry, http_error(response.status_code), body.decode("utf-8", "replace"))
+                    logger.warning("speech model %s: HTTP %s (%s)", entry.slug, response.status_code,
+                                   body.decode("utf-8", "replace"))
+                    raise EndpointHTTPError(http_error(response.status_code), status=response.status_code)
                 chunks, size = [], 0
                 for chunk in response.iter_bytes():
                     chunks.append(chunk)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
 
+from .endpoints import api_key_env_problem, base_url_problem, checkpoint_path_problem
 from .models import ModelEntry
 
 
@@ -20,19 +19,18 @@ def check_model_entry_fields(data: dict) -> dict[str, str]:
         path = (data.get("checkpoint_path") or "").strip()
         if not path:
             errors["checkpoint_path"] = "A transformers entry needs the path of a local checkpoint directory."
-        elif not Path(path).is_dir():
-            errors["checkpoint_path"] = f"No directory at {path} on this server."
-        elif not (Path(path) / "config.json").is_file():
-            errors["checkpoint_path"] = f"{path} holds no config.json: it is not a transformers checkpoint directory."
+        elif problem := checkpoint_path_problem(path):
+            errors["checkpoint_path"] = problem
     elif provider == ModelEntry.Provider.OPENAI:
         url = (data.get("base_url") or "").strip()
-        parts = urlsplit(url)
         if not url:
             errors["base_url"] = "An OpenAI-compatible entry needs the endpoint's base URL, e.g. http://host:8000/v1."
-        elif parts.scheme not in ("http", "https") or not parts.hostname:
-            errors["base_url"] = "The base URL must start with http:// or https:// and name a host."
+        elif problem := base_url_problem(url):
+            errors["base_url"] = problem
         if not (data.get("remote_model") or "").strip():
             errors["remote_model"] = "An OpenAI-compatible entry needs the model name the endpoint serves."
+        if problem := api_key_env_problem((data.get("api_key_env") or "").strip()):
+            errors["api_key_env"] = problem
     errors.update(check_speech_fields(data))
     if data.get("visibility") == ModelEntry.Visibility.PREVIEW and not (data.get("codename") or "").strip():
         errors["codename"] = "A preview model needs a codename: voters see it instead of the real name."

@@ -114,6 +114,10 @@ class ModelEntry(models.Model):
         ordering = ["display_name"]
         verbose_name = "model entry"
         verbose_name_plural = "model entries"
+        permissions = [
+            ("publish_preview", "Can publish a preview model under its real name"),
+            ("test_modelentry", "Can test a model entry against its server"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(sampling_weight__gte=0), name="model_entry_weight_non_negative"),
             models.CheckConstraint(

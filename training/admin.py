@@ -21,7 +21,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return False
 
 
-@admin.action(description="Train a new version from votes")
+@admin.action(description="Train a new version from votes", permissions=["train_from_votes"])
 def train_from_votes(modeladmin: ModelEntryAdmin, request: HttpRequest, queryset: QuerySet[ModelEntry]) -> None:
     """Queue one DPO run per selected in-house model on the `training` queue; status and log under Training runs."""
     options = TrainingOptions(from_votes=True)
@@ -40,5 +40,10 @@ def train_from_votes(modeladmin: ModelEntryAdmin, request: HttpRequest, queryset
         )
 
 
+def has_train_from_votes_permission(modeladmin: ModelEntryAdmin, request: HttpRequest) -> bool:
+    return request.user.has_perm("training.train_from_votes")
+
+
 # The action lives here, not in inference, so that imports keep flowing one way (training -> inference).
 ModelEntryAdmin.actions = (*ModelEntryAdmin.actions, train_from_votes)
+ModelEntryAdmin.has_train_from_votes_permission = has_train_from_votes_permission

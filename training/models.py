@@ -31,6 +31,7 @@ class TrainingRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("train_from_votes", "Can queue a training run from the votes")]
 
     def __str__(self) -> str:
         return f"Training run {self.pk} of {self.parent} ({self.status})"

@@ -48,10 +48,11 @@ class VoterRiskAdmin(admin.ModelAdmin):
     actions = ["clear", "confirm", "flag_again"]
     change_list_template = "admin/trust/voterrisk/change_list.html"
 
-    clear = admin.action(description="Clear: count these voters' votes")(_review(VoterRisk.State.CLEARED, "cleared"))
-    confirm = admin.action(description="Confirm: leave these voters' votes out")(
+    clear = admin.action(description="Clear: count these voters' votes", permissions=["review"])(
+        _review(VoterRisk.State.CLEARED, "cleared"))
+    confirm = admin.action(description="Confirm: leave these voters' votes out", permissions=["review"])(
         _review(VoterRisk.State.CONFIRMED, "confirmed"))
-    flag_again = admin.action(description="Undo the review: back to flagged")(
+    flag_again = admin.action(description="Undo the review: back to flagged", permissions=["review"])(
         _review(VoterRisk.State.FLAGGED, "put back to flagged"))
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
@@ -59,6 +60,9 @@ class VoterRiskAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("trust.review_voterrisk")
 
     @admin.display(description="voter")
     def short_key(self, obj: VoterRisk) -> str:

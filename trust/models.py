@@ -40,6 +40,7 @@ class VoterRisk(models.Model):
     class Meta:
         ordering = ["-score"]
         verbose_name = "voter risk"
+        permissions = [("review_voterrisk", "Can clear or confirm flagged voters")]
         constraints = [
             models.UniqueConstraint(fields=["kind", "key"], name="voterrisk_one_per_voter"),
             models.CheckConstraint(condition=Q(kind__in=["session", "address"]), name="voterrisk_known_kind"),

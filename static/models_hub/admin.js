@@ -1,5 +1,5 @@
-// The model entry form: show only the fields of the chosen provider, and a "Test this model" button that runs
-// one short generation with the values as typed (the server saves nothing on it).
+// The model entry form: show only the fields of the chosen provider (admin-test.js adds the "Test this model"
+// button for those who may test models).
 (function () {
   "use strict";
   const FIELDS = {
@@ -19,15 +19,6 @@
     };
     provider.addEventListener("change", show);
     show();
-    const row = document.querySelector(".submit-row");
-    if (row && !row.querySelector("[name=_test]")) {
-      const test = document.createElement("input");
-      test.type = "submit";
-      test.name = "_test";
-      test.value = "Test this model";
-      test.title = "Ask the model one short question with the values above, without saving";
-      row.prepend(test);
-    }
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", ready);
   else ready();

@@ -81,17 +81,17 @@ def test_it_joins_the_data_lines_of_one_event(server) -> None:
 
 
 def test_it_sends_the_key_from_the_named_environment_variable(server, monkeypatch) -> None:
-    monkeypatch.setenv("ARENA_TEST_REMOTE_KEY", "sk-test-123")
+    monkeypatch.setenv("ARENA_KEY_TEST_REMOTE", "sk-test-123")
 
-    result = generate(remote(server("auth"), api_key_env="ARENA_TEST_REMOTE_KEY"), QUESTION)
+    result = generate(remote(server("auth"), api_key_env="ARENA_KEY_TEST_REMOTE"), QUESTION)
 
     assert result.text == "Bearer sk-test-123"
 
 
 def test_it_fails_clearly_when_the_key_variable_is_missing(server, standin, monkeypatch) -> None:
-    monkeypatch.delenv("ARENA_TEST_REMOTE_KEY", raising=False)
+    monkeypatch.delenv("ARENA_KEY_TEST_REMOTE", raising=False)
 
-    reason = failure(remote(server("auth"), api_key_env="ARENA_TEST_REMOTE_KEY"))
+    reason = failure(remote(server("auth"), api_key_env="ARENA_KEY_TEST_REMOTE"))
 
     assert reason == "The model's API key is not configured on the server."
     assert list(standin.requests) == []

@@ -31,9 +31,13 @@ def staff_client(client, db):
 
 
 @pytest.fixture
-def checkpoint_dir(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    return tmp_path
+def checkpoint_dir(tmp_path, settings):
+    """A checkpoint directory under the only checkpoint root the form accepts in these tests."""
+    settings.ARENA_CHECKPOINT_ROOTS = [tmp_path]
+    checkpoint = tmp_path / "llama"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    return checkpoint
 
 
 def test_it_registers_a_transformers_checkpoint(staff_client, checkpoint_dir):
@@ -46,29 +50,33 @@ def test_it_registers_a_transformers_checkpoint(staff_client, checkpoint_dir):
 
 def test_it_registers_an_openai_compatible_endpoint(staff_client):
     response = staff_client.post(ADD_URL, form_data(
-        provider="openai", base_url="http://10.0.0.5:8000/v1", remote_model="meta-llama/Llama-3-8B", api_key_env="VLLM_KEY",
+        provider="openai", base_url="http://10.0.0.5:8000/v1", remote_model="meta-llama/Llama-3-8B", api_key_env="ARENA_KEY_VLLM",
     ))
     assert response.status_code == 302
-    assert ModelEntry.objects.get(slug="local-llama").api_key_env == "VLLM_KEY"
+    assert ModelEntry.objects.get(slug="local-llama").api_key_env == "ARENA_KEY_VLLM"
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
         ({"checkpoint_path": ""}, "needs the path of a local checkpoint directory"),
-        ({"checkpoint_path": "/no/such/dir"}, "No directory at /no/such/dir"),
-        ({"checkpoint_path": "/tmp"}, "holds no config.json"),
+        ({"checkpoint_path": "/no/such/dir"}, "Checkpoint directories must lie under"),
+        ({"checkpoint_path": "/etc"}, "Checkpoint directories must lie under"),
         ({"provider": "openai", "base_url": "", "remote_model": "m"}, "needs the endpoint&#x27;s base URL"),
         ({"provider": "openai", "base_url": "ftp://host/v1", "remote_model": "m"}, "Enter a valid URL"),
         ({"provider": "openai", "base_url": "http://host/v1", "remote_model": ""}, "needs the model name"),
         ({"provider": "openai", "base_url": "http://h/v1", "remote_model": "m", "api_key_env": "sk-abc123 key"}, "never the key itself"),
+        ({"provider": "openai", "base_url": "http://h/v1", "remote_model": "m", "api_key_env": "SECRET_KEY"},
+         "may not be used as an API key"),
+        ({"provider": "openai", "base_url": "http://h/v1", "remote_model": "m", "api_key_env": "ARENA_KEY_"},
+         "may not be used as an API key"),
         ({"pool": "gpu pool!"}, "A pool is a Celery queue name"),
         ({"sampling_weight": "-2"}, "greater than or equal to 0"),
         ({"visibility": "preview", "codename": ""}, "A preview model needs a codename"),
     ],
 )
 def test_it_refuses_an_invalid_entry_with_a_clear_message(staff_client, checkpoint_dir, overrides, message):
-    overrides.setdefault("checkpoint_path", str(checkpoint_dir))
+    overrides = {"checkpoint_path": str(checkpoint_dir), **overrides}
     response = staff_client.post(ADD_URL, form_data(**overrides))
     assert response.status_code == 200
     assert message in response.content.decode()
@@ -138,7 +146,7 @@ def test_test_this_model_shows_the_error_of_a_failing_endpoint(staff_client, sta
     response = staff_client.post(ADD_URL, form_data(
         provider="openai", base_url="http://127.0.0.1:9/v1", remote_model="m", _test="Test this model",
     ))
-    assert "could not be reached" in response.content.decode(), "a closed port: nothing listens"
+    assert "The model did not answer the test" in response.content.decode(), "a closed port: nothing listens"
     response = staff_client.post(ADD_URL, form_data(provider="openai", base_url="", remote_model="m", _test="1"))
     assert "Correct the errors below" in response.content.decode()
     assert not ModelEntry.objects.exists()

@@ -130,10 +130,10 @@ def test_a_hanging_endpoint_times_out(speech_standin, settings):
 
 
 def test_the_api_key_comes_from_the_named_environment_variable(speech_standin, monkeypatch):
-    entry = endpoint(speech_standin, "key", api_key_env="ARENA_TEST_TTS_KEY")
-    monkeypatch.delenv("ARENA_TEST_TTS_KEY", raising=False)
+    entry = endpoint(speech_standin, "key", api_key_env="ARENA_KEY_TEST_TTS")
+    monkeypatch.delenv("ARENA_KEY_TEST_TTS", raising=False)
     with pytest.raises(GenerationError, match="API key is not configured"):
         synthesize(entry, TEXT)
-    monkeypatch.setenv("ARENA_TEST_TTS_KEY", "sekrit")
+    monkeypatch.setenv("ARENA_KEY_TEST_TTS", "sekrit")
     assert synthesize(entry, TEXT).audio_seconds > 1.0
     assert speech_standin.requests[-1]["authorization"] == "Bearer sekrit"
