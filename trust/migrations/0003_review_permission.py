@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('trust', '0001_initial'),
+        ('trust', '0002_pow_expiry'),
     ]
 
     operations = [
