@@ -22,6 +22,11 @@ anchor=None, style=None, style_names=None, level=0.95, arena_rank_compatible=Fal
     ``rank,model,score,lower,upper,votes`` (+ ``style_rank,style_score,style_lower,style_upper``), highest score first.
 ``head_to_head(ranking, model, rival, *, level=None, style_controlled=False) -> HeadToHead``
     P(model better), interval on the score difference, and the votes the pair still needs.
+``sequential_head_to_head(ranking, model, rival, *, alpha=0.05, tuned_votes=1000, min_votes=30) -> SequentialHeadToHead``
+    The always-valid answer: a confidence sequence on the difference (valid however often it is looked at),
+    the verdict "better" / "worse" / "not yet", and the votes still needed from the same boundary.
+    ``best_of_versions(ranking, versions, rival)`` judges the best of K versions at alpha / K;
+    ``provisional(votes_since_last_sibling, fresh_votes=2000)`` marks versions still provisional.
 ``style_counts(text, tokenizer=None) -> (tokens, headers, list_items, bold)``
     Style features of one markdown answer, for building ``style``.
 ``aggregate(model_a, model_b, outcome, n_models, weights=None) -> PairCounts``
@@ -54,6 +59,15 @@ from .head_to_head import HeadToHead, head_to_head
 from .matrices import observed_win_matrix, predicted_win_matrix
 from .pairs import DisconnectedGraphError, PairCounts, aggregate
 from .ranking import Ranking, one_sided_warnings, rate, ranking_to_csv
+from .sequential import (
+    BestOfVersions,
+    SequentialHeadToHead,
+    best_of_versions,
+    provisional,
+    sequence_half_width,
+    sequential_head_to_head,
+    votes_still_needed,
+)
 from .style import STYLE_FEATURES, style_counts
 
 __all__ = [
@@ -61,20 +75,27 @@ __all__ = [
     "BattleFileError",
     "FORMATS",
     "Battles",
+    "BestOfVersions",
     "DisconnectedGraphError",
     "HeadToHead",
     "PairCounts",
     "Ranking",
+    "SequentialHeadToHead",
     "aggregate",
+    "best_of_versions",
     "head_to_head",
     "observed_win_matrix",
     "one_sided_warnings",
     "online_elo",
     "predicted_win_matrix",
+    "provisional",
     "rank_upper_bound",
     "rate",
     "ranking_to_csv",
     "read_battles",
     "read_battles_csv",
+    "sequence_half_width",
+    "sequential_head_to_head",
     "style_counts",
+    "votes_still_needed",
 ]
