@@ -7,7 +7,8 @@ default), optional ``weights`` (N,) frequency weights, optional ``style`` (N, 2,
 Public API
 ----------
 ``rate(model_a_idx, model_b_idx, outcome, names, *, weights=None, ci="sandwich", rounds=1000, seed=0,
-anchor=None, style=None, style_names=None, level=0.95, arena_rank_compatible=False) -> Ranking``
+anchor=None, style=None, style_names=None, level=0.95, arena_rank_compatible=False, balance_pairs=False,
+prompts=None, prompt_cap=None) -> Ranking``
     The leaderboard in one call: Bradley-Terry scores on the 400 / ln(10) scale (mean 1000, or
     ``anchor=(name, score)`` pins one model), sandwich or bootstrap intervals, "Rank (UB)" ranks, votes,
     and with ``style`` the style-controlled scores and coefficients. Scores as arena-rank 0.1.1's
@@ -15,7 +16,9 @@ anchor=None, style=None, style_names=None, level=0.95, arena_rank_compatible=Fal
     number of battles to its diagonal and so narrows the intervals of rarely seen models
     (``arena_rank_compatible=True`` reproduces arena-rank's interval widths to 0.5 points). A model that never won or
     never lost keeps a placeholder score (``Ranking.never_won()`` / ``never_lost()``,
-    ``one_sided_warnings(ranking)``) and is left out of the centring.
+    ``one_sided_warnings(ranking)``) and is left out of the centring. ``balance_pairs`` weights each battle by
+    the inverse of its pair's frequency; ``prompts`` with ``prompt_cap`` lets a repeated prompt count for at most
+    ``prompt_cap`` votes (``ratings.weights``).
 ``Ranking``
     Result dataclass (names, scores, lower, upper, rank, votes, covariance, pair_battles, style_* ...).
 ``ranking_to_csv(ranking, out=None) -> str``
