@@ -73,7 +73,7 @@ def test_it_names_the_gaps_that_matter():
     pairs, weights = decision_targets(scores, lower, upper, inhouse=[2], parents={2: 4}, rivals=[0])
     found = {tuple(p): w for p, w in zip(pairs.tolist(), weights)}
     assert found[(2, 4)] == 1.0  # parent
-    assert found[(1, 2)] == 1.0 and found[(2, 3)] == 1.0  # board neighbours
+    assert found[(1, 2)] == 0.25 and found[(2, 3)] == 0.25  # board neighbours
     assert found[(0, 2)] == 1.0  # named rival
     # overlapping neighbours of the public ranking only: 1050/1040 overlap (and are in-house pairs already)
     assert (0, 1) not in found and (3, 4) not in found
