@@ -52,6 +52,19 @@ class ActiveFit:
     lower: np.ndarray
     upper: np.ndarray
 
+    @classmethod
+    def from_category(cls, category: Mapping) -> ActiveFit:
+        """From one category of a leaderboard snapshot's payload (``models`` best first with ``model_id``,
+        ``score``, ``lower``, ``upper``; ``covariance`` in the same order)."""
+        rows = category["models"]
+        return cls(
+            model_ids=[int(r["model_id"]) for r in rows],
+            scores=np.array([r["score"] for r in rows], dtype=np.float64),
+            covariance=np.array(category["covariance"], dtype=np.float64).reshape(len(rows), len(rows)),
+            lower=np.array([r["lower"] for r in rows], dtype=np.float64),
+            upper=np.array([r["upper"] for r in rows], dtype=np.float64),
+        )
+
 
 def _may_meet(a: ModelEntry, b: ModelEntry, previews_meet: bool) -> bool:
     return a.pk != b.pk and (previews_meet or not (a.is_preview and b.is_preview))

@@ -181,3 +181,17 @@ def test_it_keeps_previews_apart_and_draws_unseen_models_when_active():
         for e in pair:
             met[e.slug] += 1
     assert met["p1"] > 0 and met["p2"] > 0
+
+
+def test_it_reads_the_fit_from_a_snapshot_category():
+    category = {
+        "models": [
+            {"model_id": 3, "score": 1100.0, "lower": 1080.0, "upper": 1120.0},
+            {"model_id": 1, "score": 1000.0, "lower": 990.0, "upper": 1010.0},
+        ],
+        "covariance": [[100.0, -20.0], [-20.0, 25.0]],
+    }
+    fit = ActiveFit.from_category(category)
+    assert list(fit.model_ids) == [3, 1]
+    assert fit.scores.tolist() == [1100.0, 1000.0] and fit.upper.tolist() == [1120.0, 1010.0]
+    assert fit.covariance[0, 1] == -20.0 and fit.covariance.shape == (2, 2)
