@@ -34,7 +34,7 @@ weighted as heavily as the parent (0.5, 0.25) or with the plain value (power 1),
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -178,14 +178,3 @@ def blend_pair_weights(
     out[ib, ia] = q
     return out
 
-
-def index_pairs(m: int) -> tuple[np.ndarray, np.ndarray]:
-    """The (P,) first and second indices of the M (M - 1) / 2 unordered pairs, in the order the functions here
-    lay out the upper triangle."""
-    return np.triu_indices(m, 1)
-
-
-def as_index(names: Sequence[str], chosen: Iterable[str]) -> list[int]:
-    """Indices of the ``chosen`` names that appear in ``names`` (the others are skipped)."""
-    where = {n: k for k, n in enumerate(names)}
-    return [where[c] for c in chosen if c in where]
