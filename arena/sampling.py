@@ -167,7 +167,7 @@ def pair_sample(
     previews_meet: bool = False,
     active_fit: ActiveFit | None = None,
     active_strength: float = 0.0,
-    active_floor: float = 0.1,
+    active_floor: float = 0.2,
 ) -> tuple[ModelEntry, ModelEntry]:
     """Draw two distinct models and return them as (left, right) in random order.
 

@@ -349,7 +349,7 @@ ARENA_PREVIEWS_MEET = envbool("ARENA_PREVIEWS_MEET", False)
 # whose next vote most shrinks the open decisions (in-house gaps to parent, neighbours and rivals, ambiguous public
 # neighbours); every eligible pair keeps at least ARENA_ACTIVE_FLOOR / (number of pairs) of the draws.
 ARENA_ACTIVE_SAMPLING = envfloat("ARENA_ACTIVE_SAMPLING", 0.0, minimum=0.0, maximum=1.0)
-ARENA_ACTIVE_FLOOR = envfloat("ARENA_ACTIVE_FLOOR", 0.1, minimum=0.0, maximum=1.0)
+ARENA_ACTIVE_FLOOR = envfloat("ARENA_ACTIVE_FLOOR", 0.2, minimum=0.0, maximum=1.0)
 # Decisions on the head-to-head page (ratings.sequential): the error rate of the always-valid verdict, the votes on
 # a pair its boundary is tuned for, and the fresh votes a version needs after its last sibling entered before it
 # stops being provisional.
