@@ -1,12 +1,26 @@
-"""Which two models meet in an anonymous battle."""
+"""Which two models meet in an anonymous battle.
+
+Two ways to draw, one set of rules. The configured draw takes a first model by sampling weight (an in-house one
+with probability ``inhouse_share``) and its rival by sampling weight (times the rival factor in in-house battles).
+The active draw (``active_strength`` > 0 with a current fit) draws the pair at once from a blend of the configured
+draw's exact pair probabilities and the value of a vote on each pair for the decisions that matter
+(``ratings.design``: the in-house models' gaps to their parents, board neighbours and named rivals, and the
+ambiguous neighbours of the public ranking), every eligible pair keeping a floor share. In both, only the
+candidates given are drawn (the caller keeps breaker and pool liveness), previews stay apart, left and right are
+random, and nothing the voter sends enters the draw.
+"""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
+
 from models_hub.models import ModelEntry
+from ratings.design import blend_pair_weights, decision_targets, pair_values
 
 
 class NoPairAvailable(Exception):
@@ -26,6 +40,124 @@ def _weighted_choice(rng: random.Random, entries: Sequence[ModelEntry], weights:
     return rng.choices(list(entries), weights=list(weights), k=1)[0]
 
 
+@dataclass(frozen=True)
+class ActiveFit:
+    """The current fit the active draw reads: ``model_ids`` (M,) model entry pks, ``scores`` (M,) and
+    ``covariance`` (M, M) on the board's scale, ``lower``/``upper`` (M,) the board's interval bounds. Built by the
+    leaderboard from its latest snapshot (server-side data only)."""
+
+    model_ids: Sequence[int]
+    scores: np.ndarray
+    covariance: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+    @classmethod
+    def from_category(cls, category: Mapping) -> ActiveFit:
+        """From one category of a leaderboard snapshot's payload (``models`` best first with ``model_id``,
+        ``score``, ``lower``, ``upper``; ``covariance`` in the same order)."""
+        rows = category["models"]
+        return cls(
+            model_ids=[int(r["model_id"]) for r in rows],
+            scores=np.array([r["score"] for r in rows], dtype=np.float64),
+            covariance=np.array(category["covariance"], dtype=np.float64).reshape(len(rows), len(rows)),
+            lower=np.array([r["lower"] for r in rows], dtype=np.float64),
+            upper=np.array([r["upper"] for r in rows], dtype=np.float64),
+        )
+
+
+def _may_meet(a: ModelEntry, b: ModelEntry, previews_meet: bool) -> bool:
+    return a.pk != b.pk and (previews_meet or not (a.is_preview and b.is_preview))
+
+
+def configured_pair_probabilities(
+    pool: Sequence[ModelEntry],
+    *,
+    inhouse_share: float = 0.0,
+    rivals: Mapping[str, float] | None = None,
+    previews_meet: bool = False,
+) -> np.ndarray:
+    """(M, M) symmetric probability that the configured draw of :func:`pair_sample` picks each unordered pair of
+    ``pool`` (entries with positive weight), the upper triangle summing to 1 (0 everywhere when no pair may
+    meet). Computed exactly from the two-stage draw: first model by weight, then its rival by weight."""
+    m = len(pool)
+    rivals = rivals or {}
+    out = np.zeros((m, m))
+    w = np.array([e.sampling_weight for e in pool], dtype=np.float64)
+    meet = np.array([[_may_meet(a, b, previews_meet) for b in pool] for a in pool], dtype=bool).reshape(m, m)
+    factor = np.array([rivals.get(e.slug, 1.0) for e in pool], dtype=np.float64)
+    inhouse = np.array([e.is_inhouse for e in pool], dtype=bool)
+
+    def stage(firsts: np.ndarray, partner_weight: np.ndarray, mass: float) -> None:
+        fw = np.where(firsts, w, 0.0)
+        if fw.sum() <= 0 or mass <= 0:
+            return
+        for i in np.flatnonzero(fw):
+            pw = np.where(meet[i], partner_weight, 0.0)
+            if pw.sum() > 0:
+                share = mass * fw[i] / fw.sum() * pw / pw.sum()
+                out[i] += share
+                out[:, i] += share
+
+    has_partner = (meet & (w > 0)[None, :]).any(axis=1)
+    share = inhouse_share if inhouse.any() else 0.0
+    stage(inhouse & has_partner, w * factor, share)
+    stage(has_partner, w, 1.0 - share)
+    total = np.triu(out, 1).sum()
+    return out / total if total > 0 else out
+
+
+def _active_pair(
+    pool: Sequence[ModelEntry],
+    fit: ActiveFit,
+    *,
+    rng: random.Random,
+    strength: float,
+    floor: float,
+    inhouse_share: float,
+    rivals: Mapping[str, float],
+    previews_meet: bool,
+) -> tuple[ModelEntry, ModelEntry]:
+    m = len(pool)
+    base = configured_pair_probabilities(pool, inhouse_share=inhouse_share, rivals=rivals, previews_meet=previews_meet)
+    eligible = np.array([[_may_meet(a, b, previews_meet) for b in pool] for a in pool], dtype=bool).reshape(m, m)
+    if not eligible.any():
+        raise NoPairAvailable("no two models may meet")
+    where = {int(pk): k for k, pk in enumerate(fit.model_ids)}
+    fitted = [where.get(e.pk) for e in pool]
+    known = [k for k, f in enumerate(fitted) if f is not None]
+    value = np.zeros((m, m))
+    if len(known) >= 2:
+        sub = np.array([fitted[k] for k in known])
+        scores = np.asarray(fit.scores, dtype=np.float64)[sub]
+        cov = np.asarray(fit.covariance, dtype=np.float64)[np.ix_(sub, sub)]
+        local = {pool[k].pk: n for n, k in enumerate(known)}
+        parents = {
+            local[pool[k].pk]: local[pool[k].parent_id]
+            for k in known
+            if pool[k].parent_id in local
+        }
+        targets, weights = decision_targets(
+            scores, np.asarray(fit.lower, dtype=np.float64)[sub], np.asarray(fit.upper, dtype=np.float64)[sub],
+            inhouse=[n for n, k in enumerate(known) if pool[k].is_inhouse],
+            parents=parents,
+            rivals=[n for n, k in enumerate(known) if pool[k].slug in rivals],
+        )
+        value[np.ix_(known, known)] = pair_values(scores, cov, targets, weights)
+    # A model the fit has not seen yet (a new version) is worth as much as the best-valued pair: its every gap is open.
+    unseen = [k for k, f in enumerate(fitted) if f is None]
+    if unseen:
+        top = value.max() if value.max() > 0 else 1.0
+        value[unseen, :] = top
+        value[:, unseen] = top
+    probs = blend_pair_weights(base, value, eligible, strength=strength, floor=floor)
+    ia, ib = np.triu_indices(m, 1)
+    k = rng.choices(range(ia.size), weights=probs[ia, ib].tolist(), k=1)[0]
+    pair = [pool[int(ia[k])], pool[int(ib[k])]]
+    rng.shuffle(pair)
+    return pair[0], pair[1]
+
+
 def pair_sample(
     candidates: Sequence[ModelEntry],
     *,
@@ -33,24 +165,34 @@ def pair_sample(
     inhouse_share: float = 0.0,
     rivals: dict[str, float] | None = None,
     previews_meet: bool = False,
+    active_fit: ActiveFit | None = None,
+    active_strength: float = 0.0,
+    active_floor: float = 0.2,
 ) -> tuple[ModelEntry, ModelEntry]:
     """Draw two distinct models and return them as (left, right) in random order.
 
     With probability `inhouse_share` one of them is an in-house model and its rival is drawn by sampling weight
     times the factor `rivals` gives it; otherwise both are drawn by sampling weight alone. Unless `previews_meet`,
     two preview models are never drawn together. Raises NoPairAvailable when no valid pair exists.
+
+    With `active_strength` > 0 and an `active_fit`, the pair is drawn at once from the configured draw's pair
+    probabilities blended with the value of a vote on each pair (see the module notes), every eligible pair
+    keeping at least `active_floor` / (number of eligible pairs) of the draws. `rng` is the caller's
+    (SystemRandom in production; a seeded `random.Random` in tests and benchmarks).
     """
     pool = [e for e in candidates if e.sampling_weight > 0]
     if len(pool) < 2:
         raise NoPairAvailable("fewer than two models are available")
     rivals = rivals or {}
+    if active_fit is not None and active_strength > 0:
+        return _active_pair(
+            pool, active_fit, rng=rng, strength=active_strength, floor=active_floor,
+            inhouse_share=inhouse_share, rivals=rivals, previews_meet=previews_meet,
+        )
     inhouse = [e for e in pool if e.is_inhouse]
 
     def partners_of(first: ModelEntry) -> list[ModelEntry]:
-        return [
-            e for e in pool
-            if e.pk != first.pk and (previews_meet or not (first.is_preview and e.is_preview))
-        ]
+        return [e for e in pool if _may_meet(first, e, previews_meet)]
 
     if inhouse and rng.random() < inhouse_share:
         first = _weighted_choice(rng, inhouse, [e.sampling_weight for e in inhouse])

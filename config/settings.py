@@ -345,6 +345,17 @@ ARENA_VOTER_SALT = os.environ.get("ARENA_VOTER_SALT", SECRET_KEY)
 ARENA_INHOUSE_SHARE = envfloat("ARENA_INHOUSE_SHARE", 0.5, minimum=0.0, maximum=1.0)
 ARENA_INHOUSE_RIVALS = envfactors("ARENA_INHOUSE_RIVALS")
 ARENA_PREVIEWS_MEET = envbool("ARENA_PREVIEWS_MEET", False)
+# Active sampling (arena.sampling, ratings.design): 0 draws pairs as configured above; up to 1 blends in the pairs
+# whose next vote most shrinks the open decisions (in-house gaps to parent, neighbours and rivals, ambiguous public
+# neighbours); every eligible pair keeps at least ARENA_ACTIVE_FLOOR / (number of pairs) of the draws.
+ARENA_ACTIVE_SAMPLING = envfloat("ARENA_ACTIVE_SAMPLING", 0.0, minimum=0.0, maximum=1.0)
+ARENA_ACTIVE_FLOOR = envfloat("ARENA_ACTIVE_FLOOR", 0.2, minimum=0.0, maximum=1.0)
+# Decisions on the head-to-head page (ratings.sequential): the error rate of the always-valid verdict, the votes on
+# a pair its boundary is tuned for, and the fresh votes a version needs after its last sibling entered before it
+# stops being provisional.
+ARENA_DECISION_ALPHA = envfloat("ARENA_DECISION_ALPHA", 0.05, minimum=0.0001, maximum=0.5)
+ARENA_DECISION_TUNED_VOTES = envint("ARENA_DECISION_TUNED_VOTES", 1000, minimum=10)
+ARENA_PROVISIONAL_VOTES = envint("ARENA_PROVISIONAL_VOTES", 2000, minimum=0)
 ARENA_RATE_LIMIT_BATTLES = envint("ARENA_RATE_LIMIT_BATTLES", 30, minimum=0)
 ARENA_RATE_LIMIT_VOTES = envint("ARENA_RATE_LIMIT_VOTES", 60, minimum=0)
 ARENA_RATE_LIMIT_WINDOW = envint("ARENA_RATE_LIMIT_WINDOW", 60, minimum=1)

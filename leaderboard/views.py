@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.db.models import Max, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from arena.models import VoteFact
+from models_hub.models import ModelEntry
+from ratings import provisional, sequential_head_to_head
 
 from .exports import (
     battle_records,
@@ -112,12 +118,55 @@ def leaderboard_data(request: HttpRequest) -> JsonResponse:
     })
 
 
+def _fresh_votes(entry: ModelEntry, *, simulated: bool) -> int:
+    """Counted votes on ``entry`` since the last of its family (itself and the other versions of its parent)
+    entered the arena: what ``ratings.provisional`` reads."""
+    family = ModelEntry.objects.filter(pk=entry.pk)
+    if entry.parent_id is not None:
+        family = ModelEntry.objects.filter(parent_id=entry.parent_id)
+    entered = family.aggregate(last=Max("created_at"))["last"] or entry.created_at
+    return VoteFact.objects.filter(
+        Q(left_model_id=entry.pk) | Q(right_model_id=entry.pk), counted=True, simulated=simulated, voted_at__gte=entered
+    ).count()
+
+
+def _with_decisions(board: Board, comparisons: list[dict], *, simulated: bool) -> list[dict]:
+    """Each comparison of ``board_head_to_head`` with the always-valid answer beside the usual one: the confidence
+    sequence's interval, its verdict and the votes it still needs (ratings.sequential), and whether the in-house
+    model is still provisional (too few votes since its last sibling entered)."""
+    ranking = board.ranking
+    inhouse = [i for i, e in enumerate(board.entries) if e.is_inhouse]
+    for i, comparison in zip(inhouse, comparisons):
+        entry = board.entries[i]
+        fresh = _fresh_votes(entry, simulated=simulated)
+        comparison["fresh_votes"] = fresh
+        comparison["provisional"] = bool(provisional(fresh, fresh_votes=settings.ARENA_PROVISIONAL_VOTES))
+        rivals = [row["index"] for row in board.rows if row["index"] != i]
+        for j, rival in zip(rivals, comparison["rivals"]):
+            s = sequential_head_to_head(
+                ranking, ranking.names[i], ranking.names[j],
+                alpha=settings.ARENA_DECISION_ALPHA, tuned_votes=settings.ARENA_DECISION_TUNED_VOTES,
+            )
+            needed = s.votes_needed
+            rival.update({
+                "verdict": s.verdict, "sequence_lower": s.lower, "sequence_upper": s.upper,
+                "sequence_votes_needed": None if needed is None or needed > VOTES_NEEDED_CAP else needed,
+                "sequence_votes_beyond_cap": needed is not None and needed > VOTES_NEEDED_CAP,
+            })
+    return comparisons
+
+
 @require_GET
 @never_cache
 def head_to_head_page(request: HttpRequest) -> HttpResponse:
     board, context = _board(request)
-    context["comparisons"] = board_head_to_head(board) if board is not None else []
+    comparisons = board_head_to_head(board) if board is not None else []
+    if comparisons:
+        comparisons = _with_decisions(board, comparisons, simulated=context["which_board"] == "simulated")
+    context["comparisons"] = comparisons
     context["votes_needed_cap"] = f"{VOTES_NEEDED_CAP:,}"
+    context["decision_level"] = f"{1 - settings.ARENA_DECISION_ALPHA:.0%}"
+    context["provisional_votes"] = f"{settings.ARENA_PROVISIONAL_VOTES:,}"
     return render(request, "leaderboard/head_to_head.html", context)
 
 

@@ -33,6 +33,7 @@ from .style import (
     fit_style_controlled,
     style_features,
 )
+from .weights import inverse_pair_frequency, prompt_repeat_weights
 
 CI_METHODS = ("sandwich", "bootstrap")
 # Up to this many models the dense solves take milliseconds; BLAS threads only spin against each other (and
@@ -137,6 +138,9 @@ def rate(
     ridge: float = DEFAULT_RIDGE,
     style_reg: float = DEFAULT_STYLE_REG,
     arena_rank_compatible: bool = False,
+    balance_pairs: bool = False,
+    prompts: np.ndarray | None = None,
+    prompt_cap: float | None = None,
 ) -> Ranking:
     """Fit a Bradley-Terry leaderboard with intervals, optionally anchored and style-controlled.
 
@@ -153,6 +157,11 @@ def rate(
     ``ratings.bradley_terry``). It changes nothing with ``ci="bootstrap"``. A model that never won or never
     lost (``Ranking.one_sided``) keeps a placeholder score and is left out of the centring, so the other
     scores still average 1000.
+
+    ``balance_pairs``: weight each battle by the inverse of its pair's frequency (every pair then carries the
+    same total weight; :func:`~ratings.weights.inverse_pair_frequency`). ``prompts`` (N,) prompt codes with
+    ``prompt_cap``: a prompt seen more than ``prompt_cap`` times gives each vote weight cap / count
+    (:func:`~ratings.weights.prompt_repeat_weights`). Both multiply ``weights``.
 
     Raises :class:`DisconnectedGraphError` when the battles do not link all M models, ValueError on
     malformed input.
@@ -180,6 +189,15 @@ def rate(
     y = np.asarray(outcome)
     if not np.issubdtype(y.dtype, np.floating):
         y = y.astype(np.float64)
+    if balance_pairs or prompt_cap is not None:
+        w = np.ones(y.size) if weights is None else np.asarray(weights, dtype=np.float64)
+        if balance_pairs:
+            w = w * inverse_pair_frequency(a, b, m)
+        if prompt_cap is not None:
+            if prompts is None or np.shape(prompts) != y.shape:
+                raise ValueError("prompt_cap needs prompts, one per battle")
+            w = w * prompt_repeat_weights(prompts, prompt_cap)
+        weights = w
     with threadpool_limits(limits=1 if m <= _ONE_THREAD_MODELS else None, user_api="blas"):
         return _rate(a, b, y, names, weights=weights, ci=ci, rounds=rounds, seed=seed, k_anchor=k_anchor,
                      anchor_value=anchor_value, style=style, style_names=style_names, level=level, z=z, ridge=ridge,
