@@ -164,10 +164,13 @@ async def test_jobs_a_restarted_redis_lost_end_failed_within_seconds_and_the_vot
     standin, redis_server, settings, tmp_path
 ):
     """Tried: one Celery worker (one job at a time) with 8 turns queued behind a slow one, then Redis restarted
-    (no persistence, as in the test stack), with celery beat scheduling the reaper every second on a second
-    worker. Before, the lost turns stayed "queued" for the task time limit plus a minute (about 11 minutes by
-    default) and the socket closed with 1011; now the reaper, run by beat for real, fails every lost turn within
-    seconds, the voter's open socket gets the failure, and nothing stays queued."""
+    (no persistence, as in the test stack) and down for 3 s while the slow one streams, with celery beat
+    scheduling the reaper every second on a second worker. Before, the lost turns stayed "queued" for the task
+    time limit plus a minute (about 11 minutes by default) and the socket closed with 1011; now the reaper, run by
+    beat for real, fails every lost turn within seconds, the voter's open socket gets the failure, and nothing
+    stays queued. The generation worker runs on threads, as `make worker` does: before, its log took one
+    traceback per token batch it could not publish or keep while Redis was down; now one warning per outage for
+    each (the frames, the partial answer) and one line when Redis is back, saying how many writes were lost."""
     import uuid
 
     from arena.generation import JOB_LOST
@@ -177,7 +180,7 @@ async def test_jobs_a_restarted_redis_lost_end_failed_within_seconds_and_the_vot
     settings.ARENA_INPROCESS_WORKERS = False
     pool, reap_queue = f"pool-{uuid.uuid4().hex[:8]}", f"reap-{uuid.uuid4().hex[:8]}"
     await db(lambda: [standin_entry(standin, f"slow-{i}", "slow", pool=pool) for i in range(2)])
-    generation = CeleryWorker(pool, log=tmp_path / "worker.log")
+    generation = CeleryWorker(pool, log=tmp_path / "worker.log", threads=1)
     reaper = CeleryWorker(reap_queue, log=tmp_path / "reaper.log")
     reaper.env.update(ARENA_SNAPSHOT_QUEUE=reap_queue)
     beat, beat_log = _celery_beat(tmp_path, {"ARENA_SNAPSHOT_QUEUE": reap_queue, "ARENA_REAP_SECONDS": "1"})
@@ -192,8 +195,9 @@ async def test_jobs_a_restarted_redis_lost_end_failed_within_seconds_and_the_vot
         await voter.until(lambda f: f["type"] == "started")
         await asyncio.to_thread(wait_for, lambda: Turn.objects.filter(status="running").exists())
         assert await db(lambda: Turn.objects.filter(status="queued").count()) >= 6
-        redis_server.stop()
-        redis_server.start()
+        await asyncio.to_thread(redis_server.stop)
+        await asyncio.sleep(3)
+        await asyncio.to_thread(redis_server.start)
         # Nothing stays queued: the lost turns end failed, within seconds rather than minutes.
         await asyncio.to_thread(wait_for, lambda: not Turn.objects.filter(status="queued").exists(), 60)
         statuses = await db(lambda: dict(Turn.objects.values_list("pk", "status")))
@@ -220,6 +224,14 @@ async def test_jobs_a_restarted_redis_lost_end_failed_within_seconds_and_the_vot
         if voter is not None:
             await voter.close()
     assert "arena.reap_stale_turns" in (tmp_path / "reaper.log").read_text(), "beat ran the reaper"
+    # The generation worker's log: one warning per kind of write, no traceback, and the heartbeat (the one write
+    # that goes on by itself) says when Redis is back.
+    log = (tmp_path / "worker.log").read_text()
+    assert log.count("Traceback (most recent call last)") <= 1, log[-4000:]
+    assert "could not publish" not in log and "could not keep the partial answer" not in log
+    for what in ("publishing battle frames", "keeping partial answers", "the pool heartbeat"):
+        assert log.count(f"Redis unreachable for {what}") == 1, what
+    assert log.count("Redis reachable again for the pool heartbeat") == 1
 
 
 def test_a_job_the_broker_refuses_ends_its_turn_failed_at_once(standin, redis_server, settings):
