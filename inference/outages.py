@@ -46,4 +46,5 @@ class OutageLog:
             if self._since is None:
                 return
             lasted, dropped, self._since = time.monotonic() - self._since, self._dropped, None
-        logger.info("Redis reachable again for %s after %.1f s (%d writes failed meanwhile)", self.what, lasted, dropped)
+        logger.info("Redis reachable again for %s after %.1f s; failed writes meanwhile: %d",
+                    self.what, lasted, dropped)
