@@ -4,6 +4,8 @@ Client messages: {"type": "start", "mode", "prompt", "models"?}, {"type": "conti
 {"type": "regenerate", "side"?}, {"type": "vote", "choice"}, {"type": "resume", "battle"}, {"type": "stop"}.
 Server frames: started, token, turn, voted, state, error. Sides are "A" and "B"; no frame names a model of an
 anonymous battle before its vote.
+A socket the server will not serve is told why in an error frame, then closed: 4401 without a session (reload the
+page), 4503 while the database is unreachable (service_unavailable: try again later).
 """
 
 from __future__ import annotations
@@ -79,6 +81,12 @@ def db(fn):
 
 UNAVAILABLE = (OperationalError, InterfaceError, RedisError, OSError)
 LAYER_UNAVAILABLE = (RedisError, OSError)
+UNAVAILABLE_MESSAGE = "The arena is briefly unavailable. Please try again in a moment."
+# The close code of a socket opened while the database is down: 503 in the application's range, as 4401 is 401.
+# (RFC 6455's own 1013 "try again later" cannot be sent: daphne's websocket library lets an application close
+# with 1000 or 3000-4999 only, and answers anything else with 1011.) The page shows the error frame sent just
+# before and reconnects by itself, backing off.
+CLOSE_TRY_AGAIN = 4503
 
 MAX_FRAME_BYTES = 64 * 1024
 # A client message is one flat object; anything nested deeper than this is refused before it is looked at.
@@ -151,14 +159,37 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
                                    exc_info=True)
 
     async def connect(self) -> None:
-        session = self.scope.get("session")
-        self.session_key = session.session_key if session is not None else None
+        self.session_key = None
         self.ip = (self.scope.get("client") or ["", 0])[0] or ""
         self.battle_id: str | None = None
+        # Accepted before the session is read, so that a socket refused for any reason is told why.
         await self.accept()
+        try:
+            self.session_key = await db(self._session_key)()
+        except (OperationalError, InterfaceError) as exc:
+            await self.service_unavailable("battle socket refused", exc)
+            await self.close(code=CLOSE_TRY_AGAIN)
+            return
         if not self.session_key:
             await self.send_error("no_session", "Your session has expired. Reload the page.", 401)
             await self.close(code=4401)
+
+    def _session_key(self) -> str | None:
+        """The key of the voter's session, None where there is none or it expired. Reading the session loads it
+        from the database, which forgets a key it does not hold."""
+        session = self.scope.get("session")
+        if session is None or not session.session_key:
+            return None
+        session.keys()
+        return session.session_key
+
+    async def service_unavailable(self, what: str, exc: Exception) -> None:
+        """Tell the voter that the arena is briefly away; after a database error, drop the broken connections so
+        that the next call connects afresh once the database is back."""
+        logger.warning("%s, a service is unavailable: %s", what, exc)
+        if isinstance(exc, (OperationalError, InterfaceError)):
+            await database_sync_to_async(database_reset)()
+        await self.send_error("service_unavailable", UNAVAILABLE_MESSAGE, 503)
 
     async def _group(self, op: str, public_id: str) -> None:
         """group_add or group_discard, tried once more on a broken connection: after a Redis restart the first
@@ -212,13 +243,7 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error(exc.code, exc.message, exc.status)
         except UNAVAILABLE as exc:
             # A store we depend on (PostgreSQL, Redis) is briefly away: nothing was half-written, say so plainly.
-            logger.warning("battle message %s refused, a service is unavailable: %s", kind, exc)
-            if isinstance(exc, (OperationalError, InterfaceError)):
-                # Drop the broken connections now so the next message connects afresh once the database is back.
-                await database_sync_to_async(database_reset)()
-            await self.send_error(
-                "service_unavailable", "The arena is briefly unavailable. Please try again in a moment.", 503
-            )
+            await self.service_unavailable(f"battle message {kind} refused", exc)
         except Exception:
             logger.exception("battle message %s failed", kind)
             await self.send_error("server_error", "Something went wrong on our side. Please try again.", 500)

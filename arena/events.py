@@ -11,6 +11,8 @@ from typing import Any, Literal, TypedDict
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
+from inference.outages import UNREACHABLE, OutageLog
+
 logger = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 10.0  # seconds a generation job waits for the channel layer to take one frame
@@ -104,13 +106,21 @@ def group_send(group: str, event: dict) -> None:
         raise
 
 
+channel_layer_outage = OutageLog("publishing battle frames")
+
+
 def battle_publish(public_id: str, event: dict) -> None:
     """Send one event to the battle's group. Losing a frame is survivable (the page re-reads state), so a
-    channel-layer failure is logged, not raised into the generation job."""
+    channel-layer failure is logged, not raised into the generation job: once per outage where Redis is
+    unreachable, with its traceback for anything else."""
     try:
         group_send(group_name(public_id), event)
+    except UNREACHABLE as exc:
+        channel_layer_outage.failed(exc)
     except Exception:
         logger.warning("could not publish %s to battle %s", event.get("type"), public_id, exc_info=True)
+    else:
+        channel_layer_outage.ok()
 
 
 def turn_publish(turn, *, attempt: int, status: str, text: str = "", error: str = "", cut: bool = False,

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from inference import GenerationError, generate
 from inference.dispatch import broker_lost_before
+from inference.outages import UNREACHABLE, OutageLog
 from models_hub.models import breaker_record
 
 from .events import POSITION_LABEL, battle_publish, turn_publish
@@ -78,6 +79,9 @@ def _partial_key(turn_id: int, attempt: int) -> str:
     return f"arena:partial:{turn_id}:{attempt}"
 
 
+partial_cache_outage = OutageLog("keeping partial answers")
+
+
 def _save_partial(turn_id: int, attempt: int) -> Callable[[str], None]:
     """Keep the answer so far in the cache (Redis in production, the server's memory when embedded), for a page
     that reloads mid-answer: one small write per published batch, too many for the database."""
@@ -86,8 +90,12 @@ def _save_partial(turn_id: int, attempt: int) -> Callable[[str], None]:
     def save(text: str) -> None:
         try:
             cache.set(_partial_key(turn_id, attempt), text, timeout)
+        except UNREACHABLE as exc:
+            partial_cache_outage.failed(exc)
         except Exception:
             logger.warning("could not keep the partial answer of turn %s", turn_id, exc_info=True)
+        else:
+            partial_cache_outage.ok()
 
     return save
 

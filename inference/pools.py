@@ -16,6 +16,8 @@ import threading
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 
+from .outages import UNREACHABLE, OutageLog
+
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "arena:pool:"
@@ -76,6 +78,9 @@ def live_pools(pools: set[str]) -> set[str]:
     return {pool for pool, worker in zip(wanted, seen) if worker is not None}
 
 
+heartbeat_outage = OutageLog("the pool heartbeat")
+
+
 @worker_ready.connect
 def _start_heartbeat(sender=None, **kwargs) -> None:
     # The sender is the worker's consumer; the queues it consumes from are the pools it serves.
@@ -88,8 +93,12 @@ def _start_heartbeat(sender=None, **kwargs) -> None:
         while not _stop.is_set():
             try:
                 pool_announce(queues, worker=worker, ttl=interval * 3)
+            except UNREACHABLE as exc:
+                heartbeat_outage.failed(exc)
             except Exception:
                 logger.warning("pool heartbeat failed", exc_info=True)
+            else:
+                heartbeat_outage.ok()
             _stop.wait(interval)
 
     threading.Thread(target=beat, name="arena-pool-heartbeat", daemon=True).start()

@@ -61,11 +61,24 @@
     });
   }
 
+  // A socket the server closes with 4503 (try again later: its database is unreachable) said why in an error
+  // frame just before; the page keeps that message up and reconnects, waiting longer each time the server is
+  // still away. Any other close reconnects after RECONNECT_MS.
+  const TRY_AGAIN_LATER = 4503;
+  const RECONNECT_MS = 1500;
+  const RECONNECT_MAX_MS = 15000;
+  let reconnectMs = RECONNECT_MS;
+  let away = false; // the last socket closed with TRY_AGAIN_LATER
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(scheme + "://" + location.host + "/ws/battle/");
     socket.addEventListener("open", () => {
-      if (problem.startsWith("Connection lost")) problem = "";
+      if (problem.startsWith("Connection lost") || away) {
+        problem = "";
+        say("");
+      }
+      away = false;
       if (battleId) {
         resuming = true;
         socket.send(JSON.stringify({ type: "resume", battle: battleId }));
@@ -73,14 +86,16 @@
       update();
     });
     socket.addEventListener("message", (e) => handle(JSON.parse(e.data)));
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (e) => {
       voting = false;
+      away = e.code === TRY_AGAIN_LATER;
+      reconnectMs = away ? Math.min(reconnectMs * 2, RECONNECT_MAX_MS) : RECONNECT_MS;
       if (!problem) {
-        problem = "Connection lost. Reconnecting…";
+        problem = away ? "The arena is briefly unavailable. Reconnecting…" : "Connection lost. Reconnecting…";
         say(problem, "error");
       }
       update();
-      setTimeout(connect, 1500);
+      setTimeout(connect, reconnectMs);
     });
   }
 

@@ -164,10 +164,13 @@ async def test_jobs_a_restarted_redis_lost_end_failed_within_seconds_and_the_vot
     standin, redis_server, settings, tmp_path
 ):
     """Tried: one Celery worker (one job at a time) with 8 turns queued behind a slow one, then Redis restarted
-    (no persistence, as in the test stack), with celery beat scheduling the reaper every second on a second
-    worker. Before, the lost turns stayed "queued" for the task time limit plus a minute (about 11 minutes by
-    default) and the socket closed with 1011; now the reaper, run by beat for real, fails every lost turn within
-    seconds, the voter's open socket gets the failure, and nothing stays queued."""
+    (no persistence, as in the test stack) and down for 3 s while the slow one streams, with celery beat
+    scheduling the reaper every second on a second worker. Before, the lost turns stayed "queued" for the task
+    time limit plus a minute (about 11 minutes by default) and the socket closed with 1011; now the reaper, run by
+    beat for real, fails every lost turn within seconds, the voter's open socket gets the failure, and nothing
+    stays queued. The generation worker runs on threads, as `make worker` does: before, its log took one
+    traceback per token batch it could not publish or keep while Redis was down; now one warning per outage for
+    each (the frames, the partial answer) and one line when Redis is back, saying how many writes were lost."""
     import uuid
 
     from arena.generation import JOB_LOST
@@ -177,7 +180,7 @@ async def test_jobs_a_restarted_redis_lost_end_failed_within_seconds_and_the_vot
     settings.ARENA_INPROCESS_WORKERS = False
     pool, reap_queue = f"pool-{uuid.uuid4().hex[:8]}", f"reap-{uuid.uuid4().hex[:8]}"
     await db(lambda: [standin_entry(standin, f"slow-{i}", "slow", pool=pool) for i in range(2)])
-    generation = CeleryWorker(pool, log=tmp_path / "worker.log")
+    generation = CeleryWorker(pool, log=tmp_path / "worker.log", threads=1)
     reaper = CeleryWorker(reap_queue, log=tmp_path / "reaper.log")
     reaper.env.update(ARENA_SNAPSHOT_QUEUE=reap_queue)
     beat, beat_log = _celery_beat(tmp_path, {"ARENA_SNAPSHOT_QUEUE": reap_queue, "ARENA_REAP_SECONDS": "1"})
@@ -192,8 +195,9 @@ async def test_jobs_a_restarted_redis_lost_end_failed_within_seconds_and_the_vot
         await voter.until(lambda f: f["type"] == "started")
         await asyncio.to_thread(wait_for, lambda: Turn.objects.filter(status="running").exists())
         assert await db(lambda: Turn.objects.filter(status="queued").count()) >= 6
-        redis_server.stop()
-        redis_server.start()
+        await asyncio.to_thread(redis_server.stop)
+        await asyncio.sleep(3)
+        await asyncio.to_thread(redis_server.start)
         # Nothing stays queued: the lost turns end failed, within seconds rather than minutes.
         await asyncio.to_thread(wait_for, lambda: not Turn.objects.filter(status="queued").exists(), 60)
         statuses = await db(lambda: dict(Turn.objects.values_list("pk", "status")))
@@ -220,6 +224,14 @@ async def test_jobs_a_restarted_redis_lost_end_failed_within_seconds_and_the_vot
         if voter is not None:
             await voter.close()
     assert "arena.reap_stale_turns" in (tmp_path / "reaper.log").read_text(), "beat ran the reaper"
+    # The generation worker's log: one warning per kind of write, no traceback, and the heartbeat (the one write
+    # that goes on by itself) says when Redis is back.
+    log = (tmp_path / "worker.log").read_text()
+    assert log.count("Traceback (most recent call last)") <= 1, log[-4000:]
+    assert "could not publish" not in log and "could not keep the partial answer" not in log
+    for what in ("publishing battle frames", "keeping partial answers", "the pool heartbeat"):
+        assert log.count(f"Redis unreachable for {what}") == 1, what
+    assert log.count("Redis reachable again for the pool heartbeat") == 1
 
 
 def test_a_job_the_broker_refuses_ends_its_turn_failed_at_once(standin, redis_server, settings):
@@ -403,18 +415,28 @@ def test_a_snapshot_job_killed_while_writing_leaves_the_previous_snapshot_shown(
     assert fresh is not None and fresh.votes_used == 60
 
 
-def test_daphne_takes_every_open_sockets_vote_once_postgres_is_back(standin, arena, postgres_restarted):
+def test_daphne_takes_every_open_sockets_vote_once_postgres_is_back(standin, arena, postgres_restarted, chromium):
     """Tried over daphne, whose sockets run their database calls on several threads, each with a pooled
     connection: four voters with finished battles (so several pooled connections are open), PostgreSQL stopped,
     every vote sent, PostgreSQL started again after 16 s, every vote sent again. While it is down each vote is
     refused as briefly unavailable (after the pool's timeout, 4 s here); once it is back, with every pooled
     connection broken by the restart, each is taken at the first try and exactly once. Before the pool was
     closed after such errors, its own reconnect attempts, backed off to 8 s apart by then, had the first votes
-    after the restart wait out its timeout and be refused again."""
+    after the restart wait out its timeout and be refused again.
+
+    While it is down, a voter with a valid session also opens a new battle socket, and a new leaderboard socket.
+    Before, both were dropped at the handshake without a frame (the session middleware read the database before
+    any consumer ran). Now the battle socket is accepted, sent one error frame (service_unavailable, 503) and
+    closed with 4503; the leaderboard socket, which needs no database, is served. (1013 was tried first: daphne
+    closes with 1011 instead of any code outside 1000 and 3000-4999.) And a battle page whose socket drops during
+    the outage shows that message while it reconnects, then, once PostgreSQL is back, clears it by itself and
+    takes a prompt (before, the message stayed up until the voter acted)."""
     import json
 
     import httpx
     import websockets
+
+    import threading
 
     postgres_cluster = postgres_restarted
     standin_entry(standin, "steady-e", "echo")
@@ -422,6 +444,13 @@ def test_daphne_takes_every_open_sockets_vote_once_postgres_is_back(standin, are
     arena.stop()
     arena.env.update({"ARENA_POW": "0", "ARENA_DB_POOL_TIMEOUT": "4"})
     arena.start()
+    # The page's battle socket goes through Playwright, so that the test can drop it as a network would.
+    tab = Page(chromium, arena.url)
+    page_sockets: list = []
+    tab.context.route_web_socket("**/ws/battle/", lambda ws: (page_sockets.append(ws), ws.connect_to_server()))
+    tab.page.reload()
+    tab.page.wait_for_function("() => !document.querySelector('#send').disabled")
+    page_turn, page_done = threading.Event(), threading.Event()
 
     async def answer(ws, kinds: tuple[str, ...]) -> dict:
         while (frame := json.loads(await asyncio.wait_for(ws.recv(), 60)))["type"] not in kinds:
@@ -447,26 +476,66 @@ def test_daphne_takes_every_open_sockets_vote_once_postgres_is_back(standin, are
             frame = await answer(ws, ("voted", "error"))
             return "voted" if frame["type"] == "voted" else f"after the restart: {frame}"
 
-    async def run() -> tuple[list, list]:
+    async def newcomer(session: str) -> tuple[list, int | None, dict]:
+        """The frames and close code of a battle socket opened now, and what a leaderboard socket answers."""
+        frames, code = [], None
+        headers = {"Cookie": f"sessionid={session}"}
+        async with websockets.connect(f"ws://127.0.0.1:{arena.port}/ws/battle/", origin=arena.url,
+                                      additional_headers=headers) as ws:
+            try:
+                while True:
+                    frames.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+            except websockets.ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else None
+        async with websockets.connect(f"ws://127.0.0.1:{arena.port}/ws/leaderboard/", origin=arena.url,
+                                      additional_headers=headers) as ws:
+            await ws.send(json.dumps({"type": "ping"}))
+            board = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        return frames, code, board
+
+    async def run() -> tuple[list, list, tuple]:
         down, back, refused = asyncio.Event(), asyncio.Event(), []
         voters = [asyncio.create_task(voter(down, back, refused)) for _ in range(4)]
+        session = (await asyncio.to_thread(httpx.get, arena.url + "/")).cookies["sessionid"]
         await asyncio.to_thread(wait_for, lambda: Turn.objects.filter(status="done").count() == 8)
         await asyncio.to_thread(postgres_cluster.stop)
         stopped = asyncio.get_running_loop().time()
         try:
             down.set()
             await asyncio.to_thread(wait_for, lambda: len(refused) == 4, 60)
+            opened = await newcomer(session)
+            page_turn.set()
+            await asyncio.to_thread(page_done.wait, 60)
             # Down long enough for the pool's reconnect attempts to back off past its timeout (1, 2, 4, 8 s apart).
             await asyncio.sleep(max(0.0, stopped + 16 - asyncio.get_running_loop().time()))
         finally:
             await asyncio.to_thread(postgres_cluster.start)
         back.set()
-        return await asyncio.gather(*voters, return_exceptions=True), refused
+        return await asyncio.gather(*voters, return_exceptions=True), refused, opened
 
     connection.close()
     # On a thread of its own: a module's Playwright (the sync API) may hold an event loop on this one.
     with ThreadPoolExecutor(1) as thread:
-        outcomes, refused = thread.submit(asyncio.run, run()).result()
+        running = thread.submit(asyncio.run, run())
+        try:
+            assert page_turn.wait(120), running.exception(0) if running.done() else "the outage never came"
+            page_sockets[-1].close(code=1006)
+            tab.page.wait_for_function(
+                "() => document.querySelector('#notice').textContent.includes('briefly unavailable')", timeout=30_000)
+        finally:
+            page_done.set()
+        outcomes, refused, (frames, code, board) = running.result()
+    # PostgreSQL is back (every voter above voted): the page reconnects by itself, clears the message, serves.
+    tab.page.wait_for_function(
+        "() => !document.querySelector('#notice').textContent.includes('unavailable')"
+        " && !document.querySelector('#send').disabled", timeout=30_000)
+    tab.ask("Back again?")
+    tab.wait_votable(timeout=60_000)
+    tab.close()
+    assert [(f["type"], f["code"], f["status"]) for f in frames] == [("error", "service_unavailable", 503)], frames
+    assert "briefly unavailable" in frames[0]["message"]
+    assert code == 4503, "try again later"
+    assert board["type"] == "error" and board["code"] == "read_only", "the leaderboard socket is served"
     assert [(f["type"], f.get("status")) for f in refused] == [("error", 503)] * 4, refused
     assert all("briefly unavailable" in f["message"] for f in refused)
     assert outcomes == ["voted"] * 4, outcomes
