@@ -20,11 +20,27 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypedDict
 
 import numpy as np
 
 from models_hub.models import ModelEntry
 from ratings.design import blend_pair_weights, decision_targets, pair_values
+
+
+# The cache key under which the leaderboard leaves what the draw reads from its latest public snapshot.
+DRAW_FIT_CACHE_KEY = "arena:draw-fit:v1"
+
+
+class DrawFit(TypedDict):
+    """What the latest public snapshot's overall category gives the draw: ``models`` (rows with ``model_id``,
+    ``score``, ``lower``, ``upper``) and their ``covariance`` (the shape :meth:`ActiveFit.from_category` reads),
+    and ``votes``, counted votes per model entry pk (left-out models included) for the boosts."""
+
+    snapshot_id: int
+    models: list[dict]
+    covariance: list[list[float]]
+    votes: dict[int, float]
 
 
 class NoPairAvailable(Exception):

@@ -32,7 +32,8 @@ from django.db import close_old_connections, connection, transaction
 from arena.events import group_send
 from arena.facts import CATEGORY_BITS, OTHER_CATEGORIES, memory_release, vote_facts_read
 from arena.models import Vote
-from arena.selectors import battles_counted
+from arena.selectors import battles_counted, draw_fit_latest
+from arena.services import draw_fit_publish
 from models_hub.models import ModelEntry
 from trust.risk import BattleTable, RiskResult, VoteTable, battle_table, columns_empty, risk_recompute
 from ratings import (
@@ -559,6 +560,8 @@ def leaderboard_snapshot_create(
         digest = vote_hash(votes)
         latest = LeaderboardSnapshot.objects.filter(board=board).order_by("-id").only("vote_hash").first()
         if latest is not None and latest.vote_hash == digest and not force:
+            if public and draw_fit_latest() is None:  # the cache was emptied (a Redis restart): fill it again
+                draw_fit_publish_from(LeaderboardSnapshot.objects.get(pk=latest.pk))
             return None
         if not public and latest is None and not len(votes):
             return None
@@ -572,6 +575,7 @@ def leaderboard_snapshot_create(
             )
             if public:
                 transaction.on_commit(lambda: leaderboard_publish(snapshot))
+                transaction.on_commit(lambda: draw_fit_publish_from(snapshot))
     logger.info("leaderboard snapshot %s (%s): %s votes in %.2f s", snapshot.pk, board, snapshot.votes_used,
                 snapshot.seconds)
     return snapshot
@@ -582,6 +586,13 @@ def leaderboard_snapshots_create(*, force: bool = False, progress: Progress = no
     snapshot = leaderboard_snapshot_create(force=force, progress=progress)
     leaderboard_snapshot_create(force=force, progress=progress, board=LeaderboardSnapshot.Board.SIMULATED)
     return snapshot
+
+
+def draw_fit_publish_from(snapshot: LeaderboardSnapshot) -> None:
+    """Hand the arena's draw the overall category of a public snapshot (arena.services.draw_fit_publish)."""
+    overall = snapshot.payload["categories"].get("overall")
+    if overall is not None:
+        draw_fit_publish(snapshot_id=snapshot.pk, category=overall)
 
 
 class SnapshotEvent(TypedDict):
