@@ -43,7 +43,9 @@ from ratings import (
     observed_win_matrix,
     rank_upper_bound,
     rate,
+    sequential_head_to_head,
 )
+from ratings.sequential import NOT_YET
 
 from .models import LeaderboardSnapshot
 
@@ -574,6 +576,7 @@ def leaderboard_snapshot_create(
                 seconds=time.monotonic() - started,
             )
             if public:
+                parent_verdicts_record(snapshot)
                 transaction.on_commit(lambda: leaderboard_publish(snapshot))
                 transaction.on_commit(lambda: draw_fit_publish_from(snapshot))
     logger.info("leaderboard snapshot %s (%s): %s votes in %.2f s", snapshot.pk, board, snapshot.votes_used,
@@ -586,6 +589,24 @@ def leaderboard_snapshots_create(*, force: bool = False, progress: Progress = no
     snapshot = leaderboard_snapshot_create(force=force, progress=progress)
     leaderboard_snapshot_create(force=force, progress=progress, board=LeaderboardSnapshot.Board.SIMULATED)
     return snapshot
+
+
+def parent_verdicts_record(snapshot: LeaderboardSnapshot) -> None:
+    """Write each versioned model's always-valid verdict against its parent (ratings.sequential, overall
+    category) onto its registry entry, where the admin's promotion gate reads it. A version its snapshot does not
+    rank beside its parent reads "not yet"."""
+    board = leaderboard_board(snapshot, category="overall", staff=True)
+    ranked = {e.pk: e for e in board.entries} if board is not None and board.ranking is not None else {}
+    for entry in ModelEntry.objects.filter(parent__isnull=False).select_related("parent"):
+        verdict: dict[str, Any] = {"snapshot": snapshot.pk, "verdict": NOT_YET, "parent": entry.parent.display_name}
+        if entry.pk in ranked and entry.parent_id in ranked:
+            s = sequential_head_to_head(
+                board.ranking, entry.display_name, entry.parent.display_name,
+                alpha=settings.ARENA_DECISION_ALPHA, tuned_votes=settings.ARENA_DECISION_TUNED_VOTES,
+            )
+            verdict |= {"verdict": s.verdict, "lower": _finite(s.lower), "upper": _finite(s.upper)}
+        if entry.parent_verdict != verdict:
+            ModelEntry.objects.filter(pk=entry.pk).update(parent_verdict=verdict)
 
 
 def draw_fit_publish_from(snapshot: LeaderboardSnapshot) -> None:

@@ -111,6 +111,9 @@ class ModelEntry(models.Model):
     )
     # Retired: out of every battle, listed apart on the public leaderboard with its last score.
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The head-to-head verdict against its parent from the latest public snapshot (written by the leaderboard when
+    # it stores one): {"snapshot": id, "verdict": "better" | "worse" | "not yet", "lower", "upper", "parent"}.
+    parent_verdict = models.JSONField(default=dict, blank=True, editable=False)
     # A preview promoted although the head-to-head verdict did not show it beats its parent: who said why.
     promotion_override = models.TextField(blank=True, editable=False)
 

@@ -1,5 +1,5 @@
 """Sampling knobs in the registry (battle targets, a new model's boost, pairs never drawn, anonymous exclusion),
-retirement, the promotion override and the permissions to retire and to override."""
+retirement, the verdict against the parent, the promotion override, and the permissions to retire and to override."""
 
 import django.core.validators
 from django.db import migrations, models
@@ -45,6 +45,11 @@ class Migration(migrations.Migration):
             model_name='modelentry',
             name='never_meets',
             field=models.ManyToManyField(blank=True, help_text='Models this one is never drawn against in anonymous battles.', to='models_hub.modelentry'),
+        ),
+        migrations.AddField(
+            model_name='modelentry',
+            name='parent_verdict',
+            field=models.JSONField(blank=True, default=dict, editable=False),
         ),
         migrations.AddField(
             model_name='modelentry',
