@@ -762,8 +762,28 @@ def leaderboard_board(
             "plus": float(upper[i] - score[i]), "minus": float(score[i] - lower[i]), "votes": int(round(votes[i])),
             "win_rate": model["win_rate"], "organization": entry.organization, "license": entry.license,
             "is_inhouse": entry.is_inhouse, "is_preview": entry.is_preview, "preliminary": model["preliminary"],
+            "is_retired": entry.is_retired,
         })
     return Board(snapshot, category, style, entries, rows, ranking, left_out, staff, one_sided, votes_in, battles)
+
+
+def board_retired(board: Board) -> list[dict[str, Any]]:
+    """The retired models this viewer may see, last retired first, each with its retirement date and its last
+    score in the board's category (None where the snapshot does not rank it there)."""
+    cat = board.snapshot.payload["categories"][board.category]
+    fitted = {r["model_id"]: r for r in cat["models"]}
+    prefix = "style_" if board.style else ""
+    out = []
+    for entry in ModelEntry.objects.filter(retired_at__isnull=False).order_by("-retired_at", "display_name"):
+        if not _visible(entry, board.staff):
+            continue
+        row = fitted.get(entry.pk) or {}
+        out.append({
+            "name": model_label(entry, board.staff), "organization": entry.organization, "retired_at": entry.retired_at,
+            "score": row.get(f"{prefix}score"), "lower": row.get(f"{prefix}lower"), "upper": row.get(f"{prefix}upper"),
+            "votes": int(round(row["votes"])) if row else None,
+        })
+    return out
 
 
 def board_trust(board: Board) -> dict[str, Any] | None:
