@@ -101,7 +101,9 @@ class SamplingRules:
     def from_entries(cls, entries: Sequence[ModelEntry], *, votes: Mapping[int, float]) -> SamplingRules:
         """From saved entries with ``battle_targets`` and ``never_meets`` prefetched."""
         return cls(
-            targets={e.pk: frozenset(t.pk for t in e.battle_targets.all()) for e in entries if e.battle_target_share > 0},
+            targets={
+                e.pk: frozenset(t.pk for t in e.battle_targets.all()) for e in entries if e.battle_target_share > 0
+            },
             votes=votes,
             never=frozenset(frozenset((e.pk, o.pk)) for e in entries for o in e.never_meets.all()),
         )

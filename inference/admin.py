@@ -163,7 +163,8 @@ class ModelEntryAdmin(admin.ModelAdmin):
             form = PromotionOverrideForm()
         for entry in unproven:
             self.message_user(
-                request, f"{entry.display_name} ({entry.codename}) was not promoted: {promotion_verdict_text(entry)}.", messages.ERROR
+                request, f"{entry.display_name} ({entry.codename}) was not promoted: {promotion_verdict_text(entry)}.",
+                messages.ERROR,
             )
         if not may_override:
             return None
