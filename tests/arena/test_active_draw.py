@@ -74,3 +74,11 @@ def test_a_retired_or_excluded_model_is_not_drawn(arena_with_snapshot, settings,
     ModelEntry.objects.filter(pk=base.pk).update(anonymous_excluded=True)
     drawn = battles(30, 3, monkeypatch)
     assert not any({ours.pk, base.pk} & pair for pair in drawn)
+
+
+def test_an_unchanged_board_fills_an_emptied_cache_again(arena_with_snapshot):
+    before = cache.get(DRAW_FIT_CACHE_KEY)
+    cache.delete(DRAW_FIT_CACHE_KEY)  # as after a Redis restart
+    assert leaderboard_snapshot_create() is None, "the votes have not changed: no new snapshot"
+    again = cache.get(DRAW_FIT_CACHE_KEY)
+    assert again is not None and again["snapshot_id"] == before["snapshot_id"] and again["votes"] == before["votes"]
