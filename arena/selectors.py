@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Exists, FilteredRelation, FloatField, Func, OuterRef, Q, QuerySet
 
@@ -17,6 +18,7 @@ from .generation import turn_is_stale, turn_partial_text, turn_reap_stale
 from .models import Battle, Side, Turn, Vote
 from .rendering import render_markdown
 from .rows import battle_turns
+from .sampling import DRAW_FIT_CACHE_KEY, DrawFit
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +96,16 @@ def health_check() -> dict[str, str]:
         finally:
             client.close()
     return parts
+
+
+def draw_fit_latest() -> DrawFit | None:
+    """What the latest public snapshot left for the draw (see leaderboard.snapshots), or None: none stored yet, or
+    the cache is unreachable (the configured draw goes on without it)."""
+    try:
+        return cache.get(DRAW_FIT_CACHE_KEY)
+    except Exception:
+        logger.warning("could not read the draw's fit from the cache", exc_info=True)
+        return None
 
 
 def models_choosable() -> list[dict[str, str]]:

@@ -11,6 +11,7 @@ import random
 import re
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -28,7 +29,10 @@ from .facts import fact_values, prompt_code
 from .models import Battle, Side, Turn, Vote
 from .ratelimit import RateLimited, ip_hash, rate_limit_hit
 from .rows import battle_by_public_id, battle_turns, vote_insert
-from .sampling import NoPairAvailable, breaker_closed, pair_sample
+from .sampling import (
+    DRAW_FIT_CACHE_KEY, ActiveFit, DrawFit, NoPairAvailable, SamplingRules, breaker_closed, pair_sample,
+)
+from .selectors import draw_fit_latest
 from .tasks import generate_turn
 
 _rng = random.SystemRandom()
@@ -88,9 +92,49 @@ def prompt_refuse(*, session_key: str, ip: str, prompt: str, verdict: Verdict) -
 
 
 def _drawable_entries() -> list[ModelEntry]:
-    entries = list(ModelEntry.objects.filter(is_active=True, sampling_weight__gt=0, modality="text"))
+    entries = list(
+        ModelEntry.objects.filter(is_active=True, sampling_weight__gt=0, modality="text", anonymous_excluded=False)
+        .prefetch_related("battle_targets", "never_meets")
+    )
     live = live_pools({e.pool for e in entries})
     return breaker_closed([e for e in entries if e.pool in live], now=timezone.now())
+
+
+def draw_fit_publish(*, snapshot_id: int, category: dict) -> None:
+    """Leave what the draw reads from a public snapshot's overall category (its rows, covariance and each model's
+    counted votes) in the cache: one get per anonymous battle, no fit in the request. The leaderboard calls this
+    when it stores a snapshot; a cache outage leaves the configured draw."""
+    votes = {int(r["model_id"]): float(r["votes"]) for r in category.get("left_out", []) if "votes" in r}
+    votes.update({int(r["model_id"]): float(r["votes"]) for r in category["models"]})
+    fit: DrawFit = {
+        "snapshot_id": snapshot_id,
+        "models": [{k: r[k] for k in ("model_id", "score", "lower", "upper")} for r in category["models"]],
+        "covariance": category["covariance"],
+        "votes": votes,
+    }
+    try:
+        cache.set(DRAW_FIT_CACHE_KEY, fit, timeout=None)
+    except Exception:
+        logger.warning("could not leave the draw's fit in the cache", exc_info=True)
+
+
+def _anonymous_pair(entries: list[ModelEntry]) -> tuple[ModelEntry, ModelEntry]:
+    """The configured draw with the registry's rules; the active draw too when ARENA_ACTIVE_SAMPLING > 0 and the
+    latest snapshot left its fit."""
+    published = draw_fit_latest()
+    votes = {int(k): v for k, v in published["votes"].items()} if published else {}
+    active = settings.ARENA_ACTIVE_SAMPLING > 0 and published is not None and len(published["models"]) >= 2
+    return pair_sample(
+        entries,
+        rng=_rng,
+        inhouse_share=settings.ARENA_INHOUSE_SHARE,
+        rivals=settings.ARENA_INHOUSE_RIVALS,
+        previews_meet=settings.ARENA_PREVIEWS_MEET,
+        active_fit=ActiveFit.from_category(published) if active else None,
+        active_strength=settings.ARENA_ACTIVE_SAMPLING,
+        active_floor=settings.ARENA_ACTIVE_FLOOR,
+        rules=SamplingRules.from_entries(entries, votes=votes),
+    )
 
 
 def _chosen_entries(slugs: object, count: int) -> list[ModelEntry]:
@@ -154,13 +198,7 @@ def battle_create(
         raise BattleError("The prompt must be text.", code="invalid_prompt")
     if mode == Battle.Mode.ANONYMOUS:
         try:
-            left, right = pair_sample(
-                _drawable_entries(),
-                rng=_rng,
-                inhouse_share=settings.ARENA_INHOUSE_SHARE,
-                rivals=settings.ARENA_INHOUSE_RIVALS,
-                previews_meet=settings.ARENA_PREVIEWS_MEET,
-            )
+            left, right = _anonymous_pair(_drawable_entries())
         except NoPairAvailable:
             raise BattleError(
                 "Not enough models are available for a battle right now. Please try again later.",

@@ -32,7 +32,8 @@ from django.db import close_old_connections, connection, transaction
 from arena.events import group_send
 from arena.facts import CATEGORY_BITS, OTHER_CATEGORIES, memory_release, vote_facts_read
 from arena.models import Vote
-from arena.selectors import battles_counted
+from arena.selectors import battles_counted, draw_fit_latest
+from arena.services import draw_fit_publish
 from models_hub.models import ModelEntry
 from trust.risk import BattleTable, RiskResult, VoteTable, battle_table, columns_empty, risk_recompute
 from ratings import (
@@ -42,7 +43,9 @@ from ratings import (
     observed_win_matrix,
     rank_upper_bound,
     rate,
+    sequential_head_to_head,
 )
+from ratings.sequential import NOT_YET
 
 from .models import LeaderboardSnapshot
 
@@ -559,6 +562,8 @@ def leaderboard_snapshot_create(
         digest = vote_hash(votes)
         latest = LeaderboardSnapshot.objects.filter(board=board).order_by("-id").only("vote_hash").first()
         if latest is not None and latest.vote_hash == digest and not force:
+            if public and draw_fit_latest() is None:  # the cache was emptied (a Redis restart): fill it again
+                draw_fit_publish_from(LeaderboardSnapshot.objects.get(pk=latest.pk))
             return None
         if not public and latest is None and not len(votes):
             return None
@@ -571,7 +576,9 @@ def leaderboard_snapshot_create(
                 seconds=time.monotonic() - started,
             )
             if public:
+                parent_verdicts_record(snapshot)
                 transaction.on_commit(lambda: leaderboard_publish(snapshot))
+                transaction.on_commit(lambda: draw_fit_publish_from(snapshot))
     logger.info("leaderboard snapshot %s (%s): %s votes in %.2f s", snapshot.pk, board, snapshot.votes_used,
                 snapshot.seconds)
     return snapshot
@@ -582,6 +589,31 @@ def leaderboard_snapshots_create(*, force: bool = False, progress: Progress = no
     snapshot = leaderboard_snapshot_create(force=force, progress=progress)
     leaderboard_snapshot_create(force=force, progress=progress, board=LeaderboardSnapshot.Board.SIMULATED)
     return snapshot
+
+
+def parent_verdicts_record(snapshot: LeaderboardSnapshot) -> None:
+    """Write each versioned model's always-valid verdict against its parent (ratings.sequential, overall
+    category) onto its registry entry, where the admin's promotion gate reads it. A version its snapshot does not
+    rank beside its parent reads "not yet"."""
+    board = leaderboard_board(snapshot, category="overall", staff=True)
+    ranked = {e.pk: e for e in board.entries} if board is not None and board.ranking is not None else {}
+    for entry in ModelEntry.objects.filter(parent__isnull=False).select_related("parent"):
+        verdict: dict[str, Any] = {"snapshot": snapshot.pk, "verdict": NOT_YET, "parent": entry.parent.display_name}
+        if entry.pk in ranked and entry.parent_id in ranked:
+            s = sequential_head_to_head(
+                board.ranking, entry.display_name, entry.parent.display_name,
+                alpha=settings.ARENA_DECISION_ALPHA, tuned_votes=settings.ARENA_DECISION_TUNED_VOTES,
+            )
+            verdict |= {"verdict": s.verdict, "lower": _finite(s.lower), "upper": _finite(s.upper)}
+        if entry.parent_verdict != verdict:
+            ModelEntry.objects.filter(pk=entry.pk).update(parent_verdict=verdict)
+
+
+def draw_fit_publish_from(snapshot: LeaderboardSnapshot) -> None:
+    """Hand the arena's draw the overall category of a public snapshot (arena.services.draw_fit_publish)."""
+    overall = snapshot.payload["categories"].get("overall")
+    if overall is not None:
+        draw_fit_publish(snapshot_id=snapshot.pk, category=overall)
 
 
 class SnapshotEvent(TypedDict):
@@ -730,8 +762,28 @@ def leaderboard_board(
             "plus": float(upper[i] - score[i]), "minus": float(score[i] - lower[i]), "votes": int(round(votes[i])),
             "win_rate": model["win_rate"], "organization": entry.organization, "license": entry.license,
             "is_inhouse": entry.is_inhouse, "is_preview": entry.is_preview, "preliminary": model["preliminary"],
+            "is_retired": entry.is_retired,
         })
     return Board(snapshot, category, style, entries, rows, ranking, left_out, staff, one_sided, votes_in, battles)
+
+
+def board_retired(board: Board) -> list[dict[str, Any]]:
+    """The retired models this viewer may see, last retired first, each with its retirement date and its last
+    score in the board's category (None where the snapshot does not rank it there)."""
+    cat = board.snapshot.payload["categories"][board.category]
+    fitted = {r["model_id"]: r for r in cat["models"]}
+    prefix = "style_" if board.style else ""
+    out = []
+    for entry in ModelEntry.objects.filter(retired_at__isnull=False).order_by("-retired_at", "display_name"):
+        if not _visible(entry, board.staff):
+            continue
+        row = fitted.get(entry.pk) or {}
+        out.append({
+            "name": model_label(entry, board.staff), "organization": entry.organization, "retired_at": entry.retired_at,
+            "score": row.get(f"{prefix}score"), "lower": row.get(f"{prefix}lower"), "upper": row.get(f"{prefix}upper"),
+            "votes": int(round(row["votes"])) if row else None,
+        })
+    return out
 
 
 def board_trust(board: Board) -> dict[str, Any] | None:

@@ -7,16 +7,13 @@ from functools import wraps
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.db.models import Max, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from arena.models import VoteFact
-from models_hub.models import ModelEntry
-from ratings import provisional, sequential_head_to_head
+from ratings import best_of_versions, provisional, sequential_head_to_head
 
 from .exports import (
     battle_records,
@@ -26,12 +23,14 @@ from .exports import (
     rankings_csv,
     rankings_filename,
 )
+from .selectors import fresh_votes_count, lineage_roots
 from .snapshots import (
     VOTES_NEEDED_CAP,
     Board,
     board_categories,
     board_head_to_head,
     board_plots,
+    board_retired,
     board_trust,
     leaderboard_board,
     leaderboard_latest,
@@ -88,6 +87,7 @@ def _board(request: HttpRequest) -> tuple[Board | None, dict]:
         "categories": board_categories(snapshot) if snapshot else [],
         "styled_available": bool(snapshot and snapshot.payload["categories"].get(category, {}).get("style_covariance")),
         "trust": board_trust(board) if board is not None else None,
+        "retired": board_retired(board) if board is not None else [],
         "nav": "leaderboard", "which_board": which, "board_query": "&board=simulated" if which != "public" else "",
     }
     return board, context
@@ -118,18 +118,6 @@ def leaderboard_data(request: HttpRequest) -> JsonResponse:
     })
 
 
-def _fresh_votes(entry: ModelEntry, *, simulated: bool) -> int:
-    """Counted votes on ``entry`` since the last of its family (itself and the other versions of its parent)
-    entered the arena: what ``ratings.provisional`` reads."""
-    family = ModelEntry.objects.filter(pk=entry.pk)
-    if entry.parent_id is not None:
-        family = ModelEntry.objects.filter(parent_id=entry.parent_id)
-    entered = family.aggregate(last=Max("created_at"))["last"] or entry.created_at
-    return VoteFact.objects.filter(
-        Q(left_model_id=entry.pk) | Q(right_model_id=entry.pk), counted=True, simulated=simulated, voted_at__gte=entered
-    ).count()
-
-
 def _with_decisions(board: Board, comparisons: list[dict], *, simulated: bool) -> list[dict]:
     """Each comparison of ``board_head_to_head`` with the always-valid answer beside the usual one: the confidence
     sequence's interval, its verdict and the votes it still needs (ratings.sequential), and whether the in-house
@@ -138,7 +126,7 @@ def _with_decisions(board: Board, comparisons: list[dict], *, simulated: bool) -
     inhouse = [i for i, e in enumerate(board.entries) if e.is_inhouse]
     for i, comparison in zip(inhouse, comparisons):
         entry = board.entries[i]
-        fresh = _fresh_votes(entry, simulated=simulated)
+        fresh = fresh_votes_count(entry, simulated=simulated)
         comparison["fresh_votes"] = fresh
         comparison["provisional"] = bool(provisional(fresh, fresh_votes=settings.ARENA_PROVISIONAL_VOTES))
         rivals = [row["index"] for row in board.rows if row["index"] != i]
@@ -156,6 +144,35 @@ def _with_decisions(board: Board, comparisons: list[dict], *, simulated: bool) -
     return comparisons
 
 
+def _best_of_teams(board: Board) -> list[dict]:
+    """For each lineage with two or more in-house versions on the board: "the best of K versions vs X" for every
+    other model (their non-in-house ancestors included), judged with simultaneous sequences at alpha / K (ratings.best_of_versions)."""
+    if board.ranking is None:
+        return []
+    roots = lineage_roots(board.entries)
+    teams: dict[int, list[int]] = {}
+    for i, e in enumerate(board.entries):
+        if e.is_inhouse:
+            teams.setdefault(roots[e.pk], []).append(i)
+    out = []
+    for root, members in teams.items():
+        if len(members) < 2:
+            continue
+        label = {r["index"]: r["name"] for r in board.rows}  # what this viewer may see each model called
+        names = [board.ranking.names[i] for i in members]
+        lines = []
+        for row in board.rows:
+            if row["index"] in members:
+                continue
+            b = best_of_versions(
+                board.ranking, names, board.ranking.names[row["index"]],
+                alpha=settings.ARENA_DECISION_ALPHA, tuned_votes=settings.ARENA_DECISION_TUNED_VOTES,
+            )
+            lines.append({"rival": row["name"], "verdict": b.verdict, "best": label[board.ranking.index(b.best)]})
+        out.append({"versions": [label[i] for i in members], "k": len(members), "lines": lines})
+    return out
+
+
 @require_GET
 @never_cache
 def head_to_head_page(request: HttpRequest) -> HttpResponse:
@@ -164,6 +181,7 @@ def head_to_head_page(request: HttpRequest) -> HttpResponse:
     if comparisons:
         comparisons = _with_decisions(board, comparisons, simulated=context["which_board"] == "simulated")
     context["comparisons"] = comparisons
+    context["teams"] = _best_of_teams(board) if board is not None else []
     context["votes_needed_cap"] = f"{VOTES_NEEDED_CAP:,}"
     context["decision_level"] = f"{1 - settings.ARENA_DECISION_ALPHA:.0%}"
     context["provisional_votes"] = f"{settings.ARENA_PROVISIONAL_VOTES:,}"

@@ -65,6 +65,9 @@ def check_speech_fields(data: dict) -> dict[str, str]:
     return errors
 
 
+SAMPLING_KNOBS = ("battle_target_share", "boost_factor", "boost_until_votes")
+
+
 class ModelEntryForm(forms.ModelForm):
     base_url = forms.URLField(
         label="Base URL", max_length=500, required=False, assume_scheme="https",
@@ -95,9 +98,19 @@ class ModelEntryForm(forms.ModelForm):
         # A form that leaves the modality out (written before voices existed) registers a text model.
         if "modality" in self.fields:
             self.fields["modality"].required = False
+        for name in SAMPLING_KNOBS:
+            if name in self.fields:
+                self.fields[name].required = False
 
     def clean_modality(self) -> str:
         return self.cleaned_data.get("modality") or ModelEntry.Modality.TEXT
+
+    def _post_clean(self) -> None:
+        # The sampling knobs left empty (or left out by a form written before them) keep their defaults.
+        for name in SAMPLING_KNOBS:
+            if name in self.cleaned_data and self.cleaned_data[name] is None:
+                self.cleaned_data[name] = ModelEntry._meta.get_field(name).default
+        super()._post_clean()
 
     def clean(self) -> dict:
         cleaned = super().clean()

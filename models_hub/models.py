@@ -85,6 +85,38 @@ class ModelEntry(models.Model):
         max_length=64, blank=True, help_text="Preview models are shown to voters by this name after a vote."
     )
 
+    # FastChat's sampling knobs (serve/gradio_block_arena_anony.py), kept in the registry. None of them reaches the
+    # voter: they change which pair is drawn, never what a side shows before the vote.
+    battle_targets = models.ManyToManyField(
+        "self", symmetrical=False, blank=True, related_name="targeted_by",
+        help_text="Named rivals: when this model is drawn first, its rival is one of these in target share of draws.",
+    )
+    battle_target_share = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="The share of this model's first draws whose rival is one of its battle targets (0 to 1).",
+    )
+    boost_factor = models.FloatField(
+        default=1.0, validators=[MinValueValidator(1.0), MaxValueValidator(100.0)],
+        help_text="A new model's sampling weight is multiplied by this until it has the votes below.",
+    )
+    boost_until_votes = models.PositiveIntegerField(
+        default=0, help_text="The boost lasts until the latest leaderboard counts this many votes on the model.",
+    )
+    never_meets = models.ManyToManyField(
+        "self", symmetrical=True, blank=True,
+        help_text="Models this one is never drawn against in anonymous battles.",
+    )
+    anonymous_excluded = models.BooleanField(
+        default=False, help_text="Left out of anonymous battles (still chosen by name in named and single battles).",
+    )
+    # Retired: out of every battle, listed apart on the public leaderboard with its last score.
+    retired_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The head-to-head verdict against its parent from the latest public snapshot (written by the leaderboard when
+    # it stores one): {"snapshot": id, "verdict": "better" | "worse" | "not yet", "lower", "upper", "parent"}.
+    parent_verdict = models.JSONField(default=dict, blank=True, editable=False)
+    # A preview promoted although the head-to-head verdict did not show it beats its parent: who said why.
+    promotion_override = models.TextField(blank=True, editable=False)
+
     failures_in_row = models.PositiveIntegerField(
         default=0, editable=False, help_text="Failed turns since the model last answered."
     )
@@ -117,6 +149,8 @@ class ModelEntry(models.Model):
         permissions = [
             ("publish_preview", "Can publish a preview model under its real name"),
             ("test_modelentry", "Can test a model entry against its server"),
+            ("retire_modelentry", "Can retire a model entry and bring it back"),
+            ("override_promotion", "Can promote a preview without a verdict that it beats its parent"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(sampling_weight__gte=0), name="model_entry_weight_non_negative"),
@@ -135,6 +169,10 @@ class ModelEntry(models.Model):
     @property
     def is_preview(self) -> bool:
         return self.visibility == self.Visibility.PREVIEW
+
+    @property
+    def is_retired(self) -> bool:
+        return self.retired_at is not None
 
     @property
     def version_label(self) -> str:

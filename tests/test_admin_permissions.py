@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 CUSTOM = {
     "publish_preview": "models_hub.publish_preview",
     "test": "models_hub.test_modelentry",
+    "retire": "models_hub.retire_modelentry",
     "train_from_votes": "training.train_from_votes",
     "review": "trust.review_voterrisk",
 }
@@ -96,7 +97,7 @@ def test_every_admin_action_declares_its_permission(registry):
     """Tried: every action of every registered ModelAdmin, as a superuser sees them."""
     actions = registered_actions(registry["superuser"])
     names = {name for _, _, name, _ in actions}
-    assert {"activate", "publish_preview", "test_models", "train_from_votes", "clear", "delete_selected"} <= names
+    assert {"activate", "promote_preview", "retire", "bring_back", "test_models", "train_from_votes", "clear", "delete_selected"} <= names
     missing = [f"{model.__name__}.{name}" for model, _, name, func in actions if not getattr(func, "allowed_permissions", ())]
     assert missing == [], "admin actions without allowed_permissions"
     for model, _, _, func in actions:
@@ -162,6 +163,8 @@ def test_a_view_only_user_can_run_no_action_and_each_permission_runs_its_own(liv
         assert response.status_code == 200 and "No action selected" not in response.text, f"{model.__name__}.{name}"
     session.close()
     preview.refresh_from_db()
-    assert preview.visibility == "public", "the holder of publish_preview published it"
+    assert preview.visibility == "preview", "no verdict that it beats a parent: the promotion gate refused it"
+    assert preview.retired_at is None and preview.is_active, "retired, then brought back by the holder of retire"
+    assert LogEntry.objects.filter(change_message__startswith="Retired", user__username="holder").exists()
     assert VoterRisk.objects.get().reviewed_by == "holder", "the holder of review_voterrisk reviewed"
     assert LogEntry.objects.filter(change_message__startswith="Tested", user__username="holder").exists()

@@ -107,7 +107,9 @@ def test_its_actions_activate_deactivate_and_publish(staff_client):
     staff_client.post(changelist, {"action": "activate", "_selected_action": [entry.pk]})
     entry.refresh_from_db()
     assert entry.is_active is True
-    staff_client.post(changelist, {"action": "publish_preview", "_selected_action": [entry.pk]})
+    parent = ModelEntry.objects.create(slug="x-base", display_name="X Base")
+    ModelEntry.objects.filter(pk=entry.pk).update(parent=parent, parent_verdict={"verdict": "better"})
+    staff_client.post(changelist, {"action": "promote_preview", "_selected_action": [entry.pk]})
     entry.refresh_from_db()
     assert entry.visibility == "public"
 
