@@ -33,6 +33,10 @@ class SpeechClip(models.Model):
     sample_rate = models.PositiveIntegerField()
     audio_seconds = models.FloatField(help_text="Seconds of audio.")
     generation_seconds = models.FloatField(help_text="Seconds the voice took to speak, normalisation excluded.")
+    first_audio_seconds = models.FloatField(
+        null=True, blank=True, help_text="Seconds until the first sentence was audio; blank: spoken all at once."
+    )
+    device = models.CharField(max_length=10, default="cpu", help_text="What spoke it: cpu, cuda or remote.")
     # When the battle's owner first fetched the clip: the vote waits until both were played, at least in part.
     served_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -32,7 +32,7 @@ TEXT = "Please remember to bring your umbrella tomorrow."
 @pytest.fixture
 def voices(db, inprocess, clip_dir):
     inprocess.ARENA_RATE_LIMIT_BATTLES = 0
-    return [entry for entry, _ in default_voices_seed(log=lambda _: None)]
+    return [entry for entry, _ in default_voices_seed(log=lambda _: None, neural=False)]
 
 
 def voter() -> Client:

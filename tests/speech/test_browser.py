@@ -26,7 +26,7 @@ def play(page, label: str) -> None:
 
 
 def test_a_voter_plays_both_voices_votes_and_sees_the_reveal(chromium, speech_arena, tmp_path):
-    voices = [entry for entry, _ in default_voices_seed(log=lambda _: None)]
+    voices = [entry for entry, _ in default_voices_seed(log=lambda _: None, neural=False)]
     context = chromium.new_context()
     page = context.new_page()
     errors: list[str] = []
