@@ -5,7 +5,8 @@ Bradley-Terry fit, intervals and Rank (UB); ``leaderboard_board`` to hide previe
 boards cannot drift apart. A fit is stored insert-only as a ``SpeechLeaderboardSnapshot`` after each vote (a job
 through ``inference.dispatch``) or by ``manage.py compute_speech_leaderboard``; the page reads the newest one.
 Beside the scores: per model, on the device that spoke most of its clips, mean generation seconds, mean seconds to
-the first audio, mean audio seconds and the real-time factor (total audio seconds over total generation seconds).
+the first audio, mean audio seconds and the real-time factor (total audio seconds over total generation seconds),
+and the word error rate of the voice's newest intelligibility check (speech.intelligibility), read at page view.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from arena.models import Side, Vote
 from arena.selectors import battles_counted
 from leaderboard.snapshots import OUTCOME, Board, category_fit, leaderboard_board
 
-from .models import SpeechClip, SpeechLeaderboardSnapshot
+from .models import SpeechClip, SpeechLeaderboardSnapshot, SpeechVoiceCheck
 
 _lock = threading.Lock()
 
@@ -123,6 +124,18 @@ def speech_board(snapshot: SpeechLeaderboardSnapshot, *, staff: bool = False) ->
         return None
     figures = snapshot.payload.get("figures", {})
     by_slug = {e.slug: e for e in board.entries}
+    checks = voice_checks_latest([e.pk for e in board.entries])
     for row in board.rows:
-        row.update(figures.get(str(by_slug[row["slug"]].pk), {}))
+        entry_id = by_slug[row["slug"]].pk
+        row.update(figures.get(str(entry_id), {}))
+        row["word_error_rate"] = checks.get(entry_id)
     return board
+
+
+def voice_checks_latest(model_ids: list[int]) -> dict[int, float]:
+    """{model entry id: word error rate of its newest intelligibility check} (speech.intelligibility)."""
+    latest: dict[int, float] = {}
+    rows = SpeechVoiceCheck.objects.filter(model_id__in=model_ids).order_by("-created_at", "-id")
+    for model_id, rate in rows.values_list("model_id", "word_error_rate"):
+        latest.setdefault(model_id, rate)
+    return latest

@@ -11,6 +11,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from arena.models import Turn
+from models_hub.models import ModelEntry
 
 
 def clip_storage() -> Storage:
@@ -78,3 +79,23 @@ class SpeechLeaderboardSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"voice leaderboard {self.created_at:%Y-%m-%d %H:%M} ({self.votes_used} votes)"
+
+
+class SpeechVoiceCheck(models.Model):
+    """One intelligibility check of a voice (speech.intelligibility): the word error rate an offline recogniser
+    found over the English example texts the voice read. The voice board shows each voice's newest check."""
+
+    model = models.ForeignKey(ModelEntry, on_delete=models.CASCADE, related_name="voice_checks")
+    word_error_rate = models.FloatField(help_text="Word errors over words read: 0 is every word heard right.")
+    words = models.PositiveIntegerField()
+    texts = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(word_error_rate__gte=0), name="speech_check_rate_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model}: WER {self.word_error_rate:.1%}"
