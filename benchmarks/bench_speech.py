@@ -168,7 +168,9 @@ def write(rows: list[dict], checks: dict[str, dict], *, runs: int, load_before: 
         first = statistics.median(r["first_audio"] for r in rs)
         check = checks.get(slug)
         wer = f"{check['wer']:.3f} ({check['words']} words)" if check else "–"
-        lines.append(f"| {slug} | {audio:.2f} | {gen:.3f} | {audio / gen:.1f}x | {first:.3f} | {wer} | {rs[0]['device']} |")
+        lines.append(
+            f"| {slug} | {audio:.2f} | {gen:.3f} | {audio / gen:.1f}x | {first:.3f} | {wer} | {rs[0]['device']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -176,7 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--voices", nargs="*", default=[], help="Only these voice slugs (default: every default voice).")
+    parser.add_argument("--voices", nargs="*", default=[], help="Only these voice slugs (default: all default voices).")
     parser.add_argument("--no-wer", action="store_true", help="Skip the intelligibility check.")
     parser.add_argument("--device", choices=("auto", "cpu"), default="auto",
                         help="auto: the neural voices on CUDA where onnxruntime has it; cpu: always the CPU.")

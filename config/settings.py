@@ -359,6 +359,10 @@ ARENA_POOL_HEARTBEAT_SECONDS = envint("ARENA_POOL_HEARTBEAT_SECONDS", 10, minimu
 # stored (Django file storage: a directory under var/ by default; any storage backend class in production).
 ARENA_SPEECH_MAX_CHARS = envint("ARENA_SPEECH_MAX_CHARS", 500, minimum=1)
 ARENA_SPEECH_ENGINE_TIMEOUT = envfloat("ARENA_SPEECH_ENGINE_TIMEOUT", 60.0)
+# The neural voices (onnxruntime): "auto" runs them on CUDA where the installed onnxruntime has it, "cpu" never;
+# threads per session on the CPU (0: onnxruntime's choice, every core).
+ARENA_SPEECH_ONNX_DEVICE = os.environ.get("ARENA_SPEECH_ONNX_DEVICE", "auto")
+ARENA_SPEECH_ONNX_THREADS = envint("ARENA_SPEECH_ONNX_THREADS", 0, minimum=0)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

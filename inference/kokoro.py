@@ -78,8 +78,8 @@ class KokoroVoice:
         return self.session.run(None, inputs)[0].reshape(-1)
 
 
-@functools.cache
 def kokoro_voice(voice: str) -> KokoroVoice:
+    """The voice: its style table (read once per process) and the one Kokoro session from the process's cache."""
     return KokoroVoice(voice)
 
 

@@ -4,14 +4,16 @@ Each engine (`inference.piper`, `inference.kokoro`) turns one sentence of IPA in
 the text sentence by sentence, so the first sentence is audio (``first_audio_seconds``) before the last is read,
 and returns one WAV for `inference.speech.audio_normalise` to re-encode like any other clip.
 
-Sessions run on onnxruntime's CUDA provider where the installed onnxruntime has one (``onnxruntime-gpu`` on a CUDA
-host; ``ARENA_SPEECH_ONNX_DEVICE=cpu`` keeps them on the CPU), else on the CPU with ``ARENA_SPEECH_ONNX_THREADS``.
+Sessions live in a `ModelCache` (one per process, within ``ARENA_MODEL_CACHE_BYTES``), so each model loads once
+per worker process. They run on onnxruntime's CUDA provider where the installed onnxruntime has one
+(``onnxruntime-gpu`` on a CUDA host; ``ARENA_SPEECH_ONNX_DEVICE=cpu`` keeps them on the CPU), else on the CPU with
+``ARENA_SPEECH_ONNX_THREADS``.
 """
 
 from __future__ import annotations
 
 import io
-import os
+import threading
 import time
 import wave
 from collections.abc import Callable
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 SENTENCE_PAUSE = 0.2  # seconds of silence between sentences, as Piper's own reader leaves
 UNKNOWN_VOICE = "This voice is misconfigured on the server."
 
+_sessions_lock = threading.Lock()
 _sessions: ModelCache | None = None
 
 
@@ -41,8 +44,7 @@ def onnx_providers() -> list[str]:
     import onnxruntime
 
     available = onnxruntime.get_available_providers()
-    wanted = os.environ.get("ARENA_SPEECH_ONNX_DEVICE", "auto")
-    if wanted != "cpu" and "CUDAExecutionProvider" in available:
+    if settings.ARENA_SPEECH_ONNX_DEVICE != "cpu" and "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
@@ -50,18 +52,19 @@ def onnx_providers() -> list[str]:
 def onnx_session(key: str, model: Callable[[], bytes | str]) -> onnxruntime.InferenceSession:
     """The process's one session for `key`, created on first use from `model()` (the ONNX bytes or a path)."""
     global _sessions
-    if _sessions is None:
-        _sessions = ModelCache(settings.ARENA_MODEL_CACHE_BYTES)
+    with _sessions_lock:  # every thread of a worker shares the one cache, so each model loads once
+        if _sessions is None:
+            _sessions = ModelCache(settings.ARENA_MODEL_CACHE_BYTES)
 
     def load() -> onnxruntime.InferenceSession:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        threads = int(os.environ.get("ARENA_SPEECH_ONNX_THREADS", "0"))  # 0: onnxruntime's choice (all cores)
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = settings.ARENA_SPEECH_ONNX_THREADS
         return onnxruntime.InferenceSession(model(), sess_options=options, providers=onnx_providers())
 
-    return _sessions.get(key, load, size_of=lambda _: 128 * 1024**2)
+    # An estimate of a loaded voice model (weights and onnxruntime's arenas); the cache only needs the order.
+    return _sessions.get(key, load, size_of=lambda _: 256 * 1024**2)
 
 
 class Engine(Protocol):

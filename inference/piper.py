@@ -7,7 +7,6 @@ BOS, each phoneme followed by the pad, EOS.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 from pathlib import Path
@@ -63,8 +62,8 @@ class PiperVoice:
         return self.session.run(None, inputs)[0].reshape(-1)
 
 
-@functools.cache
 def piper_voice(voice: str) -> PiperVoice:
+    """The voice, its session from the process's cache (its configuration is a few KB of JSON, read each time)."""
     return PiperVoice(voice)
 
 

@@ -83,7 +83,7 @@ def test_an_empty_text_gets_a_clear_message_in_the_page(chromium, speech_arena):
 
 def play_through(page, label: str) -> None:
     # The whole clip, to its end: a voice page may open the votes only once both were heard through.
-    page.evaluate(f"() => {{ const a = document.querySelector('[data-audio={label}]'); a.muted = true; return a.play(); }}")
+    play(page, label)
     page.wait_for_function(f"() => document.querySelector('[data-audio={label}]').ended", timeout=60_000)
 
 

@@ -61,7 +61,7 @@ def test_the_neural_voices_sound_different(clips):
 def test_each_model_is_loaded_once_per_process(clips):
     keys = onnx_voices._sessions.keys()
     assert sorted(keys) == ["kokoro-82m-int8", "piper:en_US-joe-medium"], "two Kokoro voices share one model"
-    assert piper_voice("en_US-joe-medium") is piper_voice("en_US-joe-medium")
+    assert piper_voice("en_US-joe-medium").session is piper_voice("en_US-joe-medium").session
     assert kokoro_voice("jf_alpha").session is kokoro_voice("jm_kumo").session
     synthesize(neural("piper-en-us-joe"), "Once more.")
     assert sorted(onnx_voices._sessions.keys()) == sorted(keys)
