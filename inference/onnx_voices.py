@@ -13,6 +13,7 @@ per worker process. They run on onnxruntime's CUDA provider where the installed 
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import time
 import wave
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
     from models_hub.models import ModelEntry
 
+logger = logging.getLogger(__name__)
 SENTENCE_PAUSE = 0.2  # seconds of silence between sentences, as Piper's own reader leaves
 UNKNOWN_VOICE = "This voice is misconfigured on the server."
 
@@ -126,8 +128,10 @@ def neural_audio(engine: Engine, text: str, *, espeak_voice: str, max_chars: int
 
 
 def entry_voice(entry: ModelEntry, known: dict[str, object]) -> str:
+    """The entry's voice if its engine has it; otherwise a voter-safe error (the log names the voice)."""
     voice = entry.voice.strip()
     if voice not in known:
+        logger.warning("speech model %s: no voice %r in its engine (known: %s)", entry.slug, voice, ", ".join(known))
         raise GenerationError(UNKNOWN_VOICE)
     return voice
 

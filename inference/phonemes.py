@@ -7,6 +7,7 @@ read as a pause or an intonation.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from django.conf import settings
 
 from .base import GenerationError
 
+logger = logging.getLogger(__name__)
 # A clause ends at one of these (kept), followed by a space or the end of the text: "3.5" and "e.g." stay whole.
 _CLAUSE = re.compile(r"(.+?)([.!?;:,…]+)(?=\s|$)|(.+?)$", re.DOTALL)
 ENGINE_MISSING = "The speech engine is not installed on the server."
@@ -50,9 +52,12 @@ def ipa_clauses(text: str, espeak_voice: str) -> list[str]:
             capture_output=True, timeout=settings.ARENA_SPEECH_ENGINE_TIMEOUT, check=False,
         )
     except subprocess.TimeoutExpired as exc:
+        logger.warning("espeak-ng phonemisation timed out (%s)", espeak_voice)
         raise GenerationError(ENGINE_FAILED) from exc
     lines = [line.strip() for line in done.stdout.decode("utf-8", "replace").splitlines() if line.strip()]
     if done.returncode != 0 or not lines:
+        logger.warning("espeak-ng phonemisation failed (%s): exit %s, %r", espeak_voice, done.returncode,
+                       done.stderr[:300])
         raise GenerationError(ENGINE_FAILED)
     if len(lines) != len(clauses):  # espeak-ng split a clause further: read it as one clause, punctuation at the end
         return [" ".join(lines) + (clauses[-1][1] or ".")]
