@@ -384,6 +384,10 @@ ARENA_SPEECH_ENGINE_TIMEOUT = envfloat("ARENA_SPEECH_ENGINE_TIMEOUT", 60.0)
 # A voice vote waits until both clips were delivered in full and this many times their (padded, equal) duration
 # has passed since each was first asked for: 1 means as long as listening takes; 0 only in tests.
 ARENA_SPEECH_LISTEN_FACTOR = envfloat("ARENA_SPEECH_LISTEN_FACTOR", 1.0, minimum=0.0)
+# The neural voices (onnxruntime): "auto" runs them on CUDA where the installed onnxruntime has it, "cpu" never;
+# threads per session on the CPU (0: onnxruntime's choice, every core).
+ARENA_SPEECH_ONNX_DEVICE = os.environ.get("ARENA_SPEECH_ONNX_DEVICE", "auto")
+ARENA_SPEECH_ONNX_THREADS = envint("ARENA_SPEECH_ONNX_THREADS", 0, minimum=0)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -67,6 +67,7 @@ class ModelEntryAdmin(admin.ModelAdmin):
         (None, {"fields": ("display_name", "slug", "organization", "license")}),
         ("Where it runs", {"fields": (
             "modality", "provider", "checkpoint_path", "base_url", "remote_model", "voice", "api_key_env", "pool",
+            "languages",
         )}),
         ("Generation", {"fields": ("prompt_format", "max_new_tokens", "temperature", "top_p", "system_prompt")}),
         ("In the arena", {"fields": (

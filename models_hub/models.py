@@ -23,12 +23,18 @@ env_var_name = RegexValidator(
     "Give the name of an environment variable (letters, digits and '_'), never the key itself.",
 )
 
+language_codes = RegexValidator(
+    r"^([a-z]{2,3}(,[a-z]{2,3})*)?$", "Give ISO 639-1 language codes separated by commas, e.g. en,fr."
+)
+
 
 class ModelEntry(models.Model):
     class Provider(models.TextChoices):
         TRANSFORMERS = "transformers", "Local transformers checkpoint"
         OPENAI = "openai", "OpenAI-compatible endpoint"
         ESPEAK = "espeak", "Local espeak-ng voice"
+        PIPER = "piper", "Local Piper neural voice"
+        KOKORO = "kokoro", "Local Kokoro neural voice"
 
     class Modality(models.TextChoices):
         TEXT = "text", "Text"
@@ -53,6 +59,11 @@ class ModelEntry(models.Model):
     voice = models.CharField(
         max_length=100, blank=True,
         help_text="Speech: the voice, e.g. en-us+m3 for espeak-ng or alloy for an OpenAI-compatible endpoint.",
+    )
+    languages = models.CharField(
+        max_length=100, blank=True, validators=[language_codes],
+        help_text="Speech: the languages the voice reads, as ISO 639-1 codes (en,fr); blank for any language. A "
+        "voice battle draws only voices that read its text's language.",
     )
     checkpoint_path = models.CharField(
         max_length=500, blank=True, help_text="Transformers: a local checkpoint directory holding config.json."
@@ -155,7 +166,8 @@ class ModelEntry(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(sampling_weight__gte=0), name="model_entry_weight_non_negative"),
             models.CheckConstraint(
-                condition=Q(provider__in=["transformers", "openai", "espeak"]), name="model_entry_known_provider"
+                condition=Q(provider__in=["transformers", "openai", "espeak", "piper", "kokoro"]),
+                name="model_entry_known_provider",
             ),
             models.CheckConstraint(
                 condition=~Q(visibility="preview") | ~Q(codename=""), name="model_entry_preview_has_codename"
@@ -165,6 +177,11 @@ class ModelEntry(models.Model):
 
     def __str__(self) -> str:
         return self.display_name
+
+    def reads(self, language: str) -> bool:
+        """Whether this voice reads `language` (an ISO 639-1 code; "und", unknown, is read by every voice)."""
+        codes = [c for c in self.languages.split(",") if c]
+        return not codes or language == "und" or language in codes
 
     @property
     def is_preview(self) -> bool:

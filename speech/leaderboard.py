@@ -4,8 +4,9 @@ Reading and fitting reuse the text leaderboard's own pieces (``leaderboard.snaps
 Bradley-Terry fit, intervals and Rank (UB); ``leaderboard_board`` to hide preview models and re-rank), so the two
 boards cannot drift apart. A fit is stored insert-only as a ``SpeechLeaderboardSnapshot`` after each vote (a job
 through ``inference.dispatch``) or by ``manage.py compute_speech_leaderboard``; the page reads the newest one.
-Beside the scores: per model, mean generation seconds, mean audio seconds and the real-time factor (total audio
-seconds over total generation seconds) of every clip it spoke.
+Beside the scores: per model, on the device that spoke most of its clips, mean generation seconds, mean seconds to
+the first audio, mean audio seconds and the real-time factor (total audio seconds over total generation seconds),
+and the word error rate of the voice's newest intelligibility check (speech.intelligibility), read at page view.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import numpy as np
 from django.conf import settings
 from django.db import IntegrityError
 from django.db.models import Avg, Count, Sum
+from django.db.models.functions import Coalesce
 
 from arena.models import Side, Vote
 from arena.selectors import battles_counted
 from leaderboard.snapshots import OUTCOME, Board, category_fit, leaderboard_board
 
-from .models import SpeechClip, SpeechLeaderboardSnapshot
+from .models import SpeechClip, SpeechLeaderboardSnapshot, SpeechVoiceCheck
 
 _lock = threading.Lock()
 
@@ -66,23 +68,28 @@ def _vote_hash(votes: SpeechVotes) -> str:
     return digest.hexdigest()
 
 
-def clip_figures() -> dict[str, dict[str, float | int | None]]:
-    """{model entry id (as text): {"clips", "generation_seconds", "audio_seconds", "real_time_factor"}} over every
-    clip each voice spoke (means per clip; the factor is total audio over total generation time)."""
+def clip_figures() -> dict[str, dict[str, float | int | str | None]]:
+    """{model entry id (as text): {"clips", "generation_seconds", "first_audio_seconds", "audio_seconds",
+    "real_time_factor", "device"}} over the clips each voice spoke on the device that spoke most of them (cpu, cuda
+    or remote: a factor means something only on the hardware that served it). Means per clip; the factor is total
+    audio over total generation time; first audio is the whole generation for a voice that speaks all at once."""
     rows = (
-        SpeechClip.objects.values("turn__side__model_id")
+        SpeechClip.objects.values("turn__side__model_id", "device")
         .annotate(
             clips=Count("id"), gen=Avg("generation_seconds"), audio=Avg("audio_seconds"),
+            first=Avg(Coalesce("first_audio_seconds", "generation_seconds")),
             gen_total=Sum("generation_seconds"), audio_total=Sum("audio_seconds"),
         )
+        .order_by("turn__side__model_id", "-clips", "device")
     )
-    return {
-        str(r["turn__side__model_id"]): {
-            "clips": r["clips"], "generation_seconds": r["gen"], "audio_seconds": r["audio"],
+    figures: dict[str, dict[str, float | int | str | None]] = {}
+    for r in rows:
+        figures.setdefault(str(r["turn__side__model_id"]), {
+            "clips": r["clips"], "generation_seconds": r["gen"], "first_audio_seconds": r["first"],
+            "audio_seconds": r["audio"], "device": r["device"],
             "real_time_factor": r["audio_total"] / r["gen_total"] if r["gen_total"] else None,
-        }
-        for r in rows
-    }
+        })
+    return figures
 
 
 def speech_snapshot_create() -> SpeechLeaderboardSnapshot | None:
@@ -117,6 +124,18 @@ def speech_board(snapshot: SpeechLeaderboardSnapshot, *, staff: bool = False) ->
         return None
     figures = snapshot.payload.get("figures", {})
     by_slug = {e.slug: e for e in board.entries}
+    checks = voice_checks_latest([e.pk for e in board.entries])
     for row in board.rows:
-        row.update(figures.get(str(by_slug[row["slug"]].pk), {}))
+        entry_id = by_slug[row["slug"]].pk
+        row.update(figures.get(str(entry_id), {}))
+        row["word_error_rate"] = checks.get(entry_id)
     return board
+
+
+def voice_checks_latest(model_ids: list[int]) -> dict[int, float]:
+    """{model entry id: word error rate of its newest intelligibility check} (speech.intelligibility)."""
+    latest: dict[int, float] = {}
+    rows = SpeechVoiceCheck.objects.filter(model_id__in=model_ids).order_by("-created_at", "-id")
+    for model_id, rate in rows.values_list("model_id", "word_error_rate"):
+        latest.setdefault(model_id, rate)
+    return latest

@@ -11,6 +11,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from arena.models import Turn
+from models_hub.models import ModelEntry
 
 
 def clip_storage() -> Storage:
@@ -33,6 +34,10 @@ class SpeechClip(models.Model):
     sample_rate = models.PositiveIntegerField()
     audio_seconds = models.FloatField(help_text="Seconds of audio.")
     generation_seconds = models.FloatField(help_text="Seconds the voice took to speak, normalisation excluded.")
+    first_audio_seconds = models.FloatField(
+        null=True, blank=True, help_text="Seconds until the first sentence was audio; blank: spoken all at once."
+    )
+    device = models.CharField(max_length=10, default="cpu", help_text="What spoke it: cpu, cuda or remote.")
     # When the battle's owner first asked for the clip (any range; for staff), and when the owner asked for the first
     # response that was then handed to the server with all of the clip's bytes: the vote waits for both clips
     # delivered and their duration since.
@@ -77,3 +82,23 @@ class SpeechLeaderboardSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"voice leaderboard {self.created_at:%Y-%m-%d %H:%M} ({self.votes_used} votes)"
+
+
+class SpeechVoiceCheck(models.Model):
+    """One intelligibility check of a voice (speech.intelligibility): the word error rate an offline recogniser
+    found over the English example texts the voice read. The voice board shows each voice's newest check."""
+
+    model = models.ForeignKey(ModelEntry, on_delete=models.CASCADE, related_name="voice_checks")
+    word_error_rate = models.FloatField(help_text="Word errors over words read: 0 is every word heard right.")
+    words = models.PositiveIntegerField()
+    texts = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(word_error_rate__gte=0), name="speech_check_rate_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model}: WER {self.word_error_rate:.1%}"

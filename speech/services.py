@@ -30,6 +30,7 @@ from models_hub.models import ModelEntry
 from trust.gate import TrustRefusal, prompt_admit
 
 from .delivery import wav_frames, wav_padded
+from .languages import prompt_language, voices_reading
 from .models import SpeechClip, clip_storage
 from .tasks import speech_leaderboard_snapshot, synthesize_clip
 
@@ -43,6 +44,8 @@ EXAMPLE_TEXTS: tuple[str, ...] = (
     "In 1969, two astronauts walked on the Moon while millions of people watched on television.",
     "Could you tell me the way to the nearest train station? I think I took a wrong turn.",
     "Wow! I can't believe we actually won the match. What a finish!",
+    "Le petit chat dort au soleil pendant que les enfants jouent dans le jardin.",
+    "Pourriez-vous m'indiquer le chemin de la gare ? Je crois que je me suis perdu.",
 )
 
 
@@ -63,9 +66,11 @@ def check_speech_text(text: object) -> str:
     return text
 
 
-def speech_entries_drawable() -> list[ModelEntry]:
-    """Speech models that may be drawn now: active, weighted, and with a live worker for their pool."""
-    entries = list(ModelEntry.objects.filter(is_active=True, sampling_weight__gt=0, modality="speech"))
+def speech_entries_drawable(language: str = "und") -> list[ModelEntry]:
+    """Speech models that may be drawn now: active, weighted, reading `language`, with a live worker for their pool."""
+    entries = voices_reading(
+        ModelEntry.objects.filter(is_active=True, sampling_weight__gt=0, modality="speech"), language
+    )
     live = live_pools({e.pool for e in entries})
     return [e for e in entries if e.pool in live]
 
@@ -97,7 +102,7 @@ def speech_battle_create(*, session_key: str, ip: str, text: object) -> Battle:
     _trust_admit(session_key=session_key, ip=ip, text=text)
     try:
         left, right = pair_sample(
-            speech_entries_drawable(), rng=_rng, inhouse_share=settings.ARENA_INHOUSE_SHARE,
+            speech_entries_drawable(prompt_language(text)), rng=_rng, inhouse_share=settings.ARENA_INHOUSE_SHARE,
             rivals=settings.ARENA_INHOUSE_RIVALS, previews_meet=settings.ARENA_PREVIEWS_MEET,
         )
     except NoPairAvailable:

