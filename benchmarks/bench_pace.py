@@ -1,7 +1,7 @@
 """Benchmark of equal pace: can the frames a voter's browser receives before the vote tell which side is faster?
 
-Each simulated battle pits two models of identical answer length whose speeds differ 3x (the faster side drawn
-at random, a base speed and first-token delays drawn per battle). Their jobs' batches go, as the channel layer
+Each simulated battle pits two models of identical answer length whose speeds differ 3x (the faster side is A in
+half the battles and B in the other; a base speed and first-token delays drawn per battle). Their jobs' batches go, as the channel layer
 would deliver them, into the real battle socket (``arena.consumers.BattleConsumer``: its battle_token and
 battle_turn handlers and, when paced, its ticker), and every frame it sends is recorded with its time and size.
 The batches follow ``arena.generation.TokenBatcher``'s rule (every 80 ms). All battles run at once on one event
@@ -73,7 +73,7 @@ async def model_job(consumer, side: str, speed: float, first_token: float, text:
                                 "text": text, "html": "", "error": "", "cut": False, "stopped": False})
 
 
-async def battle(rng: random.Random, paced: bool) -> tuple[list[tuple[float, int, dict]], str]:
+async def battle(rng: random.Random, paced: bool, fast_side: str) -> tuple[list[tuple[float, int, dict]], str]:
     from arena.consumers import BattleConsumer
 
     consumer = BattleConsumer()
@@ -86,7 +86,6 @@ async def battle(rng: random.Random, paced: bool) -> tuple[list[tuple[float, int
                  "cut": False, "stopped": False}] for label in "AB"}}
     await recorder.send_json({"type": "started", **consumer._paced_state(state)})
     slow = rng.uniform(120, 300)  # characters a second; the faster side writes 3x as fast
-    fast_side = rng.choice("AB")
     speeds = {s: slow * 3 if s == fast_side else slow for s in "AB"}
     texts = {s: "".join(rng.choice("abcdefgh ") for _ in range(ANSWER_CHARS)) for s in "AB"}
     await asyncio.gather(*(model_job(consumer, s, speeds[s], rng.uniform(0.05, 0.4), texts[s]) for s in "AB"))
@@ -136,7 +135,7 @@ def run(battles: int, paced: bool, seed: int) -> dict:
     rng = random.Random(seed)
 
     async def all_battles():
-        return await asyncio.gather(*(battle(random.Random(rng.random()), paced) for _ in range(battles)))
+        return await asyncio.gather(*(battle(random.Random(rng.random()), paced, "AB"[i % 2]) for i in range(battles)))
 
     started = time.monotonic()
     results = asyncio.run(all_battles())
@@ -174,7 +173,7 @@ def main() -> None:
         f"{datetime.date.today().isoformat()}, {machine()}. `python benchmarks/bench_pace.py --battles {args.battles}`.",
         "",
         f"{args.battles} simulated anonymous battles per mode: identical answer lengths ({ANSWER_CHARS} characters), one "
-        "side 3x as fast as the other (the faster side, a base speed of 120-300 characters a second and first-token "
+        "side 3x as fast as the other (A in half the battles, B in the other half; a base speed of 120-300 characters a second and first-token "
         "delays of 0.05-0.4 s drawn per battle). The batches go through the battle socket's own handlers; each "
         "classifier sees every frame the browser receives before the vote (time, size, side, order) and guesses "
         f"the faster side. Pace: {settings.ARENA_PACE_CHARS_PER_SECOND} characters a second at most, a tick every "
