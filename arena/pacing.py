@@ -101,17 +101,13 @@ class Pacer:
             return []
         if frame["status"] != "done":
             del self.sides[frame["side"]]
-            return [frame] + ([] if self.sides else self._reset())
+            return [frame] + self._release()
         final_text = frame["text"] or ""
         if len(final_text) > side.end:
             side.text += final_text[side.end:]
             side.end = len(final_text)
         side.final = frame
-        if any(s.final is None for s in self.sides.values()):
-            return []
-        frames = [self.sides[label].final for label in SIDES if label in self.sides]
-        self._reset()
-        return frames
+        return self._release()
 
     def show_all(self) -> None:
         """The voter asked to see everything now: no reading pace for the rest of this turn."""
@@ -152,6 +148,14 @@ class Pacer:
         if not running:
             return max((len(s.text) for s in self.sides.values()), default=0)
         return min(running)
+
+    def _release(self) -> list[dict]:
+        """The held ends, A first, once no held side is still running (then the turn is over); else nothing."""
+        if any(s.final is None for s in self.sides.values()):
+            return []
+        frames = [self.sides[label].final for label in SIDES if label in self.sides]
+        self._reset()
+        return frames
 
     def _reset(self) -> list[dict]:
         self.sides, self.shown, self.uncapped = {}, 0, False

@@ -124,3 +124,11 @@ def test_a_new_round_holds_both_sides_again():
     pacer.token(token("B", "2nd", 0, turn=1))
     frames = pacer.tick()
     assert [(f["side"], f["turn"], f["text"]) for f in frames] == [("A", 1, "sec"), ("B", 1, "2nd")]
+
+
+def test_a_failure_releases_the_other_side_held_as_finished():
+    pacer = Pacer(chars_per_tick=100)
+    started(pacer, statuses=("done", "queued"), texts=("all of it", ""))
+    frames = pacer.turn_end(end("B", "", status="failed"))
+    assert [(f["side"], f["status"]) for f in frames] == [("B", "failed"), ("A", "done")]
+    assert not pacer.running
