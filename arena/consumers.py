@@ -1,7 +1,8 @@
 """The battle websocket: one connection per page; the voter's messages in, the battle's events out.
 
 Client messages: {"type": "start", "mode", "prompt", "models"?}, {"type": "continue", "prompt"},
-{"type": "regenerate", "side"?}, {"type": "vote", "choice"}, {"type": "resume", "battle"}, {"type": "stop"}.
+{"type": "regenerate", "side"?}, {"type": "vote", "choice"}, {"type": "resume", "battle"}, {"type": "stop"},
+{"type": "show_all"} (lift the reading pace of an anonymous battle's current turn, see arena.pacing).
 Server frames: started, token, turn, voted, state, error. Sides are "A" and "B"; no frame names a model of an
 anonymous battle before its vote.
 A socket the server will not serve is told why in an error frame, then closed: 4401 without a session (reload the
@@ -32,6 +33,7 @@ from trust.moderation import moderation_verdict_async
 from . import services
 from .events import group_name
 from .models import Battle, new_public_id
+from .pacing import Pacer
 from .selectors import SIDE_FAILED, battle_state
 
 logger = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ CLIENT_FIELDS = {
     "vote": {"type", "choice"},
     "resume": {"type", "battle"},
     "stop": {"type"},
+    "show_all": {"type"},
 }
 
 
@@ -202,6 +205,7 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
             await method(group_name(public_id), self.channel_name)
 
     async def disconnect(self, code: int) -> None:
+        self._pace_stop()
         if self.battle_id:
             try:
                 await self._group("group_discard", self.battle_id)
@@ -270,6 +274,7 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
 
     async def on_start(self, content: dict) -> None:
         mode = content.get("mode", Battle.Mode.ANONYMOUS)
+        self._pace_for(mode)
         prompt = await db(services.battle_start_admit)(
             session_key=self.session_key, ip=self.ip, mode=mode, prompt=content.get("prompt"), moderate=False
         )
@@ -305,7 +310,7 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
         await db(services.battle_regenerate)(
             public_id=self.battle_id, session_key=self.session_key, ip=self.ip, side=content.get("side")
         )
-        await self.send_state(await self._battle(self.battle_id))
+        await self.send_state(await self._battle(self.battle_id), hold_done=False)
 
     async def on_vote(self, content: dict) -> None:
         choice = content.get("choice")
@@ -323,7 +328,8 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
     async def on_resume(self, content: dict) -> None:
         state = await db(self._resumed_state)(content.get("battle"))
         await self._follow(state["battle"])
-        await self.send_json({"type": "state", **state})
+        self._pace_for(state["mode"])
+        await self.send_json({"type": "state", **self._paced_state(state)})
 
     def _resumed_state(self, public_id: object) -> dict:
         state = battle_state(services.battle_resume(public_id=public_id, session_key=self.session_key, reap=False))
@@ -334,16 +340,76 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
         # Read with send_state, whose battle_state fails stale turns itself.
         return await db(services.battle_resume)(public_id=public_id, session_key=self.session_key, reap=False)
 
-    async def send_state(self, battle: Battle, frame: str = "state") -> None:
+    async def send_state(self, battle: Battle, frame: str = "state", *, hold_done: bool = True) -> None:
         state = await db(battle_state)(battle)
         state["max_turns"] = settings.ARENA_MAX_TURNS
-        await self.send_json({"type": frame, **state})
+        self._pace_for(state["mode"])
+        await self.send_json({"type": frame, **self._paced_state(state, hold_done=hold_done)})
 
     async def battle_token(self, event: dict) -> None:
+        if self.pacer is not None:
+            self.pacer.token(event)
+            self._pace_start()
+            return
         await self.send_json({k: event[k] for k in ("side", "turn", "attempt", "text", "offset")} | {"type": "token"})
 
     async def battle_turn(self, event: dict) -> None:
         frame = {k: event[k] for k in ("side", "turn", "attempt", "status", "text", "html", "error")}
         if frame["error"]:
             frame["error"] = SIDE_FAILED
-        await self.send_json(frame | {"type": "turn", "cut": bool(event.get("cut")), "stopped": bool(event.get("stopped"))})
+        frame |= {"type": "turn", "cut": bool(event.get("cut")), "stopped": bool(event.get("stopped"))}
+        if self.pacer is None:
+            await self.send_json(frame)
+            return
+        for paced in self.pacer.turn_end(frame):
+            await self.send_json(paced)
+
+    # ---- equal pace (arena.pacing): an anonymous battle's answers leave this socket on one common clock --------
+
+    pacer: Pacer | None = None
+    _pace_task: asyncio.Task | None = None
+
+    def _pace_for(self, mode: str) -> None:
+        """Pace the battle this socket follows where it is anonymous (and pacing is on); stream it raw otherwise."""
+        if settings.ARENA_PACE and mode == Battle.Mode.ANONYMOUS:
+            if self.pacer is None:
+                self.pacer = Pacer(chars_per_tick=max(1, round(
+                    settings.ARENA_PACE_CHARS_PER_SECOND * settings.ARENA_PACE_TICK_MS / 1000)))
+        else:
+            self._pace_stop()
+            self.pacer = None
+
+    def _paced_state(self, state: dict, *, hold_done: bool = True) -> dict:
+        if self.pacer is None or state.get("voted"):
+            return state
+        paced = self.pacer.sync(state, hold_done=hold_done)
+        if self.pacer.running:
+            self._pace_start()
+        return paced
+
+    def _pace_start(self) -> None:
+        if self._pace_task is None or self._pace_task.done():
+            self._pace_task = asyncio.ensure_future(self._pace_ticks())
+
+    def _pace_stop(self) -> None:
+        if self._pace_task is not None:
+            self._pace_task.cancel()
+            self._pace_task = None
+
+    async def _pace_ticks(self) -> None:
+        """Send each tick's frames while the pacer holds a side; ends with the turn (started again by its next
+        frame). A socket that closes meanwhile is cancelled in disconnect."""
+        tick = settings.ARENA_PACE_TICK_MS / 1000
+        try:
+            while self.pacer is not None and self.pacer.running:
+                await asyncio.sleep(tick)
+                for frame in self.pacer.tick() if self.pacer is not None else ():
+                    await self.send_json(frame)
+        except Exception:  # the socket went away between two ticks: nothing left to send to
+            logger.debug("paced frames stopped", exc_info=True)
+
+    async def on_show_all(self, content: dict) -> None:
+        if self.pacer is not None:
+            self.pacer.show_all()
+            for frame in self.pacer.tick():
+                await self.send_json(frame)

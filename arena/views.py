@@ -32,6 +32,7 @@ def _battle_page(request: HttpRequest, mode: str) -> HttpResponse:
         "mode": mode,
         "maxPromptChars": settings.ARENA_MAX_PROMPT_CHARS,
         "maxTurns": settings.ARENA_MAX_TURNS,
+        "paced": settings.ARENA_PACE and mode == "anonymous",
         "models": models_choosable() if mode != "anonymous" else [],
     }
     return render(request, "arena/battle.html", {"mode": mode, "nav": mode, "config": config})

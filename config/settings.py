@@ -331,6 +331,12 @@ LOGGING = {
 ARENA_MODELS_DIR = Path(os.environ.get("ARENA_MODELS_DIR", VAR_DIR / "models"))
 ARENA_MAX_PROMPT_CHARS = envint("ARENA_MAX_PROMPT_CHARS", 4000, minimum=1)
 ARENA_MAX_TURNS = envint("ARENA_MAX_TURNS", 4, minimum=1)
+# Equal pace (arena.pacing): an anonymous battle's two answers are shown at one common pace, so speed neither tells
+# the models apart nor favours the faster; at most ARENA_PACE_CHARS_PER_SECOND characters a second per side, sent
+# every ARENA_PACE_TICK_MS. Named battles and direct chat always stream as written.
+ARENA_PACE = envbool("ARENA_PACE", True)
+ARENA_PACE_TICK_MS = envint("ARENA_PACE_TICK_MS", 100, minimum=10)
+ARENA_PACE_CHARS_PER_SECOND = envint("ARENA_PACE_CHARS_PER_SECOND", 600, minimum=1)
 ARENA_MODEL_CACHE_BYTES = envint("ARENA_MODEL_CACHE_BYTES", 6 * 1024**3, minimum=0)
 # The generation engine of each loaded model (inference/engine.py): at most ARENA_ENGINE_MAX_BATCH answers decode
 # in one batch (more wait for a free row); its thread exits after ARENA_ENGINE_IDLE_SECONDS with nothing to do; an

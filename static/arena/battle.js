@@ -12,6 +12,7 @@
   const promptCount = $("#prompt-count");
   const sendButton = $("#send");
   const stopButton = $("#stop");
+  const showAllButton = $("#show-all"); // anonymous battles at equal pace only
   const regenerateButton = $("#regenerate");
   const shareLink = $("#share");
   const counter = $("#counter");
@@ -242,6 +243,7 @@
     regenerateButton.disabled = !(battleId && !voted && !busy && (allDone || failed.length));
     stopButton.hidden = !busy;
     stopButton.disabled = !busy || stopping || !online;
+    updateShowAll(busy, online);
     const turnCount = last.length ? last[0].turn + 1 : 0;
     const full = turnCount >= config.maxTurns;
     // A failed side leaves two ways on: retry it, or send a prompt that starts a new round.
@@ -448,6 +450,24 @@
     }
   });
   promptBox.addEventListener("input", showPromptLength);
+
+  // Equal pace: the server sends both answers at one common pace (arena/pacing.py). "Show all now" lifts the
+  // reading pace for the turn being written; both answers still end together.
+  let showingAll = false;
+
+  function updateShowAll(busy, online) {
+    if (!showAllButton) return;
+    if (!busy) showingAll = false;
+    showAllButton.hidden = !(config.paced && busy);
+    showAllButton.disabled = showingAll || !online;
+  }
+
+  if (showAllButton) {
+    showAllButton.addEventListener("click", () => {
+      if (send({ type: "show_all" })) showingAll = true;
+      update();
+    });
+  }
 
   stopButton.addEventListener("click", () => {
     if (send({ type: "stop" })) stopping = true;

@@ -3,6 +3,7 @@ on in-process threads against the stand-in endpoint."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -44,7 +45,8 @@ async def test_it_plays_a_whole_battle_to_the_reveal_without_naming_models_befor
     assert {f["status"] for f in ended.values()} == {"done"}
     assert all(f["text"] == "You said: Hello there" for f in ended.values())
     tokens = [f for f in voter.frames if f["type"] == "token"]
-    assert tokens and all(set(f) == {"type", "side", "turn", "attempt", "text", "offset"} for f in tokens)
+    # At equal pace (arena.pacing) two answers that both end within one tick come as their turn frames alone.
+    assert all(set(f) == {"type", "side", "turn", "attempt", "text", "offset"} for f in tokens)
     for side in "AB":  # each batch says where it starts, so a page that joins late can fit it in
         pieces = [f for f in tokens if f["side"] == side]
         assert [f["offset"] for f in pieces] == [sum(len(p["text"]) for p in pieces[:i]) for i in range(len(pieces))]
@@ -346,7 +348,13 @@ async def test_a_failing_model_stops_being_drawn_until_it_answers_again(standin,
             break
     else:
         pytest.fail("the model was not drawn again after its cool-down")
-    flaky = await db(lambda: ModelEntry.objects.get(slug="flaky"))
+    # The job records the outcome just after it publishes the end, and at equal pace the page's last two frames
+    # leave together the moment the later side ends: give the job that moment.
+    for _ in range(50):
+        flaky = await db(lambda: ModelEntry.objects.get(slug="flaky"))
+        if flaky.failures_in_row == 0:
+            break
+        await asyncio.sleep(0.1)
     assert flaky.failures_in_row == 0 and flaky.breaker_open_until is None
     await voter.close()
 

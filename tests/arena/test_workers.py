@@ -53,7 +53,8 @@ def db(fn):
 
 
 @pytest.mark.asyncio
-async def test_it_generates_on_a_worker_of_the_pool_and_streams_tokens_in_order(standin, worker, pool_name):
+async def test_it_generates_on_a_worker_of_the_pool_and_streams_tokens_in_order(standin, worker, pool_name, settings):
+    settings.ARENA_PACE = False  # the worker's own stream, as it leaves the job (equal pace re-times it for the page)
     await db(lambda: [standin_entry(standin, f"w{i}", "echo-40", pool=pool_name) for i in range(2)])
     voter = await Voter.open()
     await voter.send({"type": "start", "prompt": "stream please"})
@@ -171,7 +172,9 @@ def thread_worker(pool_name, tmp_path, settings):
 
 @pytest.mark.asyncio
 @pytest.mark.timeout(900)
-async def test_a_thread_worker_takes_eight_turns_at_once_into_one_engine(built_models, thread_worker, pool_name):
+async def test_a_thread_worker_takes_eight_turns_at_once_into_one_engine(built_models, thread_worker, pool_name,
+                                                                        settings):
+    settings.ARENA_PACE = False  # every batch of every answer, as the jobs send them
     from models_hub.builders import SMOLLM2_SLUG
 
     path = built_models[SMOLLM2_SLUG]
