@@ -769,6 +769,16 @@ def _visible(entry: ModelEntry | None, staff: bool) -> bool:
     return entry is not None and (staff or entry.visibility == ModelEntry.Visibility.PUBLIC)
 
 
+def demo_entries(snapshot: LeaderboardSnapshot) -> dict[int, ModelEntry]:
+    """A demo snapshot's models (leaderboard.demo) as unsaved public model entries by local id: the demo board
+    names models the arena's registry does not hold, and never writes them there."""
+    return {
+        int(i): ModelEntry(pk=int(i), slug=f"demo-{i}", display_name=name, organization="", license="",
+                           visibility=ModelEntry.Visibility.PUBLIC)
+        for i, name in (snapshot.payload.get("demo_models") or {}).items()
+    }
+
+
 def model_label(entry: ModelEntry, staff: bool) -> str:
     """Public pages name only published models; staff see a preview model's codename and its real name."""
     if entry.is_preview:
@@ -787,7 +797,10 @@ def leaderboard_board(
     style = bool(style and cat["style_covariance"] is not None)
     ids = [r["model_id"] for r in cat["models"]]
     style_left_out = cat.get("style_left_out", []) if style else []
-    found = ModelEntry.objects.in_bulk(ids + [o["model_id"] for o in cat["left_out"] + style_left_out])
+    if snapshot.board == LeaderboardSnapshot.Board.DEMO:
+        found = demo_entries(snapshot)
+    else:
+        found = ModelEntry.objects.in_bulk(ids + [o["model_id"] for o in cat["left_out"] + style_left_out])
     shown = [i for i, m in enumerate(ids) if _visible(found.get(m), staff)]
     if style:  # a model without battles that have answer text has no style-controlled score
         shown = [i for i in shown if cat["models"][i]["style_score"] is not None]
@@ -839,6 +852,8 @@ def leaderboard_board(
 def board_retired(board: Board) -> list[dict[str, Any]]:
     """The retired models this viewer may see, last retired first, each with its retirement date and its last
     score in the board's category (None where the snapshot does not rank it there)."""
+    if board.snapshot.board == LeaderboardSnapshot.Board.DEMO:
+        return []  # the demo's models are none of the arena's
     cat = board.snapshot.payload["categories"][board.category]
     fitted = {r["model_id"]: r for r in cat["models"]}
     prefix = "style_" if board.style else ""
