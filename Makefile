@@ -37,6 +37,7 @@ run: $(STAMP)
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py migrate --noinput
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py seed_models
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py seed_speech_models
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py load_demo_board
 	@echo "Serving the arena on http://$(HOST):$(PORT)/ (admin at /admin/; create a user with: $(PY) manage.py createsuperuser)"
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m daphne -b $(HOST) -p $(PORT) config.asgi:application
 

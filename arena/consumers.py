@@ -2,8 +2,9 @@
 
 Client messages: {"type": "start", "mode", "prompt", "models"?}, {"type": "continue", "prompt"},
 {"type": "regenerate", "side"?}, {"type": "vote", "choice"}, {"type": "resume", "battle"}, {"type": "stop"},
-{"type": "show_all"} (lift the reading pace of an anonymous battle's current turn, see arena.pacing).
-Server frames: started, token, turn, voted, state, error. Sides are "A" and "B"; no frame names a model of an
+{"type": "show_all"} (lift the reading pace of an anonymous battle's current turn, see arena.pacing),
+{"type": "reasons", "A"?: [tag, ...], "B"?: [tag, ...]} (after the vote only; a second one replaces the first).
+Server frames: started, token, turn, voted, reasons, state, error. Sides are "A" and "B"; no frame names a model of an
 anonymous battle before its vote.
 A socket the server will not serve is told why in an error frame, then closed: 4401 without a session (reload the
 page), 4503 while the database is unreachable (service_unavailable: try again later).
@@ -102,6 +103,7 @@ CLIENT_FIELDS = {
     "resume": {"type", "battle"},
     "stop": {"type"},
     "show_all": {"type"},
+    "reasons": {"type", "A", "B"},
 }
 
 
@@ -320,6 +322,13 @@ class BattleConsumer(AsyncJsonWebsocketConsumer):
             public_id=self.battle_id, session_key=self.session_key, ip=self.ip, choice=VOTE_CHOICES[choice]
         )
         await self.send_json({"type": "voted", "choice": choice, "models": names})
+
+    async def on_reasons(self, content: dict) -> None:
+        reasons = {label: content[label] for label in ("A", "B") if label in content}
+        stored = await db(services.vote_reasons_record)(
+            public_id=self.battle_id, session_key=self.session_key, reasons=reasons
+        )
+        await self.send_json({"type": "reasons", "A": stored.get("left", []), "B": stored.get("right", [])})
 
     async def on_stop(self, content: dict) -> None:
         # The turn frames that end the stopped answers follow on the battle's group.

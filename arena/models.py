@@ -146,6 +146,13 @@ class Turn(models.Model):
         super().save(*args, **kwargs)
 
 
+# Reasons a voter may give after the vote, for each answer: what was good about it, what was wrong with it.
+REASON_TAGS = {
+    "correct": "Correct", "helpful": "Helpful", "clear": "Clear", "well_formatted": "Well formatted",
+    "wrong": "Wrong", "refused": "Refused", "too_long": "Too long", "unsafe": "Unsafe",
+}
+
+
 class Vote(models.Model):
     class Choice(models.TextChoices):
         LEFT = "left", "A is better"
@@ -161,6 +168,9 @@ class Vote(models.Model):
     # Cast by a simulated voter (arena.simulated): never on the public leaderboard, exported only when asked for.
     simulated = models.BooleanField(default=False, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The voter's optional reasons, given after the vote: {"left": [tag, ...], "right": [tag, ...]} with tags from
+    # REASON_TAGS. They never change the choice nor the scores; the leaderboard counts them.
+    reasons = models.JSONField(null=True, blank=True)  # None: none given (the vote's insert names no reasons)
 
     class Meta:
         ordering = ["-created_at"]

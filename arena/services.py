@@ -26,7 +26,7 @@ from .categories import battle_categories, categories_after
 from .events import LABEL_POSITION, POSITION_LABEL, turn_publish
 from .generation import turn_reap_stale
 from .facts import fact_values, prompt_code
-from .models import Battle, Side, Turn, Vote
+from .models import REASON_TAGS, Battle, Side, Turn, Vote
 from .ratelimit import RateLimited, ip_hash, rate_limit_hit
 from .rows import battle_by_public_id, battle_turns, vote_insert
 from .sampling import (
@@ -393,3 +393,32 @@ def vote_record(
         raise BattleError("You already voted on this battle.", code="already_voted", status=409) from None
     sides = {POSITION_LABEL[t.side.position]: t.side.model.public_name for t in turns}
     return vote, sides
+
+
+
+def check_reasons(reasons: object) -> dict[str, list[str]]:
+    """{"A": [tag, ...], "B": [tag, ...]} (either side may be left out) as stored: {"left": [...], "right": [...]},
+    each side's tags known, unique and in REASON_TAGS order. Anything else is refused whole."""
+    if not isinstance(reasons, dict) or not set(reasons) <= set(LABEL_POSITION):
+        raise BattleError("Give reasons for answer A and answer B.", code="invalid_reasons")
+    stored: dict[str, list[str]] = {}
+    for label, tags in reasons.items():
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise BattleError("Reasons are a list of tags for each answer.", code="invalid_reasons")
+        unknown = [t for t in tags if t not in REASON_TAGS]
+        if unknown:
+            raise BattleError(f"Unknown reason: {unknown[0][:40]!r}. Choose from {', '.join(REASON_TAGS)}.",
+                              code="unknown_reason")
+        stored[LABEL_POSITION[label]] = [t for t in REASON_TAGS if t in tags]
+    return stored
+
+
+def vote_reasons_record(*, public_id: object, session_key: str, reasons: object) -> dict[str, list[str]]:
+    """Store the voter's reasons with the vote of their own battle, replacing any given before. Only after the
+    vote; the choice, the vote's fact row and so the scores are left as they were. Returns the stored reasons."""
+    stored = check_reasons(reasons)
+    with transaction.atomic():
+        battle = _owned_battle(public_id, session_key, for_update=True)
+        if not Vote.objects.filter(battle=battle).update(reasons=stored or None):
+            raise BattleError("Vote first, then say why.", code="not_voted", status=409)
+    return stored

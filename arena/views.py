@@ -9,6 +9,7 @@ from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
+from .models import REASON_TAGS
 from .selectors import battle_shared, health_check, models_choosable
 
 FAVICON = Path(__file__).resolve().parent.parent / "static" / "arena" / "favicon.ico"
@@ -34,6 +35,7 @@ def _battle_page(request: HttpRequest, mode: str) -> HttpResponse:
         "maxTurns": settings.ARENA_MAX_TURNS,
         "paced": settings.ARENA_PACE and mode == "anonymous",
         "models": models_choosable() if mode != "anonymous" else [],
+        "reasonTags": REASON_TAGS if mode != "direct" else {},
     }
     return render(request, "arena/battle.html", {"mode": mode, "nav": mode, "config": config})
 

@@ -5,10 +5,11 @@ Battle records (JSON lines or CSV) carry LMArena's / FastChat's columns, so ``ar
 
     question_id, model_a, model_b, winner ("model_a" | "model_b" | "tie" | "tie (bothbad)"), judge,
     conversation_a, conversation_b ([{"role": "user"|"assistant", "content": str}, ...]), turn, anony,
-    language, tstamp (Unix seconds of the vote), modality ("text" or "speech", the arena's own column)
+    language, tstamp (Unix seconds of the vote), modality ("text" or "speech", the arena's own column),
+    reasons_a, reasons_b (the arena's own: the voter's optional reason tags for each answer, arena.models.REASON_TAGS)
 
 ``judge`` is "arena_user_" + an HMAC-SHA256 of the voter's session keyed with ``settings.ARENA_VOTER_SALT``:
-stable per voter, not reversible without the salt. In CSV the conversations are JSON text. Battles whose vote
+stable per voter, not reversible without the salt. In CSV the conversations and the reasons are JSON text. Battles whose vote
 was flagged for an identity leak, and direct chats, are not exported (LMArena's released data is cleaned the
 same way); named battles are, with ``anony`` false.
 
@@ -45,7 +46,7 @@ from .snapshots import LANGUAGE_NAMES, board_rankings_for_csv
 
 BATTLE_COLUMNS = (
     "question_id", "model_a", "model_b", "winner", "judge", "conversation_a", "conversation_b", "turn", "anony",
-    "language", "tstamp", "modality",
+    "language", "tstamp", "modality", "reasons_a", "reasons_b",
 )
 WINNER = {"left": "model_a", "right": "model_b", "tie": "tie", "bothbad": "tie (bothbad)"}
 
@@ -68,6 +69,8 @@ class BattleRecord(TypedDict):
     language: str
     tstamp: float
     modality: str
+    reasons_a: list[str]
+    reasons_b: list[str]
 
 
 def voter_hash(session_key: str) -> str:
@@ -133,6 +136,8 @@ def battle_records(votes: Any = None, *, with_vote_ids: bool = False, include_fl
             "language": _language(battle.categories),
             "tstamp": round(vote.created_at.timestamp(), 3),
             "modality": sides["left"].model.modality,  # "text" or "speech" (voice battles: prompt is the text read)
+            "reasons_a": (vote.reasons or {}).get("left", []),
+            "reasons_b": (vote.reasons or {}).get("right", []),
         }
         yield (vote.id, record) if with_vote_ids else record
 
@@ -148,7 +153,7 @@ def battles_csv(records: Iterator[BattleRecord]) -> Iterator[str]:
     writer.writerow(BATTLE_COLUMNS)
     for record in records:
         writer.writerow([
-            json.dumps(record[c], ensure_ascii=False) if c.startswith("conversation_")
+            json.dumps(record[c], ensure_ascii=False) if c.startswith(("conversation_", "reasons_"))
             else ("True" if record[c] else "False") if c == "anony" else record[c]
             for c in BATTLE_COLUMNS
         ])
@@ -187,6 +192,9 @@ def preference_pair(
     if with_models:
         names = (record["model_a"], record["model_b"])
         pair["chosen_model"], pair["rejected_model"] = names if record["winner"] == "model_a" else names[::-1]
+    reasons = (record.get("reasons_a") or [], record.get("reasons_b") or [])
+    if any(reasons):  # the voter's tags for each answer, where given (training.pairs.pair_check keeps its own keys)
+        pair["chosen_reasons"], pair["rejected_reasons"] = reasons if record["winner"] == "model_a" else reasons[::-1]
     return pair
 
 

@@ -319,8 +319,8 @@ def _model_entries(names: dict[str, tuple[str, int]], result: ImportResult, sour
     return found
 
 
-def battles_import(path: str | Path, *, progress: Progress = no_progress) -> ImportResult:
-    """Load the battles of ``path`` (see the module notes); returns how many were created and skipped."""
+def battles_read(path: str | Path, *, progress: Progress = no_progress) -> list[ParsedBattle]:
+    """Every battle of ``path``, checked, nothing written; raises BattleImportError naming the line at fault."""
     path = Path(path)
     parsed: list[ParsedBattle] = []
     seen: dict[str, int] = {}
@@ -335,6 +335,13 @@ def battles_import(path: str | Path, *, progress: Progress = no_progress) -> Imp
             raise BattleImportError(f"{path.name}: line {line}: {exc}") from None
     if not parsed:
         raise BattleImportError(f"{path.name}: no battles in the file")
+    return parsed
+
+
+def battles_import(path: str | Path, *, progress: Progress = no_progress) -> ImportResult:
+    """Load the battles of ``path`` (see the module notes); returns how many were created and skipped."""
+    path = Path(path)
+    parsed = battles_read(path, progress=progress)
     result = ImportResult()
     now = timezone.now()
     with transaction.atomic():

@@ -18,8 +18,10 @@ class LeaderboardSnapshot(models.Model):
     class Board(models.TextChoices):
         PUBLIC = "public", "Public"
         SIMULATED = "simulated", "Simulated voters (staff only)"
+        DEMO = "demo", "Demo (sample battles)"
 
-    # Which votes: the public board's, or only simulated voters' (never public; staff see it at ?board=simulated).
+    # Which votes: the public board's, or only simulated voters' (never public; staff see it at ?board=simulated),
+    # or the demo board's sample battles (leaderboard.demo: no votes of the arena's; public at ?board=demo).
     board = models.CharField(max_length=16, choices=Board.choices, default=Board.PUBLIC, db_index=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     votes_used = models.PositiveIntegerField()

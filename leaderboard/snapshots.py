@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -31,7 +32,7 @@ from django.db import close_old_connections, connection, transaction
 
 from arena.events import group_send
 from arena.facts import CATEGORY_BITS, OTHER_CATEGORIES, memory_release, vote_facts_read
-from arena.models import Vote
+from arena.models import REASON_TAGS, Battle, Turn, Vote
 from arena.selectors import battles_counted, draw_fit_latest
 from arena.services import draw_fit_publish
 from models_hub.models import ModelEntry
@@ -52,7 +53,9 @@ from .models import LeaderboardSnapshot
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
-PAYLOAD_VERSION = 2  # 2: per-category vote counts; style control fitted on the battles that have answer text
+# 2: per-category vote counts; style control fitted on the battles that have answer text. 3: each model's speed and
+# the voters' reason tags.
+PAYLOAD_VERSION = 3
 OUTCOME = {"left": 1.0, "right": 0.0, "tie": 0.5, "bothbad": 0.5}
 GROUP = "leaderboard"
 _LOCK_KEY = 0x6C656164  # "lead": the advisory lock every snapshot job takes
@@ -112,12 +115,21 @@ class CategoryPayload(TypedDict):
     style_left_out: list[dict[str, Any]]  # models ranked but without a style-controlled score: reason "no_text"
 
 
-class Payload(TypedDict):
+class ModelSpeed(TypedDict):
+    tokens_per_second: float | None  # the median over the model's timed turns
+    first_token_seconds: float | None  # the median time to the first token
+    turns: int  # the timed turns behind the medians
+    pool: str  # the hardware pool its entry runs on
+
+
+class Payload(TypedDict, total=False):
     version: int
     categories: dict[str, CategoryPayload]  # "overall" first
     votes_over_time: list[tuple[str, int]]  # (ISO day, votes that day)
     min_category_votes: int
     preliminary_votes: int
+    speed: dict[str, ModelSpeed]  # model entry id (as text: JSON) -> its speed; none for a model never timed
+    reasons: dict[str, dict[str, int]]  # model entry id -> reason tag -> times voters gave it to the model's answer
 
 
 def category_label(key: str) -> str:
@@ -218,9 +230,60 @@ def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress
     )
 
 
-def vote_hash(votes: LeaderboardVotes) -> str:
-    """Fingerprint of the vote set and of the settings that shape the fit: equal hashes, equal snapshots."""
+def model_speeds(*, model_ids: Iterable[int] | None = None) -> dict[str, ModelSpeed]:
+    """Each model's median tokens per second and median seconds to the first token over its done turns of
+    anonymous battles that the turn job timed, with its entry's pool; keyed by model entry id as text. A model
+    with no timed turn has no entry. ``model_ids``: only these models (default: every model)."""
+    turns = Turn.objects.filter(status=Turn.Status.DONE, side__battle__mode=Battle.Mode.ANONYMOUS).exclude(
+        tokens_per_second__isnull=True, time_to_first_token__isnull=True)
+    if model_ids is not None:
+        turns = turns.filter(side__model_id__in=list(model_ids))
+    rows = list(turns.values_list("side__model_id", "tokens_per_second", "time_to_first_token").iterator(chunk_size=20_000))
+    if not rows:
+        return {}
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    timed = np.array([(r[1], r[2]) for r in rows], dtype=np.float64)  # (T, 2); None -> nan
+    del rows
+    order = np.argsort(ids, kind="stable")
+    models, starts = np.unique(ids[order], return_index=True)
+    pools = dict(ModelEntry.objects.filter(pk__in=models.tolist()).values_list("pk", "pool"))
+
+    def median(column: np.ndarray) -> float | None:
+        column = column[np.isfinite(column)]
+        return float(np.median(column)) if column.size else None
+
+    out: dict[str, ModelSpeed] = {}
+    for model_id, part in zip(models.tolist(), np.split(timed[order], starts[1:])):
+        out[str(model_id)] = {
+            "tokens_per_second": median(part[:, 0]), "first_token_seconds": median(part[:, 1]),
+            "turns": int(part.shape[0]), "pool": pools.get(model_id, ""),
+        }
+    return out
+
+
+def reason_counts(votes: LeaderboardVotes) -> dict[str, dict[str, int]]:
+    """How often voters gave each reason tag to each model's answer, over ``votes`` (the counted ones); keyed by
+    model entry id as text, tags in REASON_TAGS order. Read after the fit's votes: a reason never moves a score."""
+    counts: dict[int, Counter] = {}
+    if not len(votes):
+        return {}
+    rows = Vote.objects.filter(reasons__isnull=False).values_list("pk", "reasons").order_by("pk")
+    for vote_id, reasons in rows.iterator(chunk_size=5000):
+        at = int(np.searchsorted(votes.vote_ids, vote_id))
+        if at >= len(votes) or int(votes.vote_ids[at]) != vote_id or not isinstance(reasons, dict):
+            continue  # not a counted vote of this board
+        for position, model_id in (("left", int(votes.left[at])), ("right", int(votes.right[at]))):
+            tags = reasons.get(position) or []
+            counts.setdefault(model_id, Counter()).update(t for t in tags if t in REASON_TAGS)
+    return {str(m): {t: c[t] for t in REASON_TAGS if c[t]} for m, c in sorted(counts.items()) if +c}
+
+
+def vote_hash(votes: LeaderboardVotes, *, reasons: dict[str, dict[str, int]] | None = None) -> str:
+    """Fingerprint of the vote set, of the settings that shape the fit and of the reasons given with the votes:
+    equal hashes, equal snapshots."""
     digest = hashlib.sha256()
+    if reasons:
+        digest.update(json.dumps(reasons, sort_keys=True).encode())
     digest.update(
         f"v{PAYLOAD_VERSION};{settings.ARENA_LEADERBOARD_MIN_CATEGORY_VOTES};"
         f"{settings.ARENA_LEADERBOARD_PRELIMINARY_VOTES}\n".encode()
@@ -559,7 +622,8 @@ def leaderboard_snapshot_create(
         votes = leaderboard_votes(board=board, progress=progress)
         if public:
             votes, flagged, risk = trust_votes_split(votes, battles=None if battles is None else battles.result())
-        digest = vote_hash(votes)
+        reasons = reason_counts(votes)
+        digest = vote_hash(votes, reasons=reasons)
         latest = LeaderboardSnapshot.objects.filter(board=board).order_by("-id").only("vote_hash").first()
         if latest is not None and latest.vote_hash == digest and not force:
             if public and draw_fit_latest() is None:  # the cache was emptied (a Redis restart): fill it again
@@ -568,6 +632,8 @@ def leaderboard_snapshot_create(
         if not public and latest is None and not len(votes):
             return None
         payload = leaderboard_payload(votes, progress=progress)
+        payload["speed"] = model_speeds(model_ids=np.union1d(votes.left, votes.right).tolist())
+        payload["reasons"] = reasons
         if public:
             payload["trust"] = trust_note(votes, flagged, risk, payload)
         with transaction.atomic():
@@ -703,6 +769,16 @@ def _visible(entry: ModelEntry | None, staff: bool) -> bool:
     return entry is not None and (staff or entry.visibility == ModelEntry.Visibility.PUBLIC)
 
 
+def demo_entries(snapshot: LeaderboardSnapshot) -> dict[int, ModelEntry]:
+    """A demo snapshot's models (leaderboard.demo) as unsaved public model entries by local id: the demo board
+    names models the arena's registry does not hold, and never writes them there."""
+    return {
+        int(i): ModelEntry(pk=int(i), slug=f"demo-{i}", display_name=name, organization="", license="",
+                           visibility=ModelEntry.Visibility.PUBLIC)
+        for i, name in (snapshot.payload.get("demo_models") or {}).items()
+    }
+
+
 def model_label(entry: ModelEntry, staff: bool) -> str:
     """Public pages name only published models; staff see a preview model's codename and its real name."""
     if entry.is_preview:
@@ -721,7 +797,10 @@ def leaderboard_board(
     style = bool(style and cat["style_covariance"] is not None)
     ids = [r["model_id"] for r in cat["models"]]
     style_left_out = cat.get("style_left_out", []) if style else []
-    found = ModelEntry.objects.in_bulk(ids + [o["model_id"] for o in cat["left_out"] + style_left_out])
+    if snapshot.board == LeaderboardSnapshot.Board.DEMO:
+        found = demo_entries(snapshot)
+    else:
+        found = ModelEntry.objects.in_bulk(ids + [o["model_id"] for o in cat["left_out"] + style_left_out])
     shown = [i for i, m in enumerate(ids) if _visible(found.get(m), staff)]
     if style:  # a model without battles that have answer text has no style-controlled score
         shown = [i for i in shown if cat["models"][i]["style_score"] is not None]
@@ -752,17 +831,20 @@ def leaderboard_board(
         votes=votes, covariance=cov, pair_battles=pair,
     )
     order = ranking.order()
+    speeds, reasons = snapshot.payload.get("speed") or {}, snapshot.payload.get("reasons") or {}
     rows = []
     for i in order:
         model = cat["models"][shown[i]]
         entry = entries[i]
+        given = reasons.get(str(entry.pk)) or {}
         rows.append({
             "index": int(i), "rank": int(rank[i]), "name": model_label(entry, staff), "slug": entry.slug,
             "score": float(score[i]), "lower": float(lower[i]), "upper": float(upper[i]),
             "plus": float(upper[i] - score[i]), "minus": float(score[i] - lower[i]), "votes": int(round(votes[i])),
             "win_rate": model["win_rate"], "organization": entry.organization, "license": entry.license,
             "is_inhouse": entry.is_inhouse, "is_preview": entry.is_preview, "preliminary": model["preliminary"],
-            "is_retired": entry.is_retired,
+            "is_retired": entry.is_retired, "speed": speeds.get(str(entry.pk)),
+            "reasons": [{"tag": t, "label": REASON_TAGS[t], "count": given[t]} for t in REASON_TAGS if given.get(t)],
         })
     return Board(snapshot, category, style, entries, rows, ranking, left_out, staff, one_sided, votes_in, battles)
 
@@ -770,6 +852,8 @@ def leaderboard_board(
 def board_retired(board: Board) -> list[dict[str, Any]]:
     """The retired models this viewer may see, last retired first, each with its retirement date and its last
     score in the board's category (None where the snapshot does not rank it there)."""
+    if board.snapshot.board == LeaderboardSnapshot.Board.DEMO:
+        return []  # the demo's models are none of the arena's
     cat = board.snapshot.payload["categories"][board.category]
     fitted = {r["model_id"]: r for r in cat["models"]}
     prefix = "style_" if board.style else ""

@@ -62,9 +62,10 @@ def _params(request: HttpRequest) -> tuple[str, bool]:
 
 
 def _which_board(request: HttpRequest) -> str:
-    """``?board=simulated``: the simulated voters' board, for staff only (anyone else finds no such page)."""
+    """``?board=simulated``: the simulated voters' board, for staff only (anyone else finds no such page);
+    ``?board=demo``: the sample battles' demo board (leaderboard.demo), public."""
     board = request.GET.get("board") or "public"
-    if board == "public":
+    if board in ("public", "demo"):
         return board
     if board == "simulated" and request.user.is_staff:
         return board
@@ -88,7 +89,9 @@ def _board(request: HttpRequest) -> tuple[Board | None, dict]:
         "styled_available": bool(snapshot and snapshot.payload["categories"].get(category, {}).get("style_covariance")),
         "trust": board_trust(board) if board is not None else None,
         "retired": board_retired(board) if board is not None else [],
-        "nav": "leaderboard", "which_board": which, "board_query": "&board=simulated" if which != "public" else "",
+        "nav": "leaderboard", "which_board": which, "board_query": f"&board={which}" if which != "public" else "",
+        # An empty public board points a newcomer at the demo board, where one was loaded.
+        "demo_available": which == "public" and not (board and board.rows) and leaderboard_latest("demo") is not None,
     }
     return board, context
 

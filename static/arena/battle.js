@@ -119,6 +119,7 @@
     voting = false;
     stopping = false;
     voteButtons.forEach((b) => b.classList.remove("chosen"));
+    reasonsHide();
     labels.forEach((label) => {
       conversation(label).replaceChildren();
       document.querySelector('[data-name="' + label + '"]').textContent = "";
@@ -294,6 +295,7 @@
     labels.forEach((label) => {
       document.querySelector('[data-side="' + label + '"]').classList.toggle("winner", choice === label);
     });
+    reasonsShow();
     update();
   }
 
@@ -348,6 +350,9 @@
       case "voted":
         showVote(frame.choice, frame.models);
         break;
+      case "reasons":
+        reasonsSaved(frame);
+        break;
       case "error":
         starting = false;
         voting = false;
@@ -382,6 +387,80 @@
     problem = "";
     if (send({ type: "vote", choice })) voting = true;
     update();
+  }
+
+  // Reasons with the vote: after the vote only, optional tags for each answer, sent once and replaceable. Built
+  // here (not in the page) so that nothing of it is there before the vote.
+  function reasonsHide() {
+    const panel = document.getElementById("reasons");
+    if (panel) panel.remove();
+  }
+
+  function reasonsShow() {
+    const tags = config.reasonTags || {};
+    const votebar = document.getElementById("votebar");
+    if (!votebar || document.getElementById("reasons") || !Object.keys(tags).length) return;
+    const panel = document.createElement("section");
+    panel.id = "reasons";
+    panel.className = "reasons";
+    panel.setAttribute("aria-label", "Why? (optional)");
+    const title = document.createElement("p");
+    title.className = "reasons-title";
+    title.textContent = "Why? Optional: tag what you saw in each answer.";
+    panel.append(title);
+    labels.forEach((label) => {
+      const row = document.createElement("div");
+      row.className = "reasons-side";
+      row.dataset.reasonsSide = label;
+      const name = document.createElement("span");
+      name.className = "reasons-label";
+      name.textContent = "Answer " + label;
+      row.append(name);
+      Object.entries(tags).forEach(([tag, text]) => {
+        const chip = document.createElement("button");
+        chip.type = "button";
+        chip.className = "reason";
+        chip.dataset.reason = tag;
+        chip.setAttribute("aria-pressed", "false");
+        chip.textContent = text;
+        chip.addEventListener("click", () => {
+          chip.setAttribute("aria-pressed", chip.getAttribute("aria-pressed") === "true" ? "false" : "true");
+          status.textContent = "";
+        });
+        row.append(chip);
+      });
+      panel.append(row);
+    });
+    const sendReasons = document.createElement("button");
+    sendReasons.type = "button";
+    sendReasons.id = "reasons-send";
+    sendReasons.textContent = "Send reasons";
+    const status = document.createElement("span");
+    status.className = "reasons-status";
+    status.id = "reasons-status";
+    status.setAttribute("role", "status");
+    sendReasons.addEventListener("click", () => {
+      const message = { type: "reasons" };
+      labels.forEach((label) => {
+        message[label] = Array.from(panel.querySelectorAll('[data-reasons-side="' + label + '"] .reason[aria-pressed="true"]'))
+          .map((chip) => chip.dataset.reason);
+      });
+      if (send(message)) status.textContent = "Sending…";
+    });
+    panel.append(sendReasons, status);
+    votebar.after(panel);
+  }
+
+  function reasonsSaved(frame) {
+    const panel = document.getElementById("reasons");
+    if (!panel) return;
+    labels.forEach((label) => {
+      const chosen = new Set(frame[label] || []);
+      panel.querySelectorAll('[data-reasons-side="' + label + '"] .reason').forEach((chip) => {
+        chip.setAttribute("aria-pressed", chosen.has(chip.dataset.reason) ? "true" : "false");
+      });
+    });
+    document.getElementById("reasons-status").textContent = "Thanks, your reasons are saved. You can change them and send again.";
   }
 
   function consented() {

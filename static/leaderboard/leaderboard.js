@@ -67,8 +67,19 @@
     return Object.assign({ rangemode: "tozero", tickmode: "linear", tick0: 0, dtick: step, tickformat: ",d" }, extra);
   }
 
+  // Plots only where there is something to draw: no empty axes on a board without scores, votes or pairs.
+  function showPlots(p) {
+    const section = document.querySelector("[data-plots]");
+    const has = { names: !!(p && p.names.length), days: !!(p && p.days.length) };
+    has.pairs = has.names;  // one model: the matrices say so in words (below), with no axes
+    if (section) section.hidden = !has.names;
+    document.querySelectorAll("[data-plot-card]").forEach((card) => (card.hidden = !has[card.dataset.plotCard]));
+    return has;
+  }
+
   function draw(p) {
-    if (!window.Plotly || !p) return;
+    const has = showPlots(p);
+    if (!has.names || !window.Plotly) return;
     const names = p.names;
     const totals = p.votes_per_day.reduce((acc, n) => (acc.push((acc.at(-1) || 0) + n), acc), []);
     Plotly.react("plot-scores", [{
@@ -94,6 +105,7 @@
     }, alone)), config);
     heat("plot-winrate", p.win_matrix, "RdBu", "%{z:.2f}", 0, 1);
     heat("plot-battles", p.battle_matrix, [[0, "#f6f7fb"], [1, accent]], "%{z:.0f}");
+    if (!has.days) return;
     Plotly.react("plot-votes", [{
       type: "bar", x: p.days, y: p.votes_per_day, marker: { color: accent }, name: "votes per day",
       width: p.days.map(() => 0.8 * 86400000),  // a date axis sizes bars in milliseconds

@@ -64,7 +64,7 @@ def test_battles_jsonl_has_lmarenas_shape_and_hashes_the_voter(staff_client, vot
     assert len(records) == 261, "every vote but the leaking one"
     first = records[0]
     assert set(first) == {"question_id", "model_a", "model_b", "winner", "judge", "conversation_a",
-                          "conversation_b", "turn", "anony", "language", "tstamp", "modality"}
+                          "conversation_b", "turn", "anony", "language", "tstamp", "modality", "reasons_a", "reasons_b"}
     assert {r["modality"] for r in records} == {"text"}
     assert first["winner"] in ("model_a", "model_b", "tie", "tie (bothbad)")
     assert first["conversation_a"][0]["role"] == "user" and first["conversation_a"][1]["role"] == "assistant"
