@@ -413,6 +413,8 @@ ARENA_SNAPSHOT_TIMER = envbool("ARENA_SNAPSHOT_TIMER", default=ARENA_INPROCESS_W
 # one with fewer overall votes than ARENA_LEADERBOARD_PRELIMINARY_VOTES is marked preliminary.
 ARENA_LEADERBOARD_MIN_CATEGORY_VOTES = envint("ARENA_LEADERBOARD_MIN_CATEGORY_VOTES", 20, minimum=1)
 ARENA_LEADERBOARD_PRELIMINARY_VOTES = envint("ARENA_LEADERBOARD_PRELIMINARY_VOTES", 100, minimum=0)
+# The leaderboard's speed columns are the medians over this many of the latest timed turns (all models together).
+ARENA_LEADERBOARD_SPEED_TURNS = envint("ARENA_LEADERBOARD_SPEED_TURNS", 200_000, minimum=1)
 ARENA_REAP_SECONDS = envint("ARENA_REAP_SECONDS", 5, minimum=1)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {

@@ -231,14 +231,19 @@ def leaderboard_votes(*, board: str = "public", progress: Progress = no_progress
 
 
 def model_speeds(*, model_ids: Iterable[int] | None = None) -> dict[str, ModelSpeed]:
-    """Each model's median tokens per second and median seconds to the first token over its done turns of
-    anonymous battles that the turn job timed, with its entry's pool; keyed by model entry id as text. A model
-    with no timed turn has no entry. ``model_ids``: only these models (default: every model)."""
+    """Each model's median tokens per second and median seconds to the first token over the latest
+    ``ARENA_LEADERBOARD_SPEED_TURNS`` done turns of anonymous battles that the turn job timed, with its entry's
+    pool; keyed by model entry id as text. A model with no timed turn in that window has no entry.
+    ``model_ids``: only these models (default: every model).
+
+    The window keeps the read bounded whatever the arena's size (newest turns first, by the primary key: an index
+    scan that stops at the window), and shows the speed of the hardware that serves the model now."""
     turns = Turn.objects.filter(status=Turn.Status.DONE, side__battle__mode=Battle.Mode.ANONYMOUS).exclude(
         tokens_per_second__isnull=True, time_to_first_token__isnull=True)
     if model_ids is not None:
         turns = turns.filter(side__model_id__in=list(model_ids))
-    rows = list(turns.values_list("side__model_id", "tokens_per_second", "time_to_first_token").iterator(chunk_size=20_000))
+    turns = turns.order_by("-pk")[: settings.ARENA_LEADERBOARD_SPEED_TURNS]
+    rows = list(turns.values_list("side__model_id", "tokens_per_second", "time_to_first_token"))
     if not rows:
         return {}
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
