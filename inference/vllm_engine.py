@@ -170,8 +170,11 @@ class ModelServer:
         deadline = started + settings.ARENA_VLLM_START_TIMEOUT
         last_said = started
         while True:
-            if self.process.poll() is not None:
-                raise EngineUnavailable(f"vLLM exited with {self.process.returncode} loading {self.checkpoint}; see {log_path}")
+            if self.closed:  # the worker is shutting down: stop waiting
+                self.stop()
+                raise EngineUnavailable(f"vLLM for {self.checkpoint} was stopped while starting")
+            if self.process is None or self.process.poll() is not None:
+                raise EngineUnavailable(f"vLLM exited loading {self.checkpoint}; see {log_path}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
                     break
@@ -201,9 +204,9 @@ class ModelServer:
         process.wait()
 
     def close(self) -> None:
+        """Stop for good (worker shutdown): also a start in progress on another thread gives up."""
         self.closed = True
-        with self.lock:
-            self.stop()
+        self.stop()
 
 
 _servers: dict[tuple, ModelServer] = {}
@@ -348,8 +351,7 @@ def generate_vllm(
 ) -> GenerationResult:
     """Answer with the entry's local checkpoint on its vLLM server. Raises EngineUnavailable before anything was
     written when vLLM cannot serve the checkpoint."""
-    from .local import TextStream, prompt_token_ids
-    from .openai_compat import stream_chunks
+    from .local import prompt_token_ids
 
     started = time.perf_counter()
     if should_stop is not None and should_stop():
@@ -360,6 +362,35 @@ def generate_vllm(
         logger.error("model %s: %s", entry.slug, exc)
         raise GenerationError("This model's files are missing on the server.") from exc
     ids, stops = prompt_token_ids(server.tokenizer, server.encode_lock, entry, messages)
+    sampling = {"temperature": 0.0} if entry.temperature <= 0 else {
+        "temperature": float(entry.temperature), "top_p": float(entry.top_p), "top_k": server.top_k or -1,
+    }
+    return answer_vllm(
+        server, ids, stops, sampling, max_new_tokens=entry.max_new_tokens, on_text=on_text, should_stop=should_stop,
+        started=started, slug=entry.slug,
+    )
+
+
+def answer_vllm(
+    server: ModelServer,
+    ids: list[int],
+    stops: tuple,
+    sampling: dict[str, float],
+    *,
+    max_new_tokens: int,
+    min_new_tokens: int = 0,
+    on_text: OnText | None = None,
+    should_stop: ShouldStop | None = None,
+    started: float | None = None,
+    slug: str = "",
+) -> GenerationResult:
+    """Write one answer on `server` for the prompt `ids`, streaming its text through a TextStream (`stops` end
+    it). `sampling` is vLLM's temperature/top_p/top_k; any way the wait ends closes the stream, which aborts the
+    request in vLLM. `started` is when the caller began (time to first token counts from it)."""
+    from .local import TextStream
+    from .openai_compat import stream_chunks
+
+    started = time.perf_counter() if started is None else started
     room = settings.ARENA_VLLM_MAX_MODEL_LEN - len(ids)
     if room < 1:
         raise GenerationError("The conversation is too long for this model. Start a new battle.")
@@ -368,19 +399,19 @@ def generate_vllm(
         "prompt": ids,
         "stream": True,
         "stream_options": {"include_usage": True},
-        "max_tokens": max(1, min(entry.max_new_tokens, room)),
-        "temperature": max(0.0, float(entry.temperature)),
+        "max_tokens": max(1, min(max_new_tokens, room)),
         "skip_special_tokens": True,
+        **sampling,
     }
-    if entry.temperature > 0:
-        payload.update(top_p=float(entry.top_p), top_k=server.top_k or -1)
+    if min_new_tokens:
+        payload["min_tokens"] = min(min_new_tokens, payload["max_tokens"])
     stream = TextStream(server.tokenizer, stops, on_text)
     reason = "stop"
     usage: dict[str, Any] = {}
     finished = False
     generating = time.perf_counter()
     deadline = generating + settings.ARENA_GENERATION_TIMEOUT
-    endpoint = _Endpoint(entry.slug, server.base_url)
+    endpoint = _Endpoint(slug, server.base_url)
     chunks = stream_chunks(endpoint, f"{server.base_url}/v1/completions", payload, {"Accept": "text/event-stream"})
     try:
         with contextlib.closing(chunks):  # closing the stream aborts the request in vLLM
@@ -408,10 +439,10 @@ def generate_vllm(
     except GenerationError as exc:
         if str(exc).startswith("The model took too long"):
             raise
-        logger.error("model %s: the vLLM engine failed mid-answer (%s)", entry.slug, exc)
+        logger.error("model %s: the vLLM engine failed mid-answer (%s)", slug, exc)
         raise GenerationError(FAILED) from exc
     if not finished:
-        logger.error("model %s: the vLLM stream ended without a finish reason", entry.slug)
+        logger.error("model %s: the vLLM stream ended without a finish reason", slug)
         raise GenerationError(FAILED)
     stream.end()
     ended = time.perf_counter()
