@@ -78,6 +78,7 @@ def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
         TORCHINDUCTOR_CACHE_DIR=str(root / "inductor"),
         TRITON_CACHE_DIR=str(root / "triton"),
         XDG_CACHE_HOME=str(root / "xdg"),
+        TMPDIR=str(root / "tmp"),  # vLLM's rendezvous files and torch's compile scratch, not /tmp
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
         VLLM_NO_USAGE_STATS="1",
@@ -154,6 +155,7 @@ class ModelServer:
     def _start(self) -> None:
         log_dir = settings.ARENA_VLLM_DIR / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
+        (settings.ARENA_VLLM_DIR / "tmp").mkdir(exist_ok=True)
         self.port = _free_port()
         log_path = log_dir / f"{self.checkpoint.name}-{self.port}.log"
         command = server_command(self.checkpoint, port=self.port, on_cuda=_on_cuda())
