@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,13 +10,21 @@ import pytest
 pytest.importorskip("vllm")
 pytestmark = pytest.mark.slow
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+ROOT = Path(__file__).resolve().parents[2]
+BENCHMARKS = ROOT / "benchmarks"
 
 
 @pytest.mark.timeout(600)
-def test_the_random_weights_mode_measures_a_vllm_server(tmp_path, settings, monkeypatch):
+def test_the_random_weights_mode_measures_a_vllm_server(settings, monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import bench_inference
+
+    # Under var/, not pytest's temporary folder: another test session on the machine may prune that one while
+    # the server still reads from it.
+    work = ROOT / "var" / "test-vllm" / "bench"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    tmp_path = work
 
     settings.ARENA_VLLM_ENFORCE_EAGER = True
     settings.ARENA_VLLM_CPU_KV_CACHE_GIB = 1

@@ -66,12 +66,13 @@ class VllmWorker:
 
 
 @pytest.fixture(scope="module")
-def module_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+def module_worker(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         path = _smollm2_path()
         pool = f"vllm-{uuid.uuid4().hex[:8]}"
         entries = local_pair(path, pool, max_new_tokens=24)  # the pool the worker warms before it says ready
-        log = tmp_path_factory.mktemp("vllm") / "worker.log"
+        # Under var/, not pytest's temporary folder, which another test session on the machine may prune.
+        log = ROOT / "var" / "test-vllm" / f"worker-{pool}.log"
         worker = CeleryWorker(pool, log=log, threads=8, time_limit=600)
         worker.env.update(
             ARENA_ENGINE="vllm", ARENA_VLLM_ENFORCE_EAGER="1", ARENA_VLLM_CPU_KV_CACHE_GIB="1",
