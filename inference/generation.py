@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from django.conf import settings
+
 from .base import GenerationError, GenerationResult, OnText, ShouldStop
 
 if TYPE_CHECKING:
@@ -53,6 +55,14 @@ def generate(
     try:
         if entry.provider == "transformers":
             from .local import generate_local
+
+            if settings.ARENA_ENGINE == "vllm":
+                from .vllm_engine import EngineUnavailable, generate_vllm
+
+                try:
+                    return generate_vllm(entry, messages, on_text=on_text, should_stop=should_stop)
+                except EngineUnavailable:
+                    pass  # vLLM cannot load this checkpoint: the transformers engine answers (logged once)
 
             return generate_local(entry, messages, on_text=on_text, should_stop=should_stop)
         if entry.provider == "openai":

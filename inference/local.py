@@ -175,22 +175,30 @@ def prompt_plain(system_prompt: str, messages: Sequence[Message]) -> str:
     return "".join(lines) + "Assistant:"
 
 
-def prompt_ids(loaded: LoadedModel, entry: ModelEntry, messages: Sequence[Message]) -> tuple[torch.Tensor, tuple[Stop, ...]]:
-    """The prompt's token ids (shape [1, n]) and the strings that end the answer."""
-    tokenizer = loaded.tokenizer
+def prompt_token_ids(
+    tokenizer: Any, encode_lock: threading.Lock, entry: ModelEntry, messages: Sequence[Message]
+) -> tuple[list[int], tuple[Stop, ...]]:
+    """The prompt's token ids for `entry` (its chat template, or a plain transcript) and the stops that end the
+    answer. Shared by both engines, so a prompt is the same tokens whichever one answers."""
     use_template = entry.prompt_format == "chat" and bool(getattr(tokenizer, "chat_template", None))
-    with loaded.encode_lock:
+    with encode_lock:
         if use_template:
             chat = [{"role": "system", "content": entry.system_prompt}] if entry.system_prompt.strip() else []
             chat += [{"role": m["role"], "content": m["content"]} for m in messages]
             text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
             # The template writes the special tokens itself.
-            ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             stops: tuple[Stop, ...] = ()
         else:
-            ids = tokenizer(prompt_plain(entry.system_prompt, messages), return_tensors="pt")["input_ids"]
+            ids = tokenizer(prompt_plain(entry.system_prompt, messages))["input_ids"]
             stops = PLAIN_STOP
-    return ids.to(loaded.device), stops
+    return list(ids), stops
+
+
+def prompt_ids(loaded: LoadedModel, entry: ModelEntry, messages: Sequence[Message]) -> tuple[torch.Tensor, tuple[Stop, ...]]:
+    """The prompt's token ids (shape [1, n]) and the strings that end the answer."""
+    ids, stops = prompt_token_ids(loaded.tokenizer, loaded.encode_lock, entry, messages)
+    return torch.tensor([ids], dtype=torch.long, device=loaded.device), stops
 
 
 class TextStream(BaseStreamer):
@@ -242,6 +250,16 @@ class TextStream(BaseStreamer):
             self.first_token_at = time.perf_counter()
         self.ids.extend(ids)
         self._decode(final=False)
+        self._publish(final=False)
+
+    def feed_text(self, piece: str) -> None:
+        """Text decoded elsewhere (an engine that streams text, not ids): trimmed, cut at stops, published."""
+        if self.stopped or not piece:
+            return
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        self._decoded += piece
+        self._find_stop()
         self._publish(final=False)
 
     def end(self) -> None:

@@ -144,6 +144,42 @@ def _http_fail(entry: ModelEntry, status: int, detail: object) -> EndpointHTTPEr
     return EndpointHTTPError(http_error(status), status=status)
 
 
+def stream_chunks(
+    entry: ModelEntry, url: str, payload: dict[str, Any], headers: dict[str, str]
+) -> Iterator[dict[str, Any] | None]:
+    """POST `payload` to `url` and yield each JSON chunk of its event stream, then None for [DONE].
+
+    A stream that ends without [DONE] just ends (some servers stop after the finish reason): the caller judges.
+    Every failure is a GenerationError with a voter-safe message (the detail goes to the log). Closing the
+    generator early closes the connection, which makes a server such as vLLM abort the request.
+    """
+    try:
+        with endpoint_client(entry.base_url).stream("POST", url, json=payload, headers=headers) as response:
+            if response.status_code >= 400:
+                body = response.read()[:1000]
+                raise _http_fail(entry, response.status_code, body.decode("utf-8", "replace"))
+            for event in sse_events(response.iter_lines()):
+                if event.data.strip() == "[DONE]":
+                    yield None
+                    return
+                try:
+                    chunk = json.loads(event.data)
+                except ValueError as exc:
+                    raise _fail(entry, GARBAGE, f"not JSON: {event.data[:200]!r}") from exc
+                if not isinstance(chunk, dict):
+                    raise _fail(entry, GARBAGE, f"not an object: {event.data[:200]!r}")
+                if event.event == "error" or "error" in chunk:
+                    raise _fail(entry, REFUSED, chunk.get("error", chunk))
+                for choice in chunk.get("choices") or []:
+                    if not isinstance(choice, dict):
+                        raise _fail(entry, GARBAGE, f"bad choice: {choice!r}")
+                yield chunk
+    except UnicodeDecodeError as exc:
+        raise _fail(entry, GARBAGE, repr(exc)) from exc
+    except httpx.HTTPError as exc:
+        raise _fail(entry, transport_failure(exc), repr(exc)) from exc
+
+
 def generate_openai(
     entry: ModelEntry,
     messages: Sequence[Message],
@@ -170,48 +206,30 @@ def generate_openai(
     usage: dict[str, Any] = {}
     finished_cleanly = False
     finish_reason = "stop"
-    try:
-        with contextlib.nullcontext(endpoint_client(entry.base_url)) as client:
-            with client.stream("POST", url, json=payload, headers=headers) as response:
-                if response.status_code >= 400:
-                    body = response.read()[:1000]
-                    raise _http_fail(entry, response.status_code, body.decode("utf-8", "replace"))
-                for event in sse_events(response.iter_lines()):
-                    if should_stop is not None and should_stop():
-                        finished_cleanly = True
-                        finish_reason = "cancelled"
-                        break
-                    if event.data.strip() == "[DONE]":
-                        finished_cleanly = True
-                        break
-                    try:
-                        chunk = json.loads(event.data)
-                    except ValueError as exc:
-                        raise _fail(entry, GARBAGE, f"not JSON: {event.data[:200]!r}") from exc
-                    if not isinstance(chunk, dict):
-                        raise _fail(entry, GARBAGE, f"not an object: {event.data[:200]!r}")
-                    if event.event == "error" or "error" in chunk:
-                        raise _fail(entry, REFUSED, chunk.get("error", chunk))
-                    if isinstance(chunk.get("usage"), dict):
-                        usage = chunk["usage"]
-                    for choice in chunk.get("choices") or []:
-                        if not isinstance(choice, dict):
-                            raise _fail(entry, GARBAGE, f"bad choice: {choice!r}")
-                        piece = (choice.get("delta") or {}).get("content")
-                        if piece:
-                            if first_at is None:
-                                first_at = time.perf_counter()
-                            pieces.append(piece)
-                            if on_text is not None:
-                                on_text(piece)
-                        if choice.get("finish_reason"):
-                            # Some servers end the stream here without sending [DONE].
-                            finished_cleanly = True
-                            finish_reason = "length" if choice["finish_reason"] == "length" else "stop"
-    except UnicodeDecodeError as exc:
-        raise _fail(entry, GARBAGE, repr(exc)) from exc
-    except httpx.HTTPError as exc:
-        raise _fail(entry, transport_failure(exc), repr(exc)) from exc
+    chunks = stream_chunks(entry, url, payload, headers)
+    with contextlib.closing(chunks):
+        for chunk in chunks:
+            if chunk is None:
+                finished_cleanly = True
+                break
+            if should_stop is not None and should_stop():
+                finished_cleanly = True
+                finish_reason = "cancelled"
+                break
+            if isinstance(chunk.get("usage"), dict):
+                usage = chunk["usage"]
+            for choice in chunk.get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    if first_at is None:
+                        first_at = time.perf_counter()
+                    pieces.append(piece)
+                    if on_text is not None:
+                        on_text(piece)
+                if choice.get("finish_reason"):
+                    # Some servers end the stream here without sending [DONE].
+                    finished_cleanly = True
+                    finish_reason = "length" if choice["finish_reason"] == "length" else "stop"
     if not finished_cleanly:
         raise _fail(entry, BROKEN, "the stream ended without [DONE] or a finish reason")
     ended = time.perf_counter()

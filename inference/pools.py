@@ -90,6 +90,14 @@ def _start_heartbeat(sender=None, **kwargs) -> None:
     interval = settings.ARENA_POOL_HEARTBEAT_SECONDS
 
     def beat() -> None:
+        if settings.ARENA_ENGINE == "vllm":
+            # The pool's models load and warm first: the pool is drawn into battles only once they can answer.
+            from .vllm_engine import pool_warm
+
+            try:
+                pool_warm(queues)
+            except Exception:
+                logger.exception("warming the pool's models failed; they load on first use")
         while not _stop.is_set():
             try:
                 pool_announce(queues, worker=worker, ttl=interval * 3)
@@ -107,3 +115,7 @@ def _start_heartbeat(sender=None, **kwargs) -> None:
 @worker_shutdown.connect
 def _stop_heartbeat(sender=None, **kwargs) -> None:
     _stop.set()
+    if settings.ARENA_ENGINE == "vllm":
+        from .vllm_engine import servers_close
+
+        servers_close()
