@@ -791,6 +791,11 @@ def model_label(entry: ModelEntry, staff: bool) -> str:
     return entry.display_name
 
 
+def _is_demo(snapshot: object) -> bool:
+    """Whether ``snapshot`` is the demo board's: only text snapshots have boards; the voice board's have none."""
+    return getattr(snapshot, "board", None) == LeaderboardSnapshot.Board.DEMO
+
+
 def leaderboard_board(
     snapshot: LeaderboardSnapshot, *, category: str = "overall", style: bool = False, staff: bool = False
 ) -> Board | None:
@@ -802,7 +807,7 @@ def leaderboard_board(
     style = bool(style and cat["style_covariance"] is not None)
     ids = [r["model_id"] for r in cat["models"]]
     style_left_out = cat.get("style_left_out", []) if style else []
-    if snapshot.board == LeaderboardSnapshot.Board.DEMO:
+    if _is_demo(snapshot):
         found = demo_entries(snapshot)
     else:
         found = ModelEntry.objects.in_bulk(ids + [o["model_id"] for o in cat["left_out"] + style_left_out])
@@ -857,7 +862,7 @@ def leaderboard_board(
 def board_retired(board: Board) -> list[dict[str, Any]]:
     """The retired models this viewer may see, last retired first, each with its retirement date and its last
     score in the board's category (None where the snapshot does not rank it there)."""
-    if board.snapshot.board == LeaderboardSnapshot.Board.DEMO:
+    if _is_demo(board.snapshot):
         return []  # the demo's models are none of the arena's
     cat = board.snapshot.payload["categories"][board.category]
     fitted = {r["model_id"]: r for r in cat["models"]}
